@@ -1,0 +1,168 @@
+//! The cache capability: key/value with expiry, and conversation lists per
+//! channel with a bound on length and a TTL.
+
+use crate::{Error, Health, Result};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Unique within its channel. Left empty, the backend assigns one.
+    pub id: String,
+    /// Who spoke: `user`, `assistant`, `system`, `tool`, …
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// Milliseconds since the Unix epoch. Zero: the backend sets "now".
+    pub timestamp_ms: i64,
+    /// Anything else, as JSON.
+    #[serde(with = "crate::value::json_text")]
+    pub metadata: serde_json::Value,
+}
+
+impl Message {
+    /// A message with a role and content; id and timestamp assigned on add.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Message {
+            id: String::new(),
+            role: role.into(),
+            content: content.into(),
+            timestamp_ms: 0,
+            metadata: serde_json::Value::Null,
+        }
+    }
+    /// With an explicit id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+    /// With metadata.
+    pub fn with_metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+/// What a cache has seen. Fields a backend cannot know are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// `get` calls that found a live value.
+    pub hits: u64,
+    /// `get` calls that found nothing.
+    pub misses: u64,
+    /// Live keys.
+    pub keys: u64,
+    /// Channels with at least one message.
+    pub channels: u64,
+    /// Messages across all channels.
+    pub messages: u64,
+    /// Bytes used, where known.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Settings every cache backend reads from its store section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLimits {
+    /// Most messages kept per channel; older ones are dropped.
+    pub max_messages: usize,
+    /// A channel expires this long after its last message.
+    pub ttl: Option<Duration>,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        ChannelLimits {
+            max_messages: 1000,
+            ttl: None,
+        }
+    }
+}
+
+/// The largest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Check a key or channel name: non-empty, at most [`MAX_KEY_LEN`] bytes.
+pub fn validate_key(key: &str, what: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid(format!("{what} is empty: give a non-empty {what}")));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes long; the limit is {MAX_KEY_LEN}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Check a TTL: more than zero.
+pub fn validate_ttl(ttl: Option<Duration>) -> Result<()> {
+    if ttl.is_some_and(|t| t.is_zero()) {
+        return Err(Error::invalid(
+            "ttl is zero: give a positive duration, or none to keep the value",
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a duration as written in plugins.toml: `"30s"`, `"15m"`, `"2h"`,
+/// `"1d"`, `"250ms"`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        Error::config(format!(
+            "'{s}' is not a duration: write a number with a unit, like 30s, 15m, 2h, 1d, 250ms"
+        ))
+    })?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
+        other => {
+            return Err(Error::config(format!(
+                "'{s}' has unknown unit '{other}': use ms, s, m, h or d"
+            )))
+        }
+    };
+    if d.is_zero() {
+        return Err(Error::config(format!("duration '{s}' is zero: give a positive duration")));
+    }
+    Ok(d)
+}
+
+/// A cache store. Implemented by plugins; used through the host.
+pub trait Cache: Send + Sync {
+    /// The value of `key`, if set and not expired.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Set `key`, expiring after `ttl` if given.
+    fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()>;
+    /// Delete `key`; returns whether it existed.
+    fn delete(&self, key: &str) -> Result<bool>;
+    /// Whether `key` is set and not expired.
+    fn exists(&self, key: &str) -> Result<bool>;
+    /// Set a new TTL on an existing key; returns whether it existed.
+    fn expire(&self, key: &str, ttl: Duration) -> Result<bool>;
+    /// Several values at once, in the order of `keys`.
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Set several keys, all with the same TTL.
+    fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()>;
+    /// Append a message to a channel; returns the stored message (with its
+    /// id and timestamp filled in). The channel is trimmed to its bound.
+    fn add_message(&self, channel: &str, message: &Message) -> Result<Message>;
+    /// The last `limit` messages of a channel, oldest first, leaving out
+    /// `exclude_id` if given.
+    fn recent(&self, channel: &str, limit: usize, exclude_id: Option<&str>) -> Result<Vec<Message>>;
+    /// Remove one message; returns whether it existed.
+    fn remove_message(&self, channel: &str, id: &str) -> Result<bool>;
+    /// Remove a channel's messages; returns how many there were.
+    fn clear(&self, channel: &str) -> Result<u64>;
+    /// Counters.
+    fn stats(&self) -> Result<CacheStats>;
+    /// Check the store answers.
+    fn health(&self) -> Result<Health>;
+}
