@@ -291,21 +291,27 @@ pub fn level_filter(code: u8) -> log::LevelFilter {
     }
 }
 
-/// The root module of a plugin library. It is exported from every cdylib
-/// that links backplane-core and serves the one plugin that library
-/// registers with [`export_plugin!`](crate::export_plugin).
-#[allow(missing_docs)]
-#[export_root_module]
-pub fn backplane_root_module() -> PluginModRef {
-    PluginMod {
-        abi_version: crate::ABI_VERSION,
-        info: mod_info,
-        init: mod_init,
-        open: mod_open,
-        shutdown: mod_shutdown,
+mod root {
+    // The attribute generates an undocumented static.
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// The root module of a plugin library. It is exported from every cdylib
+    /// that links backplane-core and serves the one plugin that library
+    /// registers with [`export_plugin!`](crate::export_plugin).
+    #[export_root_module]
+    pub fn backplane_root_module() -> PluginModRef {
+        PluginMod {
+            abi_version: crate::ABI_VERSION,
+            info: mod_info,
+            init: mod_init,
+            open: mod_open,
+            shutdown: mod_shutdown,
+        }
+        .leak_into_prefix()
     }
-    .leak_into_prefix()
 }
+pub use root::backplane_root_module;
 
 /// Decode an encoded [`PluginInfo`] result.
 pub fn decode_info(r: FfiResult) -> Result<PluginInfo> {
