@@ -1,1 +1,46 @@
-//! placeholder
+//! `backplane-host` is what an application embeds: it reads `plugins.toml`,
+//! discovers and loads plugin libraries, opens every configured store and
+//! hands out cheap, cloneable handles with an async and a blocking API. It
+//! also builds the `backplane` command-line tool.
+//!
+//! ```no_run
+//! # async fn f() -> backplane_host::Result<()> {
+//! let storage = backplane_host::Storage::open("plugins.toml")?;
+//! let users = storage.relational("user_data")?;
+//! users.execute("CREATE TABLE IF NOT EXISTS u (id INTEGER PRIMARY KEY, name TEXT)", ()).await?;
+//! let rows = users.blocking().query("SELECT count(*) FROM u", &backplane_host::Params::None)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: plugins.toml parsing, interpolation, profiles, overrides.
+//! - [`loader`]: plugin discovery and loading; every failure one line.
+//! - [`foreign`]: `Foreign*` wrappers that run capability calls in a plugin.
+//! - [`storage`]: [`Storage`] and the store handles.
+//! - `demo` (private): the chat-assistant walk-through behind `backplane demo`.
+//! - `src/bin/backplane.rs`: the CLI.
+#![warn(missing_docs)]
+
+pub mod config;
+mod demo;
+pub mod foreign;
+pub mod loader;
+pub mod storage;
+
+pub use backplane_core::{
+    params, CacheStats, Capability, CollectionInfo, Condition, Direction, Distance, Edge, Error,
+    ErrorKind, ExecResult, Filter, Health, Message, Migration, MigrationReport, Neighbor, NewEdge,
+    NewNode, Node, NodeQuery, Page, Params, Path, Range, Result, Rows, ScrollPage, SearchHit,
+    SearchRequest, Statement, TableSchema, Value, VectorRecord,
+};
+/// The capability traits, for the blocking API.
+pub mod traits {
+    pub use backplane_core::{Cache, Graph, Relational, Vector};
+}
+pub use config::Config;
+pub use demo::run_demo;
+pub use loader::{BackendInfo, LoadFailure, PluginSource};
+pub use storage::{
+    CacheStore, GraphStore, RelationalStore, Storage, StorageBuilder, StoreHealth, VectorStore,
+};

@@ -1,0 +1,577 @@
+//! `plugins.toml`: parsing, `${VAR}` interpolation, profiles, environment
+//! overrides and path resolution.
+//!
+//! ```toml
+//! [plugins]
+//! search_paths = ["target/release", "~/.backplane/plugins"]
+//!
+//! [relational.user_data]
+//! backend = "sqlite"
+//! path = "data/users.db"
+//!
+//! [profile.container.cache.conversations]   # overlays [cache.conversations]
+//! backend = "redis"                          # when BACKPLANE_PROFILE=container
+//! ```
+//!
+//! Every key of a store section other than `backend` and `fallback` goes to
+//! the backend, which rejects keys it does not know.
+
+use backplane_core::{Capability, Error, Result, StoreConfig};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The parsed configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// The file it was read from (None for a config built in code).
+    pub file: Option<PathBuf>,
+    /// Folder that relative paths resolve against.
+    pub base_dir: PathBuf,
+    /// Folders searched for plugin libraries, in order, already resolved.
+    pub search_paths: Vec<PathBuf>,
+    /// Plugin library files to load explicitly, already resolved.
+    pub load: Vec<PathBuf>,
+    /// The profile that was applied, if any.
+    pub profile: Option<String>,
+    /// The stores, in file order within each capability.
+    pub stores: Vec<StoreEntry>,
+}
+
+/// One store section.
+#[derive(Clone)]
+pub struct StoreEntry {
+    /// Its capability.
+    pub capability: Capability,
+    /// Its name.
+    pub name: String,
+    /// The backend that serves it.
+    pub backend: String,
+    /// A backend to serve from while the primary is unavailable.
+    pub fallback: Option<String>,
+    /// The remaining keys, for the backend.
+    pub options: serde_json::Value,
+    /// Line of the section header in the file, when known.
+    pub line: Option<usize>,
+}
+
+impl StoreEntry {
+    /// The config handed to the plugin.
+    pub fn store_config(&self, base_dir: &Path, backend: &str) -> StoreConfig {
+        StoreConfig {
+            store: self.name.clone(),
+            backend: backend.to_string(),
+            capability: self.capability,
+            base_dir: base_dir.to_path_buf(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+// Secrets: option values whose key looks like a secret are masked, and URLs
+// lose their password.
+fn is_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    ["password", "secret", "token", "api_key", "apikey", "credential"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// Mask the password of a `scheme://user:pass@host` URL.
+pub fn redact_url(s: &str) -> String {
+    if let Some(scheme_end) = s.find("://") {
+        let rest = &s[scheme_end + 3..];
+        if let Some(at) = rest.find('@') {
+            let cred = &rest[..at];
+            if let Some(colon) = cred.find(':') {
+                return format!("{}://{}:***@{}", &s[..scheme_end], &cred[..colon], &rest[at + 1..]);
+            }
+        }
+    }
+    s.to_string()
+}
+
+/// Options with secrets masked, for logs and `Debug`.
+pub fn redact(options: &serde_json::Value) -> serde_json::Value {
+    match options {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) {
+                        serde_json::Value::String("***".into())
+                    } else if let Some(s) = v.as_str() {
+                        serde_json::Value::String(redact_url(s))
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+impl fmt::Debug for StoreEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreEntry")
+            .field("capability", &self.capability)
+            .field("name", &self.name)
+            .field("backend", &self.backend)
+            .field("fallback", &self.fallback)
+            .field("options", &redact(&self.options))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("file", &self.file)
+            .field("search_paths", &self.search_paths)
+            .field("load", &self.load)
+            .field("profile", &self.profile)
+            .field("stores", &self.stores)
+            .finish()
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    #[serde(default)]
+    search_paths: Vec<String>,
+    #[serde(default)]
+    load: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default)]
+    relational: BTreeMap<String, RawStore>,
+    #[serde(default)]
+    vector: BTreeMap<String, RawStore>,
+    #[serde(default)]
+    cache: BTreeMap<String, RawStore>,
+    #[serde(default)]
+    graph: BTreeMap<String, RawStore>,
+    #[serde(default)]
+    profile: BTreeMap<String, RawProfile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    #[serde(default)]
+    relational: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    vector: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    cache: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    graph: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Deserialize)]
+struct RawStore {
+    backend: Option<String>,
+    fallback: Option<String>,
+    #[serde(flatten)]
+    options: toml::Table,
+}
+
+/// Env vars the host reads itself; never treated as store overrides.
+const RESERVED_ENV: [&str; 4] = [
+    "BACKPLANE_CONFIG",
+    "BACKPLANE_PLUGIN_PATH",
+    "BACKPLANE_PROFILE",
+    "BACKPLANE_LOG",
+];
+
+impl Config {
+    /// Read and parse a plugins.toml file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist: create it (see README, plugins.toml reference) or pass --config FILE / BACKPLANE_CONFIG".to_string()
+            } else {
+                format!("cannot be read: {e}")
+            };
+            Error::config(format!("{} {what}", path.display()))
+        })?;
+        let base = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."));
+        let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::parse_with_env(&text, &path.display().to_string(), &base, &env)
+            .map(|c| Config { file: Some(path.to_path_buf()), ..c })
+    }
+
+    /// Parse config text. `origin` names it in errors; relative paths resolve
+    /// against `base_dir`; `env` supplies `${VAR}`, the profile and overrides.
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
+        let line_of = |cap: Capability, name: &str| header_line(text, cap.as_str(), name);
+
+        // Base sections, as ordered TOML tables.
+        let mut sections: Vec<(Capability, String, toml::Table)> = Vec::new();
+        for (cap, map) in [
+            (Capability::Relational, raw.relational),
+            (Capability::Vector, raw.vector),
+            (Capability::Cache, raw.cache),
+            (Capability::Graph, raw.graph),
+        ] {
+            for (name, store) in map {
+                let mut t = store.options;
+                if let Some(b) = store.backend {
+                    t.insert("backend".into(), toml::Value::String(b));
+                }
+                if let Some(f) = store.fallback {
+                    t.insert("fallback".into(), toml::Value::String(f));
+                }
+                sections.push((cap, name, t));
+            }
+        }
+
+        // Profile overlay.
+        let profile = match env.get("BACKPLANE_PROFILE").filter(|p| !p.is_empty()) {
+            Some(p) => {
+                if !raw.profile.contains_key(p) {
+                    return Err(Error::config(format!(
+                        "{origin}: BACKPLANE_PROFILE={p} but the file defines no [profile.{p}]; defined: {}",
+                        list_or_none(raw.profile.keys())
+                    )));
+                }
+                Some(p.clone())
+            }
+            None => {
+                let detected = detect_profile(env);
+                raw.profile.contains_key(detected).then(|| detected.to_string())
+            }
+        };
+        if let Some(p) = &profile {
+            let prof = &raw.profile[p];
+            for (cap, map) in [
+                (Capability::Relational, &prof.relational),
+                (Capability::Vector, &prof.vector),
+                (Capability::Cache, &prof.cache),
+                (Capability::Graph, &prof.graph),
+            ] {
+                for (name, overlay) in map {
+                    match sections.iter_mut().find(|(c, n, _)| *c == cap && n == name) {
+                        Some((_, _, t)) => {
+                            // A backend switch replaces the section: the old
+                            // backend's keys mean nothing to the new one.
+                            if overlay.contains_key("backend") {
+                                t.clear();
+                            }
+                            t.extend(overlay.clone());
+                        }
+                        None => sections.push((cap, name.clone(), overlay.clone())),
+                    }
+                }
+            }
+        }
+
+        // Environment overrides: BACKPLANE_<CAP>_<STORE>_<KEY>=value.
+        for (k, v) in env {
+            if !k.starts_with("BACKPLANE_") || RESERVED_ENV.contains(&k.as_str()) {
+                continue;
+            }
+            for (cap, name, t) in sections.iter_mut() {
+                let prefix = format!("BACKPLANE_{}_{}_", cap.as_str(), name).to_ascii_uppercase();
+                if let Some(key) = k.strip_prefix(&prefix) {
+                    if key.is_empty() {
+                        continue;
+                    }
+                    let key = key.to_ascii_lowercase();
+                    if key == "backend" {
+                        let keep = t.get("fallback").cloned();
+                        t.clear();
+                        if let Some(f) = keep {
+                            t.insert("fallback".into(), f);
+                        }
+                    }
+                    t.insert(key, env_value(v));
+                }
+            }
+        }
+
+        let mut stores = Vec::new();
+        for (cap, name, mut t) in sections {
+            let where_ = format!(
+                "{origin}{}: [{cap}.{name}]",
+                line_of(cap, &name).map(|l| format!(":{l}")).unwrap_or_default()
+            );
+            if name.is_empty() {
+                return Err(Error::config(format!("{where_}: a store needs a name")));
+            }
+            let backend = match t.remove("backend") {
+                Some(toml::Value::String(b)) => interpolate(&b, env)
+                    .map_err(|e| Error::config(format!("{where_} backend: {e}")))?,
+                Some(other) => {
+                    return Err(Error::config(format!(
+                        "{where_}: backend must be a string, got a {}", other.type_str()
+                    )))
+                }
+                None => {
+                    return Err(Error::config(format!(
+                        "{where_} has no backend: add backend = \"sqlite\" (or another; `backplane plugins` lists them)"
+                    )))
+                }
+            };
+            let fallback = match t.remove("fallback") {
+                Some(toml::Value::String(f)) => Some(
+                    interpolate(&f, env)
+                        .map_err(|e| Error::config(format!("{where_} fallback: {e}")))?,
+                ),
+                Some(other) => {
+                    return Err(Error::config(format!(
+                        "{where_}: fallback must be a backend name, got a {}", other.type_str()
+                    )))
+                }
+                None => None,
+            };
+            let options = toml_to_json(&toml::Value::Table(t), env)
+                .map_err(|e| Error::config(format!("{where_}: {e}")))?;
+            stores.push(StoreEntry {
+                capability: cap,
+                line: line_of(cap, &name),
+                name,
+                backend,
+                fallback,
+                options,
+            });
+        }
+
+        let resolve_list = |list: &[String], what: &str| -> Result<Vec<PathBuf>> {
+            list.iter()
+                .map(|p| {
+                    interpolate(p, env)
+                        .map(|p| backplane_core::resolve_path(base_dir, &p))
+                        .map_err(|e| Error::config(format!("{origin}: [plugins] {what}: {e}")))
+                })
+                .collect()
+        };
+        Ok(Config {
+            file: None,
+            base_dir: base_dir.to_path_buf(),
+            search_paths: resolve_list(&raw.plugins.search_paths, "search_paths")?,
+            load: resolve_list(&raw.plugins.load, "load")?,
+            profile,
+            stores,
+        })
+    }
+
+    /// The store `name` of capability `cap`.
+    pub fn store(&self, cap: Capability, name: &str) -> Option<&StoreEntry> {
+        self.stores
+            .iter()
+            .find(|s| s.capability == cap && s.name == name)
+    }
+}
+
+fn list_or_none<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The profile detected from the environment: `cluster` under Kubernetes,
+/// `container` in a container, otherwise `desktop`.
+pub fn detect_profile(env: &BTreeMap<String, String>) -> &'static str {
+    if env.contains_key("KUBERNETES_SERVICE_HOST") {
+        "cluster"
+    } else if Path::new("/.dockerenv").exists() || Path::new("/run/.containerenv").exists() {
+        "container"
+    } else {
+        "desktop"
+    }
+}
+
+fn env_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = v.parse::<f64>() {
+        toml::Value::Float(f)
+    } else if let Ok(b) = v.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(v.to_string())
+    }
+}
+
+fn header_line(text: &str, cap: &str, name: &str) -> Option<usize> {
+    let want = [
+        format!("[{cap}.{name}]"),
+        format!("[{cap}.\"{name}\"]"),
+    ];
+    text.lines()
+        .position(|l| {
+            let l: String = l.split('#').next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+            want.iter().any(|w| *w == l)
+        })
+        .map(|i| i + 1)
+}
+
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> Error {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            Error::config(format!("{origin}:{line}:{col}: {msg}"))
+        }
+        None => Error::config(format!("{origin}: {msg}")),
+    }
+}
+
+/// Replace `${VAR}` and `${VAR:-default}` in `s`. `$$` is a literal `$`.
+pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("'{s}' has an unclosed ${{: write ${{VAR}} or ${{VAR:-default}}"))?;
+            let inner = &body[..end];
+            let (name, default) = match inner.find(":-") {
+                Some(j) => (&inner[..j], Some(&inner[j + 2..])),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("'${{{inner}}}' is not a valid variable reference"));
+            }
+            match (env.get(name).filter(|v| !v.is_empty()), default) {
+                (Some(v), _) => out.push_str(v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set: set it, or write ${{{name}:-default}}"
+                    ))
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn toml_to_json(v: &toml::Value, env: &BTreeMap<String, String>) -> std::result::Result<serde_json::Value, String> {
+    Ok(match v {
+        toml::Value::String(s) => serde_json::Value::String(interpolate(s, env)?),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Value::from(*f),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(a) => serde_json::Value::Array(
+            a.iter().map(|x| toml_to_json(x, env)).collect::<std::result::Result<_, _>>()?,
+        ),
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, x)| Ok((k.clone(), toml_to_json(x, env)?)))
+                .collect::<std::result::Result<_, String>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn interpolation() {
+        let e = env(&[("A", "x")]);
+        assert_eq!(interpolate("${A}/${B:-d}$$", &e).unwrap(), "x/d$");
+        assert!(interpolate("${B}", &e).unwrap_err().contains("B is not set"));
+        assert!(interpolate("${A", &e).is_err());
+    }
+
+    #[test]
+    fn errors_have_line_and_column() {
+        let text = "[plugins]\nsearch_paths = []\n\n[relational.a]\nbackend = \"sqlite\"\npath = \n";
+        let e = Config::parse_with_env(text, "p.toml", Path::new("/b"), &env(&[])).unwrap_err();
+        assert!(e.message().starts_with("p.toml:6:"), "{e}");
+        let text = "[plugins]\nsearch_path = []\n";
+        let e = Config::parse_with_env(text, "p.toml", Path::new("/b"), &env(&[])).unwrap_err();
+        assert!(e.message().starts_with("p.toml:2:1"), "{e}");
+        assert!(e.message().contains("search_path"), "{e}");
+        let text = "[cache.c]\nurl = \"x\"\n";
+        let e = Config::parse_with_env(text, "p.toml", Path::new("/b"), &env(&[])).unwrap_err();
+        assert!(e.message().contains("p.toml:1: [cache.c] has no backend"), "{e}");
+    }
+
+    #[test]
+    fn profiles_and_overrides() {
+        let text = r#"
+[plugins]
+search_paths = ["lib", "/abs"]
+[cache.conv]
+backend = "memory"
+max_messages = 10
+[profile.container.cache.conv]
+backend = "redis"
+url = "${REDIS_URL:-redis://127.0.0.1:6379}"
+"#;
+        let c = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[])).unwrap();
+        assert_eq!(c.search_paths, vec![PathBuf::from("/b/lib"), PathBuf::from("/abs")]);
+        let s = c.store(Capability::Cache, "conv").unwrap();
+        assert_eq!(s.backend, "memory");
+        assert_eq!(s.options["max_messages"], 10);
+
+        let c = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[("BACKPLANE_PROFILE", "container")])).unwrap();
+        let s = c.store(Capability::Cache, "conv").unwrap();
+        assert_eq!(s.backend, "redis");
+        assert_eq!(s.options["url"], "redis://127.0.0.1:6379");
+        assert!(s.options.get("max_messages").is_none());
+
+        let c = Config::parse_with_env(
+            text,
+            "p",
+            Path::new("/b"),
+            &env(&[("BACKPLANE_CACHE_CONV_MAX_MESSAGES", "5")]),
+        )
+        .unwrap();
+        assert_eq!(c.store(Capability::Cache, "conv").unwrap().options["max_messages"], 5);
+
+        let e = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[("BACKPLANE_PROFILE", "nope")])).unwrap_err();
+        assert!(e.message().contains("[profile.nope]"), "{e}");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let text = "[cache.c]\nbackend = \"redis\"\nurl = \"redis://u:hunter2@h:1\"\npassword = \"hunter2\"\n";
+        let c = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[])).unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+    }
+}
