@@ -447,13 +447,13 @@ handle!(
 macro_rules! async_methods {
     ($store:ident: $(
         $(#[$doc:meta])*
-        fn $m:ident($($a:ident: $t:ty),*) -> $r:ty => |$s:ident| $body:expr;
+        fn $m:ident([$($a:ident: $t:ty),*] $(, $p:ident: $pt:ty)*) -> $r:ty => |$s:ident| $body:expr;
     )*) => {
         impl $store {
             $(
                 $(#[$doc])*
                 #[allow(clippy::too_many_arguments)]
-                pub async fn $m(&self $(, $a: impl Into<$t>)*) -> Result<$r> {
+                pub async fn $m(&self $(, $a: impl Into<$t>)* $(, $p: $pt)*) -> Result<$r> {
                     $(let $a: $t = $a.into();)*
                     self.run(move |$s| $body).await
                 }
@@ -464,106 +464,106 @@ macro_rules! async_methods {
 
 async_methods! { RelationalStore:
     /// See [`Relational::execute`].
-    fn execute(sql: String, params: Params) -> ExecResult => |s| s.execute(&sql, &params);
+    fn execute([sql: String, params: Params]) -> ExecResult => |s| s.execute(&sql, &params);
     /// See [`Relational::execute_many`].
-    fn execute_many(sql: String, params: Vec<Params>) -> ExecResult => |s| s.execute_many(&sql, &params);
+    fn execute_many([sql: String, params: Vec<Params>]) -> ExecResult => |s| s.execute_many(&sql, &params);
     /// See [`Relational::query`].
-    fn query(sql: String, params: Params) -> Rows => |s| s.query(&sql, &params);
+    fn query([sql: String, params: Params]) -> Rows => |s| s.query(&sql, &params);
     /// See [`Relational::transaction`].
-    fn transaction(statements: Vec<Statement>) -> Vec<ExecResult> => |s| s.transaction(&statements);
+    fn transaction([statements: Vec<Statement>]) -> Vec<ExecResult> => |s| s.transaction(&statements);
     /// See [`Relational::migrate`].
-    fn migrate(migrations: Vec<Migration>) -> MigrationReport => |s| s.migrate(&migrations);
+    fn migrate([migrations: Vec<Migration>]) -> MigrationReport => |s| s.migrate(&migrations);
     /// See [`Relational::tables`].
-    fn tables() -> Vec<String> => |s| s.tables();
+    fn tables([]) -> Vec<String> => |s| s.tables();
     /// See [`Relational::describe`].
-    fn describe(table: String) -> TableSchema => |s| s.describe(&table);
+    fn describe([table: String]) -> TableSchema => |s| s.describe(&table);
     /// See [`Relational::backup`].
-    fn backup(path: String) -> () => |s| s.backup(&path);
+    fn backup([path: String]) -> () => |s| s.backup(&path);
     /// See [`Relational::restore`].
-    fn restore(path: String) -> () => |s| s.restore(&path);
+    fn restore([path: String]) -> () => |s| s.restore(&path);
 }
 
 async_methods! { VectorStore:
     /// See [`Vector::create_collection`].
-    fn create_collection(name: String, dimension: u32, distance: Distance) -> () => |s| s.create_collection(&name, dimension, distance);
+    fn create_collection([name: String], dimension: u32, distance: Distance) -> () => |s| s.create_collection(&name, dimension, distance);
     /// See [`Vector::drop_collection`].
-    fn drop_collection(name: String) -> () => |s| s.drop_collection(&name);
+    fn drop_collection([name: String]) -> () => |s| s.drop_collection(&name);
     /// See [`Vector::list_collections`].
-    fn list_collections() -> Vec<CollectionInfo> => |s| s.list_collections();
+    fn list_collections([]) -> Vec<CollectionInfo> => |s| s.list_collections();
     /// See [`Vector::collection_info`].
-    fn collection_info(name: String) -> CollectionInfo => |s| s.collection_info(&name);
+    fn collection_info([name: String]) -> CollectionInfo => |s| s.collection_info(&name);
     /// See [`Vector::upsert`].
-    fn upsert(collection: String, records: Vec<VectorRecord>) -> () => |s| s.upsert(&collection, &records);
+    fn upsert([collection: String, records: Vec<VectorRecord>]) -> () => |s| s.upsert(&collection, &records);
     /// See [`Vector::get`].
-    fn get(collection: String, ids: Vec<String>) -> Vec<VectorRecord> => |s| s.get(&collection, &ids);
+    fn get([collection: String, ids: Vec<String>]) -> Vec<VectorRecord> => |s| s.get(&collection, &ids);
     /// See [`Vector::delete`].
-    fn delete(collection: String, ids: Vec<String>) -> u64 => |s| s.delete(&collection, &ids);
+    fn delete([collection: String, ids: Vec<String>]) -> u64 => |s| s.delete(&collection, &ids);
     /// See [`Vector::delete_where`].
-    fn delete_where(collection: String, filter: Filter) -> u64 => |s| s.delete_where(&collection, &filter);
+    fn delete_where([collection: String, filter: Filter]) -> u64 => |s| s.delete_where(&collection, &filter);
     /// See [`Vector::count`].
-    fn count(collection: String, filter: Option<Filter>) -> u64 => |s| s.count(&collection, filter.as_ref());
+    fn count([collection: String], filter: Option<Filter>) -> u64 => |s| s.count(&collection, filter.as_ref());
     /// See [`Vector::search`].
-    fn search(collection: String, request: SearchRequest) -> Vec<SearchHit> => |s| s.search(&collection, &request);
+    fn search([collection: String, request: SearchRequest]) -> Vec<SearchHit> => |s| s.search(&collection, &request);
     /// See [`Vector::search_batch`].
-    fn search_batch(collection: String, requests: Vec<SearchRequest>) -> Vec<Vec<SearchHit>> => |s| s.search_batch(&collection, &requests);
+    fn search_batch([collection: String, requests: Vec<SearchRequest>]) -> Vec<Vec<SearchHit>> => |s| s.search_batch(&collection, &requests);
     /// See [`Vector::scroll`].
-    fn scroll(collection: String, cursor: Option<String>, limit: usize) -> ScrollPage => |s| s.scroll(&collection, cursor.as_deref(), limit);
+    fn scroll([collection: String], cursor: Option<String>, limit: usize) -> ScrollPage => |s| s.scroll(&collection, cursor.as_deref(), limit);
 }
 
 async_methods! { CacheStore:
     /// See [`Cache::get`].
-    fn get(key: String) -> Option<Vec<u8>> => |s| s.get(&key);
+    fn get([key: String]) -> Option<Vec<u8>> => |s| s.get(&key);
     /// See [`Cache::set`].
-    fn set(key: String, value: Vec<u8>, ttl: Option<Duration>) -> () => |s| s.set(&key, &value, ttl);
+    fn set([key: String, value: Vec<u8>], ttl: Option<Duration>) -> () => |s| s.set(&key, &value, ttl);
     /// See [`Cache::delete`].
-    fn delete(key: String) -> bool => |s| s.delete(&key);
+    fn delete([key: String]) -> bool => |s| s.delete(&key);
     /// See [`Cache::exists`].
-    fn exists(key: String) -> bool => |s| s.exists(&key);
+    fn exists([key: String]) -> bool => |s| s.exists(&key);
     /// See [`Cache::expire`].
-    fn expire(key: String, ttl: Duration) -> bool => |s| s.expire(&key, ttl);
+    fn expire([key: String], ttl: Duration) -> bool => |s| s.expire(&key, ttl);
     /// See [`Cache::get_many`].
-    fn get_many(keys: Vec<String>) -> Vec<Option<Vec<u8>>> => |s| s.get_many(&keys);
+    fn get_many([keys: Vec<String>]) -> Vec<Option<Vec<u8>>> => |s| s.get_many(&keys);
     /// See [`Cache::set_many`].
-    fn set_many(entries: Vec<(String, Vec<u8>)>, ttl: Option<Duration>) -> () => |s| s.set_many(&entries, ttl);
+    fn set_many([entries: Vec<(String, Vec<u8>)>], ttl: Option<Duration>) -> () => |s| s.set_many(&entries, ttl);
     /// See [`Cache::add_message`].
-    fn add_message(channel: String, message: Message) -> Message => |s| s.add_message(&channel, &message);
+    fn add_message([channel: String, message: Message]) -> Message => |s| s.add_message(&channel, &message);
     /// See [`Cache::recent`].
-    fn recent(channel: String, limit: usize, exclude_id: Option<String>) -> Vec<Message> => |s| s.recent(&channel, limit, exclude_id.as_deref());
+    fn recent([channel: String], limit: usize, exclude_id: Option<String>) -> Vec<Message> => |s| s.recent(&channel, limit, exclude_id.as_deref());
     /// See [`Cache::remove_message`].
-    fn remove_message(channel: String, id: String) -> bool => |s| s.remove_message(&channel, &id);
+    fn remove_message([channel: String, id: String]) -> bool => |s| s.remove_message(&channel, &id);
     /// See [`Cache::clear`].
-    fn clear(channel: String) -> u64 => |s| s.clear(&channel);
+    fn clear([channel: String]) -> u64 => |s| s.clear(&channel);
     /// See [`Cache::stats`].
-    fn stats() -> CacheStats => |s| s.stats();
+    fn stats([]) -> CacheStats => |s| s.stats();
 }
 
 async_methods! { GraphStore:
     /// See [`Graph::create_nodes`].
-    fn create_nodes(nodes: Vec<NewNode>) -> Vec<Node> => |s| s.create_nodes(&nodes);
+    fn create_nodes([nodes: Vec<NewNode>]) -> Vec<Node> => |s| s.create_nodes(&nodes);
     /// See [`Graph::get_node`].
-    fn get_node(id: String) -> Option<Node> => |s| s.get_node(&id);
+    fn get_node([id: String]) -> Option<Node> => |s| s.get_node(&id);
     /// See [`Graph::update_node`].
-    fn update_node(id: String, properties: serde_json::Value) -> Node => |s| s.update_node(&id, &properties);
+    fn update_node([id: String, properties: serde_json::Value]) -> Node => |s| s.update_node(&id, &properties);
     /// See [`Graph::delete_node`].
-    fn delete_node(id: String) -> bool => |s| s.delete_node(&id);
+    fn delete_node([id: String]) -> bool => |s| s.delete_node(&id);
     /// See [`Graph::create_edges`].
-    fn create_edges(edges: Vec<NewEdge>) -> Vec<Edge> => |s| s.create_edges(&edges);
+    fn create_edges([edges: Vec<NewEdge>]) -> Vec<Edge> => |s| s.create_edges(&edges);
     /// See [`Graph::get_edge`].
-    fn get_edge(id: String) -> Option<Edge> => |s| s.get_edge(&id);
+    fn get_edge([id: String]) -> Option<Edge> => |s| s.get_edge(&id);
     /// See [`Graph::update_edge`].
-    fn update_edge(id: String, properties: serde_json::Value) -> Edge => |s| s.update_edge(&id, &properties);
+    fn update_edge([id: String, properties: serde_json::Value]) -> Edge => |s| s.update_edge(&id, &properties);
     /// See [`Graph::delete_edge`].
-    fn delete_edge(id: String) -> bool => |s| s.delete_edge(&id);
+    fn delete_edge([id: String]) -> bool => |s| s.delete_edge(&id);
     /// See [`Graph::neighbors`].
-    fn neighbors(id: String, direction: Direction, edge_types: Vec<String>, depth: u32) -> Vec<Neighbor> => |s| s.neighbors(&id, direction, &edge_types, depth);
+    fn neighbors([id: String], direction: Direction, edge_types: Vec<String>, depth: u32) -> Vec<Neighbor> => |s| s.neighbors(&id, direction, &edge_types, depth);
     /// See [`Graph::shortest_path`].
-    fn shortest_path(from: String, to: String, max_depth: u32) -> Option<backplane_core::Path> => |s| s.shortest_path(&from, &to, max_depth);
+    fn shortest_path([from: String, to: String], max_depth: u32) -> Option<backplane_core::Path> => |s| s.shortest_path(&from, &to, max_depth);
     /// See [`Graph::edges_of`].
-    fn edges_of(id: String, direction: Direction) -> Vec<Edge> => |s| s.edges_of(&id, direction);
+    fn edges_of([id: String], direction: Direction) -> Vec<Edge> => |s| s.edges_of(&id, direction);
     /// See [`Graph::find_nodes`].
-    fn find_nodes(query: NodeQuery) -> Vec<Node> => |s| s.find_nodes(&query);
+    fn find_nodes([query: NodeQuery]) -> Vec<Node> => |s| s.find_nodes(&query);
     /// See [`Graph::export_nodes`].
-    fn export_nodes(cursor: Option<String>, limit: usize) -> Page<Node> => |s| s.export_nodes(cursor.as_deref(), limit);
+    fn export_nodes([], cursor: Option<String>, limit: usize) -> Page<Node> => |s| s.export_nodes(cursor.as_deref(), limit);
     /// See [`Graph::export_edges`].
-    fn export_edges(cursor: Option<String>, limit: usize) -> Page<Edge> => |s| s.export_edges(cursor.as_deref(), limit);
+    fn export_edges([], cursor: Option<String>, limit: usize) -> Page<Edge> => |s| s.export_edges(cursor.as_deref(), limit);
 }

@@ -1,1 +1,226 @@
-//! placeholder
+//! The harness of Backplane's behaviour suite. The suite is written once per
+//! capability and run against every backend that claims the capability,
+//! each backend loaded from its built shared library the way a user's host
+//! loads it.
+//!
+//! # Layout
+//!
+//! - this file: finding the built libraries, fresh namespaces, per-backend
+//!   store options, the case runner, and the CI rule for absent servers;
+//! - [`relational`], [`vector`], [`cache`], [`graph`]: the cases;
+//! - `behavior.rs` (a test target): runs every case on every backend;
+//! - `loading.rs` (a test target): the host's loading and failure cases,
+//!   with real broken libraries built from `fixtures/`.
+
+pub mod cache;
+pub mod graph;
+pub mod relational;
+pub mod vector;
+
+use backplane_host::{Capability, Storage};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The cargo target folder of the running test (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/behavior-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The built shared library of crate `crate_name` (underscores).
+pub fn library(crate_name: &str) -> PathBuf {
+    let file = format!(
+        "{}{crate_name}.{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_EXTENSION
+    );
+    let p = target_dir().join(&file);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace), as the README's test command does",
+        p.display()
+    );
+    p
+}
+
+/// The plugin libraries of the project, found in the target folder: every
+/// `backplane_plugin_*` library (including the custom example).
+pub fn plugin_libraries() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(target_dir())
+        .expect("target folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("{}backplane_plugin_", std::env::consts::DLL_PREFIX))
+                    && n.ends_with(std::env::consts::DLL_EXTENSION)
+            })
+        })
+        .collect();
+    v.sort();
+    assert!(
+        !v.is_empty(),
+        "no plugin libraries in {}: run cargo build --workspace first",
+        target_dir().display()
+    );
+    v
+}
+
+/// A fresh, unique name for one test's data (tables, files, keys).
+pub fn namespace() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!(
+        "t{:x}{:x}{}",
+        std::process::id(),
+        t & 0xffff_ffff,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A scratch folder that is removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new empty folder under the system temp dir.
+    pub fn new() -> Scratch {
+        let p = std::env::temp_dir().join(format!("backplane-{}", namespace()));
+        std::fs::create_dir_all(&p).expect("create scratch folder");
+        Scratch(p)
+    }
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether we run in CI, where a missing server is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The store options a backend needs for a fresh store of `cap`, or `None`
+/// when the backend is skipped here (with the reason printed).
+pub fn store_options(backend: &str, cap: Capability, scratch: &Scratch, extra: &str) -> Option<String> {
+    let ns = namespace();
+    let opts = match backend {
+        "sqlite" => format!("path = \"{}\"", scratch.path(&format!("{ns}.db")).display()),
+        "memory" | "custom-kv" => String::new(),
+        "panicking" => return None,
+        other => {
+            println!("  skip {other}/{cap}: the behaviour suite has no settings for this backend");
+            return None;
+        }
+    };
+    Some(if extra.is_empty() { opts } else { format!("{opts}\n{extra}") })
+}
+
+/// Open a Storage with one store named `s` of capability `cap` on `backend`,
+/// its plugins loaded from the built libraries.
+pub fn open_one(backend: &str, cap: Capability, scratch: &Scratch, extra: &str) -> Option<Storage> {
+    let opts = store_options(backend, cap, scratch, extra)?;
+    let libs: Vec<String> = plugin_libraries()
+        .iter()
+        .map(|p| format!("\"{}\"", p.display()))
+        .collect();
+    let text = format!(
+        "[plugins]\nload = [{}]\n\n[{cap}.s]\nbackend = \"{backend}\"\n{opts}\n",
+        libs.join(", ")
+    );
+    let file = scratch.path(&format!("plugins-{}.toml", namespace()));
+    std::fs::write(&file, text).expect("write plugins.toml");
+    Some(Storage::open(&file).unwrap_or_else(|e| panic!("open {backend} store: {e}")))
+}
+
+/// The backends of the built plugins that claim `cap`.
+pub fn backends_for(cap: Capability) -> Vec<String> {
+    let scratch = Scratch::new();
+    let libs: Vec<String> = plugin_libraries()
+        .iter()
+        .map(|p| format!("\"{}\"", p.display()))
+        .collect();
+    let file = scratch.path("plugins.toml");
+    std::fs::write(&file, format!("[plugins]\nload = [{}]\n", libs.join(", "))).unwrap();
+    let storage = Storage::open(&file).expect("open empty config");
+    assert!(
+        storage.plugin_failures().is_empty(),
+        "plugin libraries failed to load: {:?}",
+        storage.plugin_failures()
+    );
+    storage
+        .backends()
+        .into_iter()
+        .filter(|b| b.descriptor.serves(cap))
+        .map(|b| b.descriptor.name)
+        .collect()
+}
+
+/// One case: a name and a function run on a fresh store.
+pub type Case<S> = (&'static str, fn(&S));
+
+/// Run every case on every backend claiming `cap`; `handle` turns a Storage
+/// into the store handle. Prints one line per case and fails with the full
+/// list of failures at the end.
+pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(&Storage) -> S) {
+    let backends = backends_for(cap);
+    assert!(!backends.is_empty(), "no backend claims {cap}");
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for backend in &backends {
+        for (name, case) in cases {
+            let scratch = Scratch::new();
+            let Some(storage) = open_one(backend, cap, &scratch, extra) else {
+                break;
+            };
+            let store = handle(&storage);
+            let r = catch_unwind(AssertUnwindSafe(|| case(&store)));
+            ran += 1;
+            match r {
+                Ok(()) => println!("  ok    {backend:<10} {cap}::{name}"),
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    println!("  FAIL  {backend:<10} {cap}::{name}: {msg}");
+                    failures.push(format!("{backend} {cap}::{name}: {msg}"));
+                }
+            }
+        }
+    }
+    assert!(ran > 0, "no {cap} case ran");
+    assert!(failures.is_empty(), "{} {cap} cases failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Assert that `r` failed with `kind`, returning the error.
+#[track_caller]
+pub fn expect_err<T: std::fmt::Debug>(r: backplane_host::Result<T>, kind: backplane_host::ErrorKind) -> backplane_host::Error {
+    match r {
+        Ok(v) => panic!("expected a {kind:?} error, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.kind(), kind, "wrong error kind: {e}");
+            assert!(e.store().is_some(), "error does not name its store: {e}");
+            e
+        }
+    }
+}
