@@ -19,7 +19,10 @@ use serde_json::json;
 fn embed(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; 64];
     for w in text.split_whitespace() {
-        let h = w.to_lowercase().bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let h = w
+            .to_lowercase()
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
         v[(h % 64) as usize] += 1.0;
     }
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
@@ -40,7 +43,10 @@ async fn main() -> backplane_host::Result<()> {
         )])
         .await?;
     users
-        .execute("INSERT OR IGNORE INTO qs_users (name) VALUES (?)", params!["ada"])
+        .execute(
+            "INSERT OR IGNORE INTO qs_users (name) VALUES (?)",
+            params!["ada"],
+        )
         .await?;
     let rows = users
         .query("SELECT id FROM qs_users WHERE name = ?", params!["ada"])
@@ -51,23 +57,31 @@ async fn main() -> backplane_host::Result<()> {
     let conversations = storage.cache("conversations")?;
     let channel = format!("qs:{user_id}");
     conversations
-        .add_message(channel.clone(), Message::new("user", "I prefer tea in the morning"))
+        .add_message(
+            channel.clone(),
+            Message::new("user", "I prefer tea in the morning"),
+        )
         .await?;
     let context = conversations.recent(channel, 20, None).await?;
     println!("{} message(s) of context", context.len());
 
     // Memories: embeddings with payloads, searched with a filter.
     let memories = storage.vector("memories")?;
-    match memories.create_collection("qs_memories", 64, Distance::Cosine).await {
+    match memories
+        .create_collection("qs_memories", 64, Distance::Cosine)
+        .await
+    {
         Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
         _ => {}
     }
     memories
         .upsert(
             "qs_memories",
-            vec![VectorRecord::new("pref-1", embed("prefers tea in the morning"))
-                .with_document("prefers tea in the morning")
-                .with_payload(json!({"user": user_id}))],
+            vec![
+                VectorRecord::new("pref-1", embed("prefers tea in the morning"))
+                    .with_document("prefers tea in the morning")
+                    .with_payload(json!({"user": user_id})),
+            ],
         )
         .await?;
     let hits = memories
@@ -97,6 +111,12 @@ async fn main() -> backplane_host::Result<()> {
     let likes = knowledge
         .neighbors("qs-ada", Direction::Outgoing, vec!["likes".to_string()], 1)
         .await?;
-    println!("ada likes: {:?}", likes.iter().map(|n| &n.node.properties["name"]).collect::<Vec<_>>());
+    println!(
+        "ada likes: {:?}",
+        likes
+            .iter()
+            .map(|n| &n.node.properties["name"])
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }

@@ -6,22 +6,30 @@ use backplane_host::Capability;
 
 #[test]
 fn relational_suite() {
-    run_suite(Capability::Relational, &relational::cases(), "", |s| s.relational("s").unwrap());
+    run_suite(Capability::Relational, &relational::cases(), "", |s| {
+        s.relational("s").unwrap()
+    });
 }
 
 #[test]
 fn vector_suite() {
-    run_suite(Capability::Vector, &vector::cases(), "", |s| s.vector("s").unwrap());
+    run_suite(Capability::Vector, &vector::cases(), "", |s| {
+        s.vector("s").unwrap()
+    });
 }
 
 #[test]
 fn cache_suite() {
-    run_suite(Capability::Cache, &cache::cases(), cache::OPTIONS, |s| s.cache("s").unwrap());
+    run_suite(Capability::Cache, &cache::cases(), cache::OPTIONS, |s| {
+        s.cache("s").unwrap()
+    });
 }
 
 #[test]
 fn graph_suite() {
-    run_suite(Capability::Graph, &graph::cases(), "", |s| s.graph("s").unwrap());
+    run_suite(Capability::Graph, &graph::cases(), "", |s| {
+        s.graph("s").unwrap()
+    });
 }
 
 /// The async API runs the same calls on tokio's blocking pool.
@@ -29,19 +37,33 @@ fn graph_suite() {
 async fn async_api() {
     for backend in backplane_behavior::backends_for(Capability::Vector) {
         let scratch = backplane_behavior::Scratch::new();
-        let Some(storage) = backplane_behavior::open_one(&backend, Capability::Vector, &scratch, "") else {
+        let Some(storage) =
+            backplane_behavior::open_one(&backend, Capability::Vector, &scratch, "")
+        else {
             continue;
         };
         let v = storage.vector("s").unwrap();
-        v.create_collection("c", 2, backplane_host::Distance::Cosine).await.unwrap();
-        v.upsert("c", vec![backplane_host::VectorRecord::new("a", vec![1.0, 0.0])]).await.unwrap();
-        let hits = v.search("c", backplane_host::SearchRequest::new(vec![1.0, 0.0], 1)).await.unwrap();
+        v.create_collection("c", 2, backplane_host::Distance::Cosine)
+            .await
+            .unwrap();
+        v.upsert(
+            "c",
+            vec![backplane_host::VectorRecord::new("a", vec![1.0, 0.0])],
+        )
+        .await
+        .unwrap();
+        let hits = v
+            .search("c", backplane_host::SearchRequest::new(vec![1.0, 0.0], 1))
+            .await
+            .unwrap();
         assert_eq!(hits[0].id, "a", "{backend}");
         // Many concurrent calls on one cloned handle.
         let mut tasks = Vec::new();
         for i in 0..16 {
             let v = v.clone();
-            tasks.push(tokio::spawn(async move { v.count("c", None).await.map(|n| (i, n)) }));
+            tasks.push(tokio::spawn(async move {
+                v.count("c", None).await.map(|n| (i, n))
+            }));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap().unwrap().1, 1);

@@ -32,7 +32,11 @@ fn broken_folder(scratch: &Scratch) -> std::path::PathBuf {
     copy_lib(MEMORY, &dir, &so("libbackplane_plugin_memory"));
     copy_lib(SQLITE, &dir, &so("libbackplane_plugin_sqlite"));
     std::fs::write(dir.join(so("bogus")), b"this is not an ELF file at all").unwrap();
-    copy_lib("backplane_fixture_not_a_plugin", &dir, &so("libnot_a_plugin"));
+    copy_lib(
+        "backplane_fixture_not_a_plugin",
+        &dir,
+        &so("libnot_a_plugin"),
+    );
     copy_lib("backplane_fixture_old_core", &dir, &so("libold_core"));
     std::fs::write(dir.join("README.txt"), b"not a library, ignored").unwrap();
     dir
@@ -55,18 +59,36 @@ fn broken_libraries_are_reported_and_the_rest_loads() {
     let line = |name: &str| {
         failures
             .iter()
-            .find(|f| f.path.file_name().unwrap().to_str().unwrap().starts_with(name))
+            .find(|f| {
+                f.path
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(name)
+            })
             .unwrap_or_else(|| panic!("no failure for {name}: {failures:#?}"))
             .to_string()
     };
     for f in failures {
         assert!(!f.reason.contains('\n'), "one line each: {f}");
     }
-    assert!(line("bogus").contains("cannot be loaded as a shared library"), "{}", line("bogus"));
-    assert!(line("libnot_a_plugin").contains("not a Backplane plugin"), "{}", line("libnot_a_plugin"));
+    assert!(
+        line("bogus").contains("cannot be loaded as a shared library"),
+        "{}",
+        line("bogus")
+    );
+    assert!(
+        line("libnot_a_plugin").contains("not a Backplane plugin"),
+        "{}",
+        line("libnot_a_plugin")
+    );
     let old = line("libold_core");
     assert!(old.contains("built against backplane-core 0.0.1"), "{old}");
-    assert!(old.contains(&format!("host has {}", env!("CARGO_PKG_VERSION"))), "{old}");
+    assert!(
+        old.contains(&format!("host has {}", env!("CARGO_PKG_VERSION"))),
+        "{old}"
+    );
     assert!(old.contains("rebuild"), "{old}");
 
     // The good ones work.
@@ -74,10 +96,22 @@ fn broken_libraries_are_reported_and_the_rest_loads() {
     c.blocking().set("k", b"v", None).unwrap();
     assert_eq!(c.blocking().get("k").unwrap().unwrap(), b"v");
     let r = storage.relational("r").unwrap();
-    r.blocking().execute("CREATE TABLE t (x)", &Default::default()).unwrap();
-    assert!(scratch.path("r.db").exists(), "relative paths resolve against the config's folder");
-    let names: Vec<String> = storage.backends().into_iter().map(|b| b.descriptor.name).collect();
-    assert!(names.contains(&"memory".into()) && names.contains(&"sqlite".into()), "{names:?}");
+    r.blocking()
+        .execute("CREATE TABLE t (x)", &Default::default())
+        .unwrap();
+    assert!(
+        scratch.path("r.db").exists(),
+        "relative paths resolve against the config's folder"
+    );
+    let names: Vec<String> = storage
+        .backends()
+        .into_iter()
+        .map(|b| b.descriptor.name)
+        .collect();
+    assert!(
+        names.contains(&"memory".into()) && names.contains(&"sqlite".into()),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -86,24 +120,51 @@ fn cli_plugins_lists_backends_and_one_line_per_failure() {
     let dir = broken_folder(&scratch);
     let cfg = write_config(&scratch, "[plugins]\nsearch_paths = []\n");
     let out = Command::new(target_dir().join("backplane"))
-        .args(["--config", cfg.to_str().unwrap(), "--plugin-dir", dir.to_str().unwrap(), "plugins"])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--plugin-dir",
+            dir.to_str().unwrap(),
+            "plugins",
+        ])
         .output()
         .expect("run the backplane binary (cargo build --workspace builds it)");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let backend_line = |name: &str| {
         text.lines()
             .find(|l| l.trim_start().starts_with(name))
             .unwrap_or_else(|| panic!("{name} not listed:\n{text}"))
             .to_string()
     };
-    assert!(backend_line("memory").contains("vector, cache, graph"), "{text}");
-    assert!(backend_line("sqlite").contains("relational, vector, cache, graph"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains("bogus")).count(), 1, "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains("libold_core")).count(), 1, "{text}");
+    assert!(
+        backend_line("memory").contains("vector, cache, graph"),
+        "{text}"
+    );
+    assert!(
+        backend_line("sqlite").contains("relational, vector, cache, graph"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("bogus")).count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("libold_core")).count(),
+        1,
+        "{text}"
+    );
     assert!(text.contains("failed to load:"), "{text}");
 
-    let out = Command::new(target_dir().join("backplane")).args(["frobnicate"]).output().unwrap();
+    let out = Command::new(target_dir().join("backplane"))
+        .args(["frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command 'frobnicate'"));
 }
@@ -124,8 +185,15 @@ fn a_panicking_plugin_does_not_take_the_host_down() {
     assert!(e.message().contains("[cache.bad_open]"), "{e}");
     assert!(e.message().contains("panic_on_open was set"), "{e}");
 
-    let storage = Storage::builder().config(&cfg).lenient(true).open().unwrap();
-    assert_eq!(storage.cache("bad_open").unwrap_err().kind(), ErrorKind::Panicked);
+    let storage = Storage::builder()
+        .config(&cfg)
+        .lenient(true)
+        .open()
+        .unwrap();
+    assert_eq!(
+        storage.cache("bad_open").unwrap_err().kind(),
+        ErrorKind::Panicked
+    );
     let c = storage.cache("boom").unwrap();
     for _ in 0..3 {
         let e = c.blocking().get("k").unwrap_err();
@@ -133,9 +201,15 @@ fn a_panicking_plugin_does_not_take_the_host_down() {
         assert!(e.message().contains("boom in get(k)"), "{e}");
         assert_eq!(e.store(), Some("boom"));
     }
-    let e = c.blocking().add_message("ch", &Message::new("user", "x")).unwrap_err();
+    let e = c
+        .blocking()
+        .add_message("ch", &Message::new("user", "x"))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Panicked);
-    assert!(c.blocking().health().unwrap().healthy, "the plugin still answers after panicking");
+    assert!(
+        c.blocking().health().unwrap().healthy,
+        "the plugin still answers after panicking"
+    );
 }
 
 #[test]
@@ -147,7 +221,10 @@ fn two_plugins_claiming_one_backend_in_one_folder() {
     copy_lib(MEMORY, &dir, &so("libb_memory"));
     let cfg = write_config(
         &scratch,
-        &format!("[plugins]\nsearch_paths = [\"{}\"]\n[cache.c]\nbackend = \"memory\"\n", dir.display()),
+        &format!(
+            "[plugins]\nsearch_paths = [\"{}\"]\n[cache.c]\nbackend = \"memory\"\n",
+            dir.display()
+        ),
     );
     let storage = Storage::open(&cfg).unwrap();
     let f = storage.plugin_failures();
@@ -155,7 +232,12 @@ fn two_plugins_claiming_one_backend_in_one_folder() {
     assert!(f[0].path.ends_with(so("libb_memory")));
     assert!(f[0].reason.contains("claims backend 'memory'"), "{}", f[0]);
     assert!(f[0].reason.contains("liba_memory"), "{}", f[0]);
-    storage.cache("c").unwrap().blocking().set("k", b"v", None).unwrap();
+    storage
+        .cache("c")
+        .unwrap()
+        .blocking()
+        .set("k", b"v", None)
+        .unwrap();
 }
 
 #[test]
@@ -170,32 +252,66 @@ fn custom_plugin_is_usable_without_rebuilding_the_host() {
     // Before the library is dropped in, the backend is unknown.
     let e = Storage::open(&cfg).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    assert!(e.message().contains("no plugin provides backend 'custom-kv'"), "{e}");
+    assert!(
+        e.message()
+            .contains("no plugin provides backend 'custom-kv'"),
+        "{e}"
+    );
     // Drop the example's library into the folder; same host binary.
     copy_lib("backplane_plugin_custom_example", &dir, &so("libcustom"));
     let storage = Storage::open(&cfg).unwrap();
     let c = storage.cache("notes").unwrap();
     c.blocking().set("k", b"v", None).unwrap();
     assert_eq!(c.blocking().get("k").unwrap().unwrap(), b"v");
-    assert!(c.blocking().health().unwrap().detail.contains("hi from plugins.toml"));
+    assert!(c
+        .blocking()
+        .health()
+        .unwrap()
+        .detail
+        .contains("hi from plugins.toml"));
 }
 
 #[test]
 fn config_mistakes_are_clear_errors() {
     let scratch = Scratch::new();
-    let libs = format!("load = [\"{}\", \"{}\"]", library(MEMORY).display(), library(SQLITE).display());
-    let open = |body: &str| Storage::open(write_config(&scratch, &format!("[plugins]\n{libs}\n{body}")));
+    let libs = format!(
+        "load = [\"{}\", \"{}\", \"{}\"]",
+        library(MEMORY).display(),
+        library(SQLITE).display(),
+        library("backplane_plugin_custom_example").display()
+    );
+    let open = |body: &str| {
+        Storage::open(write_config(
+            &scratch,
+            &format!("[plugins]\n{libs}\n{body}"),
+        ))
+    };
 
     let e = open("[cache.c]\nbackend = \"memory\"\nmax_mesages = 3\n").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
-    assert!(e.message().contains("max_mesages") && e.message().contains("[cache.c]"), "{e}");
-    assert!(e.message().contains("plugins.toml:3"), "names file and line: {e}");
+    assert!(
+        e.message().contains("max_mesages") && e.message().contains("[cache.c]"),
+        "{e}"
+    );
+    assert!(
+        e.message().contains("plugins.toml:3"),
+        "names file and line: {e}"
+    );
 
     let e = open("[cache.c]\nbackend = \"nosuch\"\n").unwrap_err();
-    assert!(e.message().contains("no plugin provides backend 'nosuch'") && e.message().contains("memory"), "{e}");
+    assert!(
+        e.message().contains("no plugin provides backend 'nosuch'")
+            && e.message().contains("memory"),
+        "{e}"
+    );
 
-    let e = open("[relational.r]\nbackend = \"memory\"\n").unwrap_err();
-    assert!(e.message().contains("does not serve the relational capability") || e.kind() == ErrorKind::Config, "{e}");
+    let e = open("[vector.v]\nbackend = \"custom-kv\"\n").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.message()
+            .contains("backend 'custom-kv' does not serve the vector capability (it serves cache)"),
+        "{e}"
+    );
 
     let e = open("[cache.c]\nbackend = \"memory\"\nttl = \"10 parsecs\"\n").unwrap_err();
     assert!(e.message().contains("10 parsecs"), "{e}");
@@ -203,13 +319,17 @@ fn config_mistakes_are_clear_errors() {
     let e = open("[cache.c\nbackend = \"memory\"\n").unwrap_err();
     assert!(e.message().contains("plugins.toml:3:"), "{e}");
 
-    let e = open("[cache.c]\nbackend = \"memory\"\nurl = \"${BACKPLANE_TEST_UNSET_VAR}\"\n").unwrap_err();
-    assert!(e.message().contains("BACKPLANE_TEST_UNSET_VAR is not set"), "{e}");
+    let e = open("[cache.c]\nbackend = \"memory\"\nurl = \"${BACKPLANE_TEST_UNSET_VAR}\"\n")
+        .unwrap_err();
+    assert!(
+        e.message().contains("BACKPLANE_TEST_UNSET_VAR is not set"),
+        "{e}"
+    );
 
     let e = Storage::open(scratch.path("nope.toml")).unwrap_err();
     assert!(e.message().contains("nope.toml does not exist"), "{e}");
 
-    let e = open(&format!("[plugins.more]\n")).unwrap_err();
+    let e = open("[plugins.more]\n").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
 
     let s = open("[cache.c]\nbackend = \"memory\"\n").unwrap();
@@ -219,6 +339,14 @@ fn config_mistakes_are_clear_errors() {
     assert!(e.message().contains("no cache store named 'other'"), "{e}");
 
     let missing = scratch.path("gone.so");
-    let s = Storage::open(write_config(&scratch, &format!("[plugins]\nload = [\"{}\"]\n", missing.display()))).unwrap();
-    assert!(s.plugin_failures()[0].reason.contains("file missing"), "{:?}", s.plugin_failures());
+    let s = Storage::open(write_config(
+        &scratch,
+        &format!("[plugins]\nload = [\"{}\"]\n", missing.display()),
+    ))
+    .unwrap();
+    assert!(
+        s.plugin_failures()[0].reason.contains("file missing"),
+        "{:?}",
+        s.plugin_failures()
+    );
 }

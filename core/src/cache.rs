@@ -85,7 +85,9 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// Check a key or channel name: non-empty, at most [`MAX_KEY_LEN`] bytes.
 pub fn validate_key(key: &str, what: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::invalid(format!("{what} is empty: give a non-empty {what}")));
+        return Err(Error::invalid(format!(
+            "{what} is empty: give a non-empty {what}"
+        )));
     }
     if key.len() > MAX_KEY_LEN {
         return Err(Error::invalid(format!(
@@ -130,7 +132,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         }
     };
     if d.is_zero() {
-        return Err(Error::config(format!("duration '{s}' is zero: give a positive duration")));
+        return Err(Error::config(format!(
+            "duration '{s}' is zero: give a positive duration"
+        )));
     }
     Ok(d)
 }
@@ -156,7 +160,8 @@ pub trait Cache: Send + Sync {
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message>;
     /// The last `limit` messages of a channel, oldest first, leaving out
     /// `exclude_id` if given.
-    fn recent(&self, channel: &str, limit: usize, exclude_id: Option<&str>) -> Result<Vec<Message>>;
+    fn recent(&self, channel: &str, limit: usize, exclude_id: Option<&str>)
+        -> Result<Vec<Message>>;
     /// Remove one message; returns whether it existed.
     fn remove_message(&self, channel: &str, id: &str) -> Result<bool>;
     /// Remove a channel's messages; returns how many there were.

@@ -10,9 +10,7 @@
 //! plugin's side and returned as errors of kind `Panicked`.
 
 use crate::proto::{self, decode, encode};
-use crate::{
-    Capability, Error, ErrorKind, Plugin, PluginInfo, Result, StoreConfig,
-};
+use crate::{Capability, Error, ErrorKind, Plugin, PluginInfo, Result, StoreConfig};
 use abi_stable::{
     export_root_module,
     library::RootModule,
@@ -149,10 +147,34 @@ macro_rules! store_fns {
         }
     };
 }
-store_fns!(call_relational, drop_relational, crate::Relational, proto::dispatch_relational, "a relational call");
-store_fns!(call_vector, drop_vector, crate::Vector, proto::dispatch_vector, "a vector call");
-store_fns!(call_cache, drop_cache, crate::Cache, proto::dispatch_cache, "a cache call");
-store_fns!(call_graph, drop_graph, crate::Graph, proto::dispatch_graph, "a graph call");
+store_fns!(
+    call_relational,
+    drop_relational,
+    crate::Relational,
+    proto::dispatch_relational,
+    "a relational call"
+);
+store_fns!(
+    call_vector,
+    drop_vector,
+    crate::Vector,
+    proto::dispatch_vector,
+    "a vector call"
+);
+store_fns!(
+    call_cache,
+    drop_cache,
+    crate::Cache,
+    proto::dispatch_cache,
+    "a cache call"
+);
+store_fns!(
+    call_graph,
+    drop_graph,
+    crate::Graph,
+    proto::dispatch_graph,
+    "a graph call"
+);
 
 /// An opened store, as a plugin returns it.
 pub enum OpenedStore {
@@ -185,8 +207,18 @@ impl OpenedStore {
             Box::into_raw(Box::new(b)) as *mut c_void
         }
         let (capability, object, call, drop): (Capability, *mut c_void, _, _) = match self {
-            OpenedStore::Relational(s) => (Capability::Relational, raw(s), call_relational as _, drop_relational as _),
-            OpenedStore::Vector(s) => (Capability::Vector, raw(s), call_vector as _, drop_vector as _),
+            OpenedStore::Relational(s) => (
+                Capability::Relational,
+                raw(s),
+                call_relational as _,
+                drop_relational as _,
+            ),
+            OpenedStore::Vector(s) => (
+                Capability::Vector,
+                raw(s),
+                call_vector as _,
+                drop_vector as _,
+            ),
             OpenedStore::Cache(s) => (Capability::Cache, raw(s), call_cache as _, drop_cache as _),
             OpenedStore::Graph(s) => (Capability::Graph, raw(s), call_graph as _, drop_graph as _),
         };

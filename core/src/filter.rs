@@ -196,11 +196,14 @@ impl Condition {
     }
 
     fn parse(v: &Json, path: &str) -> Result<Condition> {
-        let obj = v.as_object().ok_or_else(|| {
-            Error::invalid(format!("filter: {path} must be an object, got {v}"))
-        })?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::invalid(format!("filter: {path} must be an object, got {v}")))?;
         if !obj.contains_key("key") {
-            if obj.keys().any(|k| matches!(k.as_str(), "must" | "should" | "must_not")) {
+            if obj
+                .keys()
+                .any(|k| matches!(k.as_str(), "must" | "should" | "must_not"))
+            {
                 return Ok(Condition::Nested(Box::new(Filter::parse_at(v, path)?)));
             }
             return Err(Error::invalid(format!(
@@ -210,7 +213,9 @@ impl Condition {
         let key = obj["key"]
             .as_str()
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| Error::invalid(format!("filter: {path}.key must be a non-empty string")))?
+            .ok_or_else(|| {
+                Error::invalid(format!("filter: {path}.key must be a non-empty string"))
+            })?
             .to_string();
         let ops: Vec<&String> = obj.keys().filter(|k| k.as_str() != "key").collect();
         if ops.len() != 1 {
@@ -241,7 +246,9 @@ impl Condition {
             }
             "range" => {
                 let r = arg.as_object().ok_or_else(|| {
-                    Error::invalid(format!("filter: {ctx} must be an object with gt/gte/lt/lte"))
+                    Error::invalid(format!(
+                        "filter: {ctx} must be an object with gt/gte/lt/lte"
+                    ))
                 })?;
                 let mut range = Range::default();
                 for (k, v) in r {
@@ -327,12 +334,12 @@ impl Condition {
         }
         match self {
             Condition::Match { key, value } => any(lookup(payload, key), |x| value.matches(x)),
-            Condition::In { key, values } => {
-                any(lookup(payload, key), |x| values.iter().any(|s| s.matches(x)))
-            }
-            Condition::Range { key, range } => {
-                any(lookup(payload, key), |x| x.as_f64().is_some_and(|n| range.contains(n)))
-            }
+            Condition::In { key, values } => any(lookup(payload, key), |x| {
+                values.iter().any(|s| s.matches(x))
+            }),
+            Condition::Range { key, range } => any(lookup(payload, key), |x| {
+                x.as_f64().is_some_and(|n| range.contains(n))
+            }),
             Condition::Exists { key, exists } => {
                 lookup(payload, key).is_some_and(|v| !v.is_null()) == *exists
             }

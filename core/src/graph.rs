@@ -78,7 +78,11 @@ pub struct NewEdge {
 
 impl NewEdge {
     /// An edge `from -[edge_type]-> to` with no properties.
-    pub fn new(from: impl Into<String>, to: impl Into<String>, edge_type: impl Into<String>) -> Self {
+    pub fn new(
+        from: impl Into<String>,
+        to: impl Into<String>,
+        edge_type: impl Into<String>,
+    ) -> Self {
         NewEdge {
             id: None,
             from: from.into(),

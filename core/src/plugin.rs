@@ -77,14 +77,27 @@ pub struct BackendDescriptor {
 
 impl BackendDescriptor {
     /// A descriptor with the given name and capabilities, every filter
-    /// operator and distance, and the other fields off.
+    /// operator (when it serves vector or graph) and every distance (when
+    /// it serves vector), and the other fields off.
     pub fn new(name: impl Into<String>, capabilities: &[Capability]) -> Self {
+        let filters = capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::Vector | Capability::Graph));
+        let vector = capabilities.contains(&Capability::Vector);
         BackendDescriptor {
             name: name.into(),
             description: String::new(),
             capabilities: capabilities.to_vec(),
-            filter_ops: FilterOp::ALL.to_vec(),
-            distances: vec![Distance::Cosine, Distance::Dot, Distance::Euclidean],
+            filter_ops: if filters {
+                FilterOp::ALL.to_vec()
+            } else {
+                Vec::new()
+            },
+            distances: if vector {
+                vec![Distance::Cosine, Distance::Dot, Distance::Euclidean]
+            } else {
+                Vec::new()
+            },
             native_ttl: false,
             persistent: false,
             max_batch: None,

@@ -220,7 +220,8 @@ fn ms(d: u64) -> std::time::Duration {
 }
 
 fn json(text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| Error::invalid(format!("properties are not valid JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::invalid(format!("properties are not valid JSON: {e}")))
 }
 
 /// Run an encoded relational call against `s`, returning the encoded result.
@@ -252,7 +253,10 @@ pub fn dispatch_vector(s: &dyn crate::Vector, req: &[u8]) -> Result<Vec<u8>> {
         C::DropCollection(n) => encode(&s.drop_collection(&n)?),
         C::ListCollections => encode(&s.list_collections()?),
         C::CollectionInfo(n) => encode(&s.collection_info(&n)?),
-        C::Upsert { collection, records } => encode(&s.upsert(&collection, &records)?),
+        C::Upsert {
+            collection,
+            records,
+        } => encode(&s.upsert(&collection, &records)?),
         C::Get { collection, ids } => encode(&s.get(&collection, &ids)?),
         C::Delete { collection, ids } => encode(&s.delete(&collection, &ids)?),
         C::DeleteWhere { collection, filter } => encode(&s.delete_where(&collection, &filter)?),

@@ -28,7 +28,10 @@ impl Params {
                 .into_iter()
                 .map(|(k, v)| {
                     let k: String = k.into();
-                    (k.strip_prefix(':').map(str::to_string).unwrap_or(k), v.into())
+                    (
+                        k.strip_prefix(':').map(str::to_string).unwrap_or(k),
+                        v.into(),
+                    )
                 })
                 .collect(),
         )

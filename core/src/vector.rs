@@ -179,7 +179,9 @@ pub fn validate_records(records: &[VectorRecord], dimension: u32) -> Result<()> 
     let mut seen = std::collections::HashSet::with_capacity(records.len());
     for r in records {
         if r.id.is_empty() {
-            return Err(Error::invalid("a record has an empty id: every record needs an id"));
+            return Err(Error::invalid(
+                "a record has an empty id: every record needs an id",
+            ));
         }
         if !seen.insert(r.id.as_str()) {
             return Err(Error::invalid(format!(
@@ -289,7 +291,10 @@ pub trait Vector: Send + Sync {
         collection: &str,
         requests: &[SearchRequest],
     ) -> Result<Vec<Vec<SearchHit>>> {
-        requests.iter().map(|r| self.search(collection, r)).collect()
+        requests
+            .iter()
+            .map(|r| self.search(collection, r))
+            .collect()
     }
     /// Records in a stable order, `limit` at a time, with raw vectors.
     fn scroll(&self, collection: &str, cursor: Option<&str>, limit: usize) -> Result<ScrollPage>;

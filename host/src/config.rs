@@ -73,9 +73,16 @@ impl StoreEntry {
 // lose their password.
 fn is_secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    ["password", "secret", "token", "api_key", "apikey", "credential"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// Mask the password of a `scheme://user:pass@host` URL.
@@ -85,7 +92,12 @@ pub fn redact_url(s: &str) -> String {
         if let Some(at) = rest.find('@') {
             let cred = &rest[..at];
             if let Some(colon) = cred.find(':') {
-                return format!("{}://{}:***@{}", &s[..scheme_end], &cred[..colon], &rest[at + 1..]);
+                return format!(
+                    "{}://{}:***@{}",
+                    &s[..scheme_end],
+                    &cred[..colon],
+                    &rest[at + 1..]
+                );
             }
         }
     }
@@ -205,12 +217,20 @@ impl Config {
         })?;
         let base = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        Self::parse_with_env(&text, &path.display().to_string(), &base, &env)
-            .map(|c| Config { file: Some(path.to_path_buf()), ..c })
+        Self::parse_with_env(&text, &path.display().to_string(), &base, &env).map(|c| Config {
+            file: Some(path.to_path_buf()),
+            ..c
+        })
     }
 
     /// Parse config text. `origin` names it in errors; relative paths resolve
@@ -257,7 +277,9 @@ impl Config {
             }
             None => {
                 let detected = detect_profile(env);
-                raw.profile.contains_key(detected).then(|| detected.to_string())
+                raw.profile
+                    .contains_key(detected)
+                    .then(|| detected.to_string())
             }
         };
         if let Some(p) = &profile {
@@ -312,7 +334,9 @@ impl Config {
         for (cap, name, mut t) in sections {
             let where_ = format!(
                 "{origin}{}: [{cap}.{name}]",
-                line_of(cap, &name).map(|l| format!(":{l}")).unwrap_or_default()
+                line_of(cap, &name)
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default()
             );
             if name.is_empty() {
                 return Err(Error::config(format!("{where_}: a store needs a name")));
@@ -338,7 +362,8 @@ impl Config {
                 ),
                 Some(other) => {
                     return Err(Error::config(format!(
-                        "{where_}: fallback must be a backend name, got a {}", other.type_str()
+                        "{where_}: fallback must be a backend name, got a {}",
+                        other.type_str()
                     )))
                 }
                 None => None,
@@ -416,14 +441,17 @@ fn env_value(v: &str) -> toml::Value {
 }
 
 fn header_line(text: &str, cap: &str, name: &str) -> Option<usize> {
-    let want = [
-        format!("[{cap}.{name}]"),
-        format!("[{cap}.\"{name}\"]"),
-    ];
+    let want = [format!("[{cap}.{name}]"), format!("[{cap}.\"{name}\"]")];
     text.lines()
         .position(|l| {
-            let l: String = l.split('#').next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
-            want.iter().any(|w| *w == l)
+            let l: String = l
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            want.contains(&l)
         })
         .map(|i| i + 1)
 }
@@ -452,9 +480,9 @@ pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> std::result::Resu
             out.push('$');
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("'{s}' has an unclosed ${{: write ${{VAR}} or ${{VAR:-default}}"))?;
+            let end = body.find('}').ok_or_else(|| {
+                format!("'{s}' has an unclosed ${{: write ${{VAR}} or ${{VAR:-default}}")
+            })?;
             let inner = &body[..end];
             let (name, default) = match inner.find(":-") {
                 Some(j) => (&inner[..j], Some(&inner[j + 2..])),
@@ -466,11 +494,9 @@ pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> std::result::Resu
             match (env.get(name).filter(|v| !v.is_empty()), default) {
                 (Some(v), _) => out.push_str(v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!(
-                        "environment variable {name} is not set: set it, or write ${{{name}:-default}}"
-                    ))
-                }
+                (None, None) => return Err(format!(
+                    "environment variable {name} is not set: set it, or write ${{{name}:-default}}"
+                )),
             }
             rest = &body[end + 1..];
         } else {
@@ -482,7 +508,10 @@ pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> std::result::Resu
     Ok(out)
 }
 
-fn toml_to_json(v: &toml::Value, env: &BTreeMap<String, String>) -> std::result::Result<serde_json::Value, String> {
+fn toml_to_json(
+    v: &toml::Value,
+    env: &BTreeMap<String, String>,
+) -> std::result::Result<serde_json::Value, String> {
     Ok(match v {
         toml::Value::String(s) => serde_json::Value::String(interpolate(s, env)?),
         toml::Value::Integer(i) => serde_json::Value::from(*i),
@@ -490,7 +519,9 @@ fn toml_to_json(v: &toml::Value, env: &BTreeMap<String, String>) -> std::result:
         toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         toml::Value::Array(a) => serde_json::Value::Array(
-            a.iter().map(|x| toml_to_json(x, env)).collect::<std::result::Result<_, _>>()?,
+            a.iter()
+                .map(|x| toml_to_json(x, env))
+                .collect::<std::result::Result<_, _>>()?,
         ),
         toml::Value::Table(t) => serde_json::Value::Object(
             t.iter()
@@ -505,20 +536,26 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn interpolation() {
         let e = env(&[("A", "x")]);
         assert_eq!(interpolate("${A}/${B:-d}$$", &e).unwrap(), "x/d$");
-        assert!(interpolate("${B}", &e).unwrap_err().contains("B is not set"));
+        assert!(interpolate("${B}", &e)
+            .unwrap_err()
+            .contains("B is not set"));
         assert!(interpolate("${A", &e).is_err());
     }
 
     #[test]
     fn errors_have_line_and_column() {
-        let text = "[plugins]\nsearch_paths = []\n\n[relational.a]\nbackend = \"sqlite\"\npath = \n";
+        let text =
+            "[plugins]\nsearch_paths = []\n\n[relational.a]\nbackend = \"sqlite\"\npath = \n";
         let e = Config::parse_with_env(text, "p.toml", Path::new("/b"), &env(&[])).unwrap_err();
         assert!(e.message().starts_with("p.toml:6:"), "{e}");
         let text = "[plugins]\nsearch_path = []\n";
@@ -527,7 +564,10 @@ mod tests {
         assert!(e.message().contains("search_path"), "{e}");
         let text = "[cache.c]\nurl = \"x\"\n";
         let e = Config::parse_with_env(text, "p.toml", Path::new("/b"), &env(&[])).unwrap_err();
-        assert!(e.message().contains("p.toml:1: [cache.c] has no backend"), "{e}");
+        assert!(
+            e.message().contains("p.toml:1: [cache.c] has no backend"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -543,12 +583,21 @@ backend = "redis"
 url = "${REDIS_URL:-redis://127.0.0.1:6379}"
 "#;
         let c = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[])).unwrap();
-        assert_eq!(c.search_paths, vec![PathBuf::from("/b/lib"), PathBuf::from("/abs")]);
+        assert_eq!(
+            c.search_paths,
+            vec![PathBuf::from("/b/lib"), PathBuf::from("/abs")]
+        );
         let s = c.store(Capability::Cache, "conv").unwrap();
         assert_eq!(s.backend, "memory");
         assert_eq!(s.options["max_messages"], 10);
 
-        let c = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[("BACKPLANE_PROFILE", "container")])).unwrap();
+        let c = Config::parse_with_env(
+            text,
+            "p",
+            Path::new("/b"),
+            &env(&[("BACKPLANE_PROFILE", "container")]),
+        )
+        .unwrap();
         let s = c.store(Capability::Cache, "conv").unwrap();
         assert_eq!(s.backend, "redis");
         assert_eq!(s.options["url"], "redis://127.0.0.1:6379");
@@ -561,9 +610,18 @@ url = "${REDIS_URL:-redis://127.0.0.1:6379}"
             &env(&[("BACKPLANE_CACHE_CONV_MAX_MESSAGES", "5")]),
         )
         .unwrap();
-        assert_eq!(c.store(Capability::Cache, "conv").unwrap().options["max_messages"], 5);
+        assert_eq!(
+            c.store(Capability::Cache, "conv").unwrap().options["max_messages"],
+            5
+        );
 
-        let e = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[("BACKPLANE_PROFILE", "nope")])).unwrap_err();
+        let e = Config::parse_with_env(
+            text,
+            "p",
+            Path::new("/b"),
+            &env(&[("BACKPLANE_PROFILE", "nope")]),
+        )
+        .unwrap_err();
         assert!(e.message().contains("[profile.nope]"), "{e}");
     }
 

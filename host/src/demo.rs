@@ -57,14 +57,26 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
         Migration::new(1, "users", "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL)"),
         Migration::new(2, "user preferences", "ALTER TABLE users ADD COLUMN preferences TEXT"),
     ])?;
-    say!("   migrations applied now: {:?}, already applied: {:?}", report.applied, report.skipped);
+    say!(
+        "   migrations applied now: {:?}, already applied: {:?}",
+        report.applied,
+        report.skipped
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     for (email, name, prefs) in [
-        ("alice@example.com", "Alice", json!({"language": "en", "tone": "friendly"})),
-        ("bob@example.com", "Bob", json!({"language": "pt", "tone": "brief"})),
+        (
+            "alice@example.com",
+            "Alice",
+            json!({"language": "en", "tone": "friendly"}),
+        ),
+        (
+            "bob@example.com",
+            "Bob",
+            json!({"language": "pt", "tone": "brief"}),
+        ),
     ] {
         db.execute(
             "INSERT INTO users (email, name, created_at, preferences) VALUES (:email, :name, :now, :prefs) \
@@ -84,8 +96,12 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
     let alice_id = rows.get(0, "id").and_then(Value::as_i64).unwrap_or(0);
     say!(
         "   user alice: id={alice_id}, name={}, preferences={}",
-        rows.get(0, "name").map(|v| v.to_string()).unwrap_or_default(),
-        rows.get(0, "preferences").map(|v| v.to_string()).unwrap_or_default()
+        rows.get(0, "name")
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        rows.get(0, "preferences")
+            .map(|v| v.to_string())
+            .unwrap_or_default()
     );
     let count = db.query("SELECT count(*) AS n FROM users", &Params::None)?;
     say!("   users in table: {}", count.scalar()?);
@@ -106,13 +122,25 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
         last_id = c.add_message(&channel, &Message::new(role, text))?.id;
     }
     let context = c.recent(&channel, 10, Some(&last_id))?;
-    say!("   {} messages in '{channel}'; context for the reply (newest excluded):", turns.len());
+    say!(
+        "   {} messages in '{channel}'; context for the reply (newest excluded):",
+        turns.len()
+    );
     for m in &context {
         say!("     {:>9}: {}", m.role, m.content);
     }
-    c.set(&format!("user:{alice_id}:last_seen"), now.to_string().as_bytes(), Some(std::time::Duration::from_secs(1800)))?;
+    c.set(
+        &format!("user:{alice_id}:last_seen"),
+        now.to_string().as_bytes(),
+        Some(std::time::Duration::from_secs(1800)),
+    )?;
     let stats = c.stats()?;
-    say!("   stats: keys={} channels={} messages={}", stats.keys, stats.channels, stats.messages);
+    say!(
+        "   stats: keys={} channels={} messages={}",
+        stats.keys,
+        stats.channels,
+        stats.messages
+    );
 
     // 3. Long-term memories, in the vector store.
     let memories = storage.vector("memories")?;
@@ -120,16 +148,38 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
     say!("== vector '{}' ({})", memories.name(), memories.backend());
     let collection = "memories";
     match v.create_collection(collection, DEMO_DIMENSION, Distance::Cosine) {
-        Ok(()) => say!("   created collection '{collection}' ({DEMO_DIMENSION} dimensions, cosine)"),
+        Ok(()) => {
+            say!("   created collection '{collection}' ({DEMO_DIMENSION} dimensions, cosine)")
+        }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
     let facts = [
-        ("m1", "alice", "Alice drinks her coffee as a flat white with oat milk", 0.9),
+        (
+            "m1",
+            "alice",
+            "Alice drinks her coffee as a flat white with oat milk",
+            0.9,
+        ),
         ("m2", "alice", "Alice moved to Lisbon in spring", 0.8),
-        ("m3", "alice", "Alice once mentioned she dislikes crowded cafes", 0.4),
-        ("m4", "bob", "Bob drinks espresso, no milk, and loves coffee roasters", 0.9),
-        ("m5", "alice", "Alice works as a marine biologist near the river", 0.7),
+        (
+            "m3",
+            "alice",
+            "Alice once mentioned she dislikes crowded cafes",
+            0.4,
+        ),
+        (
+            "m4",
+            "bob",
+            "Bob drinks espresso, no milk, and loves coffee roasters",
+            0.9,
+        ),
+        (
+            "m5",
+            "alice",
+            "Alice works as a marine biologist near the river",
+            0.7,
+        ),
     ];
     let records: Vec<VectorRecord> = facts
         .iter()
@@ -140,19 +190,37 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
         })
         .collect();
     v.upsert(collection, &records)?;
-    say!("   upserted {} memories; collection holds {}", records.len(), v.count(collection, None)?);
+    say!(
+        "   upserted {} memories; collection holds {}",
+        records.len(),
+        v.count(collection, None)?
+    );
     let question = "where does alice like her coffee with milk";
     let filter = Filter::must([
         Condition::matches("user", "alice")?,
-        Condition::range("importance", Range { gte: Some(0.5), ..Range::default() }),
+        Condition::range(
+            "importance",
+            Range {
+                gte: Some(0.5),
+                ..Range::default()
+            },
+        ),
     ]);
     let hits = v.search(
         collection,
         &SearchRequest::new(toy_embed(question, DEMO_DIMENSION), 3).with_filter(filter.clone()),
     )?;
-    say!("   search \"{question}\"\n     filter {}:", filter.to_json());
+    say!(
+        "   search \"{question}\"\n     filter {}:",
+        filter.to_json()
+    );
     for h in &hits {
-        say!("     {:.3}  {}  {}", h.score, h.id, h.document.as_deref().unwrap_or(""));
+        say!(
+            "     {:.3}  {}  {}",
+            h.score,
+            h.id,
+            h.document.as_deref().unwrap_or("")
+        );
     }
 
     // 4. Facts, in the graph.
@@ -167,7 +235,11 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
         NewNode::new("person", json!({"name": "Bob"})).with_id("bob"),
         NewNode::new("city", json!({"name": "Lisbon", "country": "Portugal"})).with_id("lisbon"),
         NewNode::new("drink", json!({"name": "Flat white"})).with_id("flat-white"),
-        NewNode::new("place", json!({"name": "Cafe Rio", "serves": ["flat white", "espresso"]})).with_id("cafe-rio"),
+        NewNode::new(
+            "place",
+            json!({"name": "Cafe Rio", "serves": ["flat white", "espresso"]}),
+        )
+        .with_id("cafe-rio"),
     ])?;
     g.create_edges(&[
         NewEdge::new("alice", "lisbon", "lives_in"),
@@ -186,12 +258,19 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
         text: Some("flat white".into()),
         ..Default::default()
     })?;
-    say!("   places serving a flat white: {:?}", places.iter().map(|n| n.id.as_str()).collect::<Vec<_>>());
+    say!(
+        "   places serving a flat white: {:?}",
+        places.iter().map(|n| n.id.as_str()).collect::<Vec<_>>()
+    );
     for (from, to) in [("alice", "lisbon"), ("bob", "lisbon")] {
         match g.shortest_path(from, to, 4)? {
             Some(p) => {
                 let ids: Vec<&str> = p.nodes.iter().map(|n| n.id.as_str()).collect();
-                say!("   path {from} -> {to}: {} ({} hops)", ids.join(" -> "), p.edges.len());
+                say!(
+                    "   path {from} -> {to}: {} ({} hops)",
+                    ids.join(" -> "),
+                    p.edges.len()
+                );
             }
             None => say!("   path {from} -> {to}: none within 4 hops along outgoing edges"),
         }

@@ -68,10 +68,12 @@ impl Relational for ForeignRelational {
         })
     }
     fn transaction(&self, statements: &[Statement]) -> Result<Vec<ExecResult>> {
-        self.0.call(&RelationalCall::Transaction(Cow::Borrowed(statements)))
+        self.0
+            .call(&RelationalCall::Transaction(Cow::Borrowed(statements)))
     }
     fn migrate(&self, migrations: &[Migration]) -> Result<MigrationReport> {
-        self.0.call(&RelationalCall::Migrate(Cow::Borrowed(migrations)))
+        self.0
+            .call(&RelationalCall::Migrate(Cow::Borrowed(migrations)))
     }
     fn tables(&self) -> Result<Vec<String>> {
         self.0.call(&RelationalCall::Tables)
@@ -143,7 +145,11 @@ impl Vector for ForeignVector {
             request: Cow::Borrowed(request),
         })
     }
-    fn search_batch(&self, collection: &str, requests: &[SearchRequest]) -> Result<Vec<Vec<SearchHit>>> {
+    fn search_batch(
+        &self,
+        collection: &str,
+        requests: &[SearchRequest],
+    ) -> Result<Vec<Vec<SearchHit>>> {
         self.0.call(&VectorCall::SearchBatch {
             collection: b(collection),
             requests: Cow::Borrowed(requests),
@@ -199,7 +205,12 @@ impl Cache for ForeignCache {
             message: Cow::Borrowed(message),
         })
     }
-    fn recent(&self, channel: &str, limit: usize, exclude_id: Option<&str>) -> Result<Vec<Message>> {
+    fn recent(
+        &self,
+        channel: &str,
+        limit: usize,
+        exclude_id: Option<&str>,
+    ) -> Result<Vec<Message>> {
         self.0.call(&CacheCall::Recent {
             channel: b(channel),
             limit: limit as u64,
@@ -256,7 +267,13 @@ impl Graph for ForeignGraph {
     fn delete_edge(&self, id: &str) -> Result<bool> {
         self.0.call(&GraphCall::DeleteEdge(b(id)))
     }
-    fn neighbors(&self, id: &str, direction: Direction, edge_types: &[String], depth: u32) -> Result<Vec<Neighbor>> {
+    fn neighbors(
+        &self,
+        id: &str,
+        direction: Direction,
+        edge_types: &[String],
+        depth: u32,
+    ) -> Result<Vec<Neighbor>> {
         self.0.call(&GraphCall::Neighbors {
             id: b(id),
             direction,
@@ -272,7 +289,10 @@ impl Graph for ForeignGraph {
         })
     }
     fn edges_of(&self, id: &str, direction: Direction) -> Result<Vec<Edge>> {
-        self.0.call(&GraphCall::EdgesOf { id: b(id), direction })
+        self.0.call(&GraphCall::EdgesOf {
+            id: b(id),
+            direction,
+        })
     }
     fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
         self.0.call(&GraphCall::FindNodes(Cow::Borrowed(query)))

@@ -275,7 +275,8 @@ impl Registry {
             if !lib.exists() {
                 reg.failures.push(LoadFailure {
                     path: lib.clone(),
-                    reason: "file missing: fix the path in [plugins] load, or build the plugin".into(),
+                    reason: "file missing: fix the path in [plugins] load, or build the plugin"
+                        .into(),
                 });
                 continue;
             }
@@ -290,7 +291,12 @@ impl Registry {
             return;
         }
         match load_library(lib) {
-            Ok((m, info)) => self.add(info, PluginSource::Library(lib.to_path_buf()), Opener::Library(m), rank),
+            Ok((m, info)) => self.add(
+                info,
+                PluginSource::Library(lib.to_path_buf()),
+                Opener::Library(m),
+                rank,
+            ),
             Err(reason) => self.failures.push(LoadFailure {
                 path: lib.to_path_buf(),
                 reason,
@@ -304,7 +310,9 @@ impl Registry {
         for d in &info.backends {
             if let Some(existing) = self.backends.get_mut(&d.name) {
                 let same_dir = match (&existing.source, &source) {
-                    (PluginSource::Library(a), PluginSource::Library(b)) => a.parent() == b.parent(),
+                    (PluginSource::Library(a), PluginSource::Library(b)) => {
+                        a.parent() == b.parent()
+                    }
                     _ => false,
                 };
                 if same_dir || rank == 0 && !matches!(existing.source, PluginSource::Static) {
@@ -347,7 +355,11 @@ impl Registry {
     }
 
     /// The plugin that provides `backend`, checked to serve `cap`.
-    pub(crate) fn provider(&self, backend: &str, cap: Capability) -> Result<(&BackendInfo, &LoadedPlugin)> {
+    pub(crate) fn provider(
+        &self,
+        backend: &str,
+        cap: Capability,
+    ) -> Result<(&BackendInfo, &LoadedPlugin)> {
         let b = self.backends.get(backend).ok_or_else(|| {
             let known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
             Error::config(format!(
@@ -356,7 +368,12 @@ impl Registry {
             ))
         })?;
         if !b.descriptor.serves(cap) {
-            let caps: Vec<&str> = b.descriptor.capabilities.iter().map(|c| c.as_str()).collect();
+            let caps: Vec<&str> = b
+                .descriptor
+                .capabilities
+                .iter()
+                .map(|c| c.as_str())
+                .collect();
             return Err(Error::config(format!(
                 "backend '{backend}' does not serve the {cap} capability (it serves {}): pick another backend for this store",
                 caps.join(", ")

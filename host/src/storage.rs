@@ -47,7 +47,11 @@ impl StorageBuilder {
     pub fn config_path(&self) -> PathBuf {
         self.config
             .clone()
-            .or_else(|| std::env::var_os("BACKPLANE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("BACKPLANE_CONFIG")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from("plugins.toml"))
     }
 
@@ -128,14 +132,19 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
     );
     let wrap = |e: Error| {
         let msg = e.message().to_string();
-        Error::new(e.kind(), format!("{place} (backend '{}'): {msg}", entry.backend))
+        Error::new(
+            e.kind(),
+            format!("{place} (backend '{}'): {msg}", entry.backend),
+        )
     };
     if let Some(f) = &entry.fallback {
         return Err(wrap(Error::unsupported(format!(
             "fallback = \"{f}\" is not supported by this host yet: remove the key"
         ))));
     }
-    let (info, plugin) = registry.provider(&entry.backend, entry.capability).map_err(wrap)?;
+    let (info, plugin) = registry
+        .provider(&entry.backend, entry.capability)
+        .map_err(wrap)?;
     let cfg = entry.store_config(&config.base_dir, &entry.backend);
     let ffi = plugin.open(&cfg).map_err(wrap)?;
     if store_capability(&ffi) != Some(entry.capability) {
@@ -340,11 +349,16 @@ impl Storage {
             .stores
             .iter()
             .map(|entry| {
-                let result = match self.inner.stores.get(&(entry.capability, entry.name.clone())) {
+                let result = match self
+                    .inner
+                    .stores
+                    .get(&(entry.capability, entry.name.clone()))
+                {
                     Some(s) => s.health(),
-                    None => Err(self.get(entry.capability, &entry.name).err().unwrap_or_else(|| {
-                        Error::backend("store is not open")
-                    })),
+                    None => Err(self
+                        .get(entry.capability, &entry.name)
+                        .err()
+                        .unwrap_or_else(|| Error::backend("store is not open"))),
                 };
                 StoreHealth {
                     capability: entry.capability,
@@ -370,7 +384,10 @@ struct StoreMeta {
 
 fn join_error(e: tokio::task::JoinError) -> Error {
     if e.is_panic() {
-        Error::new(ErrorKind::Panicked, format!("a store call panicked in the host: {e}"))
+        Error::new(
+            ErrorKind::Panicked,
+            format!("a store call panicked in the host: {e}"),
+        )
     } else {
         Error::unavailable(format!("a store call was cancelled: {e}"))
     }

@@ -19,7 +19,6 @@
 //! machine hits all variants alike; the table shows the median round.
 
 use backplane_behavior::{library, Scratch};
-use backplane_host::traits::{Relational, Vector};
 use backplane_host::{params, Distance, Params, SearchRequest, Storage, Value, VectorRecord};
 use std::time::{Duration, Instant};
 
@@ -87,9 +86,19 @@ fn print_table(rows: &[Row]) {
 
 fn open(scratch: &Scratch, body: &str) -> Storage {
     let file = scratch.path("plugins.toml");
-    let libs = [library("backplane_plugin_sqlite"), library("backplane_plugin_memory")];
-    let load: Vec<String> = libs.iter().map(|p| format!("\"{}\"", p.display())).collect();
-    std::fs::write(&file, format!("[plugins]\nload = [{}]\n{body}", load.join(", "))).unwrap();
+    let libs = [
+        library("backplane_plugin_sqlite"),
+        library("backplane_plugin_memory"),
+    ];
+    let load: Vec<String> = libs
+        .iter()
+        .map(|p| format!("\"{}\"", p.display()))
+        .collect();
+    std::fs::write(
+        &file,
+        format!("[plugins]\nload = [{}]\n{body}", load.join(", ")),
+    )
+    .unwrap();
     Storage::open(&file).unwrap()
 }
 
@@ -100,16 +109,23 @@ fn direct_conn(path: &std::path::Path) -> rusqlite::Connection {
     c
 }
 
-const CREATE: &str = "CREATE TABLE bench (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL NOT NULL)";
+const CREATE: &str =
+    "CREATE TABLE bench (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL NOT NULL)";
 const INSERT: &str = "INSERT INTO bench (id, name, score) VALUES (?, ?, ?)";
 const SELECT: &str = "SELECT id, name, score FROM bench WHERE id = ?";
 
 fn relational(rounds: usize, out: &mut Vec<Row>) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (mut ins_direct, mut ins_host, mut ins_async) = (vec![], vec![], vec![]);
     let (mut sel_direct, mut sel_host, mut sel_async) = (vec![], vec![], vec![]);
     let mut rng = Rng(0x5eed);
-    let keys: Vec<i64> = (0..SELECTS).map(|_| (rng.next() % INSERTS as u64) as i64).collect();
+    let keys: Vec<i64> = (0..SELECTS)
+        .map(|_| (rng.next() % INSERTS as u64) as i64)
+        .collect();
     for round in 0..rounds {
         eprintln!("relational round {}/{rounds}", round + 1);
         let scratch = Scratch::new();
@@ -123,7 +139,12 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
             {
                 let mut st = tx.prepare_cached(INSERT).unwrap();
                 for i in batch * TX_SIZE..(batch + 1) * TX_SIZE {
-                    st.execute(rusqlite::params![i as i64, format!("user-{i}"), i as f64 * 0.5]).unwrap();
+                    st.execute(rusqlite::params![
+                        i as i64,
+                        format!("user-{i}"),
+                        i as f64 * 0.5
+                    ])
+                    .unwrap();
                 }
             }
             tx.commit().unwrap();
@@ -195,7 +216,9 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
             for &k in &keys {
                 let rows = a.query(SELECT, params![k]).await.unwrap();
                 let r = &rows.rows[0];
-                sum += r[0].as_i64().unwrap() + r[1].as_str().unwrap().len() as i64 + r[2].as_f64().unwrap() as i64;
+                sum += r[0].as_i64().unwrap()
+                    + r[1].as_str().unwrap().len() as i64
+                    + r[2].as_f64().unwrap() as i64;
             }
             sum
         });
@@ -213,12 +236,48 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
         ops,
         baseline: base,
     };
-    out.push(row("100k inserts, tx of 1k", "rusqlite direct", ins_direct, INSERTS, None));
-    out.push(row("100k inserts, tx of 1k", "host sqlite, blocking API", ins_host, INSERTS, Some(ins_base)));
-    out.push(row("100k inserts, tx of 1k", "host sqlite, async API", ins_async, INSERTS, Some(ins_base)));
-    out.push(row("100k point selects", "rusqlite direct", sel_direct, SELECTS, None));
-    out.push(row("100k point selects", "host sqlite, blocking API", sel_host, SELECTS, Some(sel_base)));
-    out.push(row("100k point selects", "host sqlite, async API", sel_async, SELECTS, Some(sel_base)));
+    out.push(row(
+        "100k inserts, tx of 1k",
+        "rusqlite direct",
+        ins_direct,
+        INSERTS,
+        None,
+    ));
+    out.push(row(
+        "100k inserts, tx of 1k",
+        "host sqlite, blocking API",
+        ins_host,
+        INSERTS,
+        Some(ins_base),
+    ));
+    out.push(row(
+        "100k inserts, tx of 1k",
+        "host sqlite, async API",
+        ins_async,
+        INSERTS,
+        Some(ins_base),
+    ));
+    out.push(row(
+        "100k point selects",
+        "rusqlite direct",
+        sel_direct,
+        SELECTS,
+        None,
+    ));
+    out.push(row(
+        "100k point selects",
+        "host sqlite, blocking API",
+        sel_host,
+        SELECTS,
+        Some(sel_base),
+    ));
+    out.push(row(
+        "100k point selects",
+        "host sqlite, async API",
+        sel_async,
+        SELECTS,
+        Some(sel_base),
+    ));
 }
 
 #[inline]
@@ -247,9 +306,14 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
             scratch.path("vec.db").display()
         ),
     );
-    let stores = [storage.vector("sqlite").unwrap(), storage.vector("memory").unwrap()];
+    let stores = [
+        storage.vector("sqlite").unwrap(),
+        storage.vector("memory").unwrap(),
+    ];
     for s in &stores {
-        s.blocking().create_collection("bench", DIM as u32, Distance::Cosine).unwrap();
+        s.blocking()
+            .create_collection("bench", DIM as u32, Distance::Cosine)
+            .unwrap();
         for (chunk_no, chunk) in data.chunks(1000).enumerate() {
             let recs: Vec<VectorRecord> = chunk
                 .iter()
@@ -282,16 +346,30 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
         for (si, s) in stores.iter().enumerate() {
             let t = Instant::now();
             for (qi, q) in queries.iter().enumerate() {
-                let hits = s.blocking().search("bench", &SearchRequest::new(q.clone(), K)).unwrap();
+                let hits = s
+                    .blocking()
+                    .search("bench", &SearchRequest::new(q.clone(), K))
+                    .unwrap();
                 assert_eq!(hits.len(), K);
-                assert_eq!(hits[0].id, format!("v{}", top_ids[qi]), "exact search agrees with the floor");
+                assert_eq!(
+                    hits[0].id,
+                    format!("v{}", top_ids[qi]),
+                    "exact search agrees with the floor"
+                );
             }
             through[si].push(t.elapsed());
         }
     }
     let base = median(floor.clone());
     let work = "1k top-10 cosine, 20k x 384";
-    out.push(Row { group: "vector", work, variant: "plain exact scan (floor)".into(), median: base, ops: QUERIES, baseline: None });
+    out.push(Row {
+        group: "vector",
+        work,
+        variant: "plain exact scan (floor)".into(),
+        median: base,
+        ops: QUERIES,
+        baseline: None,
+    });
     for (s, times) in stores.iter().zip(through) {
         out.push(Row {
             group: "vector",
@@ -305,16 +383,25 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let want = |g: &str| filter.is_empty() || filter.iter().any(|f| g.contains(f.as_str()));
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let mut rows = Vec::new();
     if want("relational") {
         relational(rounds, &mut rows);
     }
     if want("vector") {
-        vector(rounds.min(3).max(1), &mut rows);
+        vector(rounds.clamp(1, 3), &mut rows);
     }
-    println!("rounds: {rounds} (vector: {}), medians of rounds", rounds.min(3).max(1));
+    println!(
+        "rounds: {rounds} (vector: {}), medians of rounds",
+        rounds.clamp(1, 3)
+    );
     print_table(&rows);
 }

@@ -32,7 +32,11 @@ fn set_get_delete(s: &CacheStore) {
     c.set("k", b"v1", None).unwrap();
     assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"v1"[..]));
     c.set("k", b"", None).unwrap();
-    assert_eq!(c.get("k").unwrap().as_deref(), Some(&b""[..]), "an empty value is a value");
+    assert_eq!(
+        c.get("k").unwrap().as_deref(),
+        Some(&b""[..]),
+        "an empty value is a value"
+    );
     assert!(c.exists("k").unwrap());
     assert!(c.delete("k").unwrap());
     assert!(!c.delete("k").unwrap());
@@ -44,7 +48,8 @@ fn set_get_delete(s: &CacheStore) {
 
 fn ttl_expiry(s: &CacheStore) {
     let c = s.blocking();
-    c.set("short", b"x", Some(Duration::from_millis(150))).unwrap();
+    c.set("short", b"x", Some(Duration::from_millis(150)))
+        .unwrap();
     c.set("long", b"y", Some(Duration::from_secs(60))).unwrap();
     assert!(c.exists("short").unwrap());
     sleep(Duration::from_millis(400));
@@ -68,36 +73,75 @@ fn expire(s: &CacheStore) {
 
 fn batch(s: &CacheStore) {
     let c = s.blocking();
-    let entries: Vec<(String, Vec<u8>)> = (0..20).map(|i| (format!("k{i}"), vec![i as u8])).collect();
+    let entries: Vec<(String, Vec<u8>)> =
+        (0..20).map(|i| (format!("k{i}"), vec![i as u8])).collect();
     c.set_many(&entries, None).unwrap();
     let keys: Vec<String> = vec!["k3".into(), "nope".into(), "k19".into()];
-    assert_eq!(c.get_many(&keys).unwrap(), vec![Some(vec![3]), None, Some(vec![19])]);
+    assert_eq!(
+        c.get_many(&keys).unwrap(),
+        vec![Some(vec![3]), None, Some(vec![19])]
+    );
     assert!(c.get_many(&[]).unwrap().is_empty());
-    c.set_many(&[("t".into(), b"1".to_vec())], Some(Duration::from_millis(150))).unwrap();
+    c.set_many(
+        &[("t".into(), b"1".to_vec())],
+        Some(Duration::from_millis(150)),
+    )
+    .unwrap();
     sleep(Duration::from_millis(400));
     assert_eq!(c.get_many(&["t".into()]).unwrap(), vec![None]);
 }
 
 fn messages(s: &CacheStore) {
     let c = s.blocking();
-    assert!(c.recent("chan", 10, None).unwrap().is_empty(), "an unknown channel is empty");
+    assert!(
+        c.recent("chan", 10, None).unwrap().is_empty(),
+        "an unknown channel is empty"
+    );
     let a = c.add_message("chan", &Message::new("user", "one")).unwrap();
     assert!(!a.id.is_empty(), "an id is assigned");
     assert!(a.timestamp_ms > 0, "a timestamp is assigned");
     let b = c
-        .add_message("chan", &Message::new("assistant", "two").with_metadata(serde_json::json!({"model": "m"})))
+        .add_message(
+            "chan",
+            &Message::new("assistant", "two").with_metadata(serde_json::json!({"model": "m"})),
+        )
         .unwrap();
-    let third = c.add_message("chan", &Message::new("user", "three").with_id("my-id")).unwrap();
+    let third = c
+        .add_message("chan", &Message::new("user", "three").with_id("my-id"))
+        .unwrap();
     assert_eq!(third.id, "my-id");
-    expect_err(c.add_message("chan", &Message::new("user", "again").with_id("my-id")), ErrorKind::AlreadyExists);
-    c.add_message("other", &Message::new("user", "elsewhere")).unwrap();
+    expect_err(
+        c.add_message("chan", &Message::new("user", "again").with_id("my-id")),
+        ErrorKind::AlreadyExists,
+    );
+    c.add_message("other", &Message::new("user", "elsewhere"))
+        .unwrap();
 
-    let all: Vec<String> = c.recent("chan", 10, None).unwrap().into_iter().map(|m| m.content).collect();
+    let all: Vec<String> = c
+        .recent("chan", 10, None)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
     assert_eq!(all, ["one", "two", "three"], "oldest first");
-    let last2: Vec<String> = c.recent("chan", 2, None).unwrap().into_iter().map(|m| m.content).collect();
+    let last2: Vec<String> = c
+        .recent("chan", 2, None)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
     assert_eq!(last2, ["two", "three"]);
-    let excl: Vec<String> = c.recent("chan", 2, Some("my-id")).unwrap().into_iter().map(|m| m.content).collect();
-    assert_eq!(excl, ["one", "two"], "the excluded message does not count toward the limit");
+    let excl: Vec<String> = c
+        .recent("chan", 2, Some("my-id"))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(
+        excl,
+        ["one", "two"],
+        "the excluded message does not count toward the limit"
+    );
     let m = c.recent("chan", 10, None).unwrap();
     assert_eq!(m[1].metadata["model"], "m");
     assert_eq!(m[1].id, b.id);
@@ -108,36 +152,67 @@ fn messages(s: &CacheStore) {
     assert_eq!(c.recent("chan", 10, None).unwrap().len(), 2);
     assert_eq!(c.clear("chan").unwrap(), 2);
     assert!(c.recent("chan", 10, None).unwrap().is_empty());
-    assert_eq!(c.recent("other", 10, None).unwrap().len(), 1, "channels are separate");
+    assert_eq!(
+        c.recent("other", 10, None).unwrap().len(),
+        1,
+        "channels are separate"
+    );
     assert_eq!(c.clear("never-used").unwrap(), 0);
 }
 
 fn message_bound(s: &CacheStore) {
     let c = s.blocking();
     for i in 0..8 {
-        c.add_message("b", &Message::new("user", format!("m{i}"))).unwrap();
+        c.add_message("b", &Message::new("user", format!("m{i}")))
+            .unwrap();
     }
-    let kept: Vec<String> = c.recent("b", 100, None).unwrap().into_iter().map(|m| m.content).collect();
-    assert_eq!(kept, ["m3", "m4", "m5", "m6", "m7"], "max_messages = 5 keeps the newest five");
+    let kept: Vec<String> = c
+        .recent("b", 100, None)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(
+        kept,
+        ["m3", "m4", "m5", "m6", "m7"],
+        "max_messages = 5 keeps the newest five"
+    );
 }
 
 fn channel_ttl(s: &CacheStore) {
     let c = s.blocking();
-    c.add_message("ttl", &Message::new("user", "soon gone")).unwrap();
+    c.add_message("ttl", &Message::new("user", "soon gone"))
+        .unwrap();
     assert_eq!(c.recent("ttl", 10, None).unwrap().len(), 1);
     sleep(Duration::from_millis(1600));
-    assert!(c.recent("ttl", 10, None).unwrap().is_empty(), "ttl = 1s expires the channel");
+    assert!(
+        c.recent("ttl", 10, None).unwrap().is_empty(),
+        "ttl = 1s expires the channel"
+    );
 }
 
 fn bad_input(s: &CacheStore) {
     let c = s.blocking();
     expect_err(c.set("", b"v", None), ErrorKind::InvalidInput);
     expect_err(c.get(""), ErrorKind::InvalidInput);
-    expect_err(c.set("k", b"v", Some(Duration::ZERO)), ErrorKind::InvalidInput);
+    expect_err(
+        c.set("k", b"v", Some(Duration::ZERO)),
+        ErrorKind::InvalidInput,
+    );
     expect_err(c.expire("k", Duration::ZERO), ErrorKind::InvalidInput);
-    expect_err(c.set(&"k".repeat(5000), b"v", None), ErrorKind::InvalidInput);
-    expect_err(c.add_message("", &Message::new("user", "x")), ErrorKind::InvalidInput);
-    assert_eq!(c.get("k").unwrap(), None, "nothing written by rejected calls");
+    expect_err(
+        c.set(&"k".repeat(5000), b"v", None),
+        ErrorKind::InvalidInput,
+    );
+    expect_err(
+        c.add_message("", &Message::new("user", "x")),
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(
+        c.get("k").unwrap(),
+        None,
+        "nothing written by rejected calls"
+    );
 }
 
 fn stats(s: &CacheStore) {

@@ -56,8 +56,10 @@ pub fn plugin_libraries() -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with(&format!("{}backplane_plugin_", std::env::consts::DLL_PREFIX))
-                    && n.ends_with(std::env::consts::DLL_EXTENSION)
+                n.starts_with(&format!(
+                    "{}backplane_plugin_",
+                    std::env::consts::DLL_PREFIX
+                )) && n.ends_with(std::env::consts::DLL_EXTENSION)
             })
         })
         .collect();
@@ -120,7 +122,12 @@ pub fn in_ci() -> bool {
 
 /// The store options a backend needs for a fresh store of `cap`, or `None`
 /// when the backend is skipped here (with the reason printed).
-pub fn store_options(backend: &str, cap: Capability, scratch: &Scratch, extra: &str) -> Option<String> {
+pub fn store_options(
+    backend: &str,
+    cap: Capability,
+    scratch: &Scratch,
+    extra: &str,
+) -> Option<String> {
     let ns = namespace();
     let opts = match backend {
         "sqlite" => format!("path = \"{}\"", scratch.path(&format!("{ns}.db")).display()),
@@ -131,7 +138,11 @@ pub fn store_options(backend: &str, cap: Capability, scratch: &Scratch, extra: &
             return None;
         }
     };
-    Some(if extra.is_empty() { opts } else { format!("{opts}\n{extra}") })
+    Some(if extra.is_empty() {
+        opts
+    } else {
+        format!("{opts}\n{extra}")
+    })
 }
 
 /// Open a Storage with one store named `s` of capability `cap` on `backend`,
@@ -209,12 +220,20 @@ pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(
         }
     }
     assert!(ran > 0, "no {cap} case ran");
-    assert!(failures.is_empty(), "{} {cap} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} {cap} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Assert that `r` failed with `kind`, returning the error.
 #[track_caller]
-pub fn expect_err<T: std::fmt::Debug>(r: backplane_host::Result<T>, kind: backplane_host::ErrorKind) -> backplane_host::Error {
+pub fn expect_err<T: std::fmt::Debug>(
+    r: backplane_host::Result<T>,
+    kind: backplane_host::ErrorKind,
+) -> backplane_host::Error {
     match r {
         Ok(v) => panic!("expected a {kind:?} error, got Ok({v:?})"),
         Err(e) => {

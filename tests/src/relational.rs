@@ -35,16 +35,29 @@ fn types_round_trip(s: &RelationalStore) {
     let r = db
         .execute(
             "INSERT INTO items (name, price, data, active, meta) VALUES (?, ?, ?, ?, ?)",
-            &params!["apple", 1.5, vec![0u8, 1, 255], true, serde_json::json!({"a": [1, 2]})],
+            &params![
+                "apple",
+                1.5,
+                vec![0u8, 1, 255],
+                true,
+                serde_json::json!({"a": [1, 2]})
+            ],
         )
         .unwrap();
     assert_eq!(r.rows_affected, 1);
     assert_eq!(r.last_insert_id, Some(1));
-    db.execute("INSERT INTO items (name) VALUES (?)", &params!["pear"]).unwrap();
-    let rows = db
-        .query("SELECT id, name, price, data, active, meta FROM items ORDER BY id", &Params::None)
+    db.execute("INSERT INTO items (name) VALUES (?)", &params!["pear"])
         .unwrap();
-    assert_eq!(rows.columns, ["id", "name", "price", "data", "active", "meta"]);
+    let rows = db
+        .query(
+            "SELECT id, name, price, data, active, meta FROM items ORDER BY id",
+            &Params::None,
+        )
+        .unwrap();
+    assert_eq!(
+        rows.columns,
+        ["id", "name", "price", "data", "active", "meta"]
+    );
     assert_eq!(rows.len(), 2);
     assert_eq!(rows.rows[0][0], Value::Integer(1));
     assert_eq!(rows.rows[0][1], Value::Text("apple".into()));
@@ -58,33 +71,52 @@ fn types_round_trip(s: &RelationalStore) {
     };
     assert_eq!(meta, serde_json::json!({"a": [1, 2]}));
     for i in 2..6 {
-        assert!(rows.rows[1][i].is_null(), "column {i} of pear should be NULL");
+        assert!(
+            rows.rows[1][i].is_null(),
+            "column {i} of pear should be NULL"
+        );
     }
 }
 
 fn positional_and_named_params(s: &RelationalStore) {
     let db = s.blocking();
     setup(db);
-    db.execute("INSERT INTO items (name, price) VALUES (?1, ?2)", &params!["a", 1.0]).unwrap();
+    db.execute(
+        "INSERT INTO items (name, price) VALUES (?1, ?2)",
+        &params!["a", 1.0],
+    )
+    .unwrap();
     db.execute(
         "INSERT INTO items (name, price) VALUES (:name, :price)",
         &Params::named([("name", Value::from("b")), (":price", Value::from(2.0))]),
     )
     .unwrap();
     let rows = db
-        .query("SELECT name FROM items WHERE price >= :min ORDER BY name", &Params::named([("min", 1.5)]))
+        .query(
+            "SELECT name FROM items WHERE price >= :min ORDER BY name",
+            &Params::named([("min", 1.5)]),
+        )
         .unwrap();
     assert_eq!(rows.rows, vec![vec![Value::Text("b".into())]]);
-    let rows = db.query("SELECT count(*) FROM items WHERE price < ?", &params![10]).unwrap();
+    let rows = db
+        .query("SELECT count(*) FROM items WHERE price < ?", &params![10])
+        .unwrap();
     assert_eq!(rows.scalar().unwrap(), &Value::Integer(2));
 }
 
 fn params_not_in_literals(s: &RelationalStore) {
     let db = s.blocking();
     setup(db);
-    db.execute("INSERT INTO items (name) VALUES ('what? :not_a_param')", &Params::None).unwrap();
+    db.execute(
+        "INSERT INTO items (name) VALUES ('what? :not_a_param')",
+        &Params::None,
+    )
+    .unwrap();
     let rows = db
-        .query("SELECT name FROM items WHERE name = 'what? :not_a_param' AND id = ?", &params![1])
+        .query(
+            "SELECT name FROM items WHERE name = 'what? :not_a_param' AND id = ?",
+            &params![1],
+        )
         .unwrap();
     assert_eq!(rows.len(), 1);
 }
@@ -92,10 +124,15 @@ fn params_not_in_literals(s: &RelationalStore) {
 fn empty_result(s: &RelationalStore) {
     let db = s.blocking();
     setup(db);
-    let rows = db.query("SELECT id, name FROM items WHERE id = ?", &params![42]).unwrap();
+    let rows = db
+        .query("SELECT id, name FROM items WHERE id = ?", &params![42])
+        .unwrap();
     assert!(rows.is_empty());
     assert_eq!(rows.columns, ["id", "name"]);
-    expect_err(rows.scalar().map(|_| ()).map_err(|e| e.in_store("s", "x")), ErrorKind::NotFound);
+    expect_err(
+        rows.scalar().map(|_| ()).map_err(|e| e.in_store("s", "x")),
+        ErrorKind::NotFound,
+    );
 }
 
 fn transaction_rolls_back(s: &RelationalStore) {
@@ -116,48 +153,93 @@ fn transaction_rolls_back(s: &RelationalStore) {
         ]),
         ErrorKind::Conflict,
     );
-    assert!(e.message().contains('1'), "error should say which statement failed: {e}");
-    let rows = db.query("SELECT name FROM items ORDER BY name", &Params::None).unwrap();
-    assert_eq!(rows.rows, vec![vec![Value::Text("one".into())]], "nothing of the failed transaction may remain");
+    assert!(
+        e.message().contains('1'),
+        "error should say which statement failed: {e}"
+    );
+    let rows = db
+        .query("SELECT name FROM items ORDER BY name", &Params::None)
+        .unwrap();
+    assert_eq!(
+        rows.rows,
+        vec![vec![Value::Text("one".into())]],
+        "nothing of the failed transaction may remain"
+    );
 }
 
 fn execute_many(s: &RelationalStore) {
     let db = s.blocking();
     setup(db);
-    let sets: Vec<Params> = (0..50).map(|i| params![format!("n{i}"), i as f64]).collect();
-    let r = db.execute_many("INSERT INTO items (name, price) VALUES (?, ?)", &sets).unwrap();
+    let sets: Vec<Params> = (0..50)
+        .map(|i| params![format!("n{i}"), i as f64])
+        .collect();
+    let r = db
+        .execute_many("INSERT INTO items (name, price) VALUES (?, ?)", &sets)
+        .unwrap();
     assert_eq!(r.rows_affected, 50);
     // A failure in the batch leaves nothing behind.
     let bad = vec![params!["fresh", 1.0], params!["n3", 1.0]];
-    expect_err(db.execute_many("INSERT INTO items (name, price) VALUES (?, ?)", &bad), ErrorKind::Conflict);
-    let n = db.query("SELECT count(*) FROM items", &Params::None).unwrap();
+    expect_err(
+        db.execute_many("INSERT INTO items (name, price) VALUES (?, ?)", &bad),
+        ErrorKind::Conflict,
+    );
+    let n = db
+        .query("SELECT count(*) FROM items", &Params::None)
+        .unwrap();
     assert_eq!(n.scalar().unwrap(), &Value::Integer(50));
 }
 
 fn migrations(s: &RelationalStore) {
     let db = s.blocking();
     let m = vec![
-        Migration::new(1, "create", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"),
-        Migration::new(2, "index", "CREATE INDEX notes_body ON notes(body); INSERT INTO notes (body) VALUES ('seed');"),
+        Migration::new(
+            1,
+            "create",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+        ),
+        Migration::new(
+            2,
+            "index",
+            "CREATE INDEX notes_body ON notes(body); INSERT INTO notes (body) VALUES ('seed');",
+        ),
     ];
     let r = db.migrate(&m).unwrap();
     assert_eq!(r.applied, vec![1, 2]);
     let r = db.migrate(&m).unwrap();
     assert_eq!(r.applied, Vec::<i64>::new());
     assert_eq!(r.skipped, vec![1, 2]);
-    let n = db.query("SELECT count(*) FROM notes", &Params::None).unwrap();
-    assert_eq!(n.scalar().unwrap(), &Value::Integer(1), "migration 2 ran once");
+    let n = db
+        .query("SELECT count(*) FROM notes", &Params::None)
+        .unwrap();
+    assert_eq!(
+        n.scalar().unwrap(),
+        &Value::Integer(1),
+        "migration 2 ran once"
+    );
     // An applied script that changed is a conflict, not a silent skip.
     let mut changed = m.clone();
     changed[0].sql.push_str(" -- edited");
     expect_err(db.migrate(&changed), ErrorKind::Conflict);
     // A failing script leaves nothing of itself behind.
-    let failing = vec![Migration::new(3, "bad", "CREATE TABLE t3 (x); INSERT INTO nope VALUES (1);")];
+    let failing = vec![Migration::new(
+        3,
+        "bad",
+        "CREATE TABLE t3 (x); INSERT INTO nope VALUES (1);",
+    )];
     assert!(db.migrate(&failing).is_err());
-    assert!(!db.tables().unwrap().contains(&"t3".to_string()), "failed migration left a table");
-    expect_err(db.migrate(&[Migration::new(0, "zero", "SELECT 1")]), ErrorKind::InvalidInput);
+    assert!(
+        !db.tables().unwrap().contains(&"t3".to_string()),
+        "failed migration left a table"
+    );
     expect_err(
-        db.migrate(&[Migration::new(5, "a", "SELECT 1"), Migration::new(5, "b", "SELECT 1")]),
+        db.migrate(&[Migration::new(0, "zero", "SELECT 1")]),
+        ErrorKind::InvalidInput,
+    );
+    expect_err(
+        db.migrate(&[
+            Migration::new(5, "a", "SELECT 1"),
+            Migration::new(5, "b", "SELECT 1"),
+        ]),
         ErrorKind::InvalidInput,
     );
 }
@@ -167,7 +249,11 @@ fn tables_and_describe(s: &RelationalStore) {
     setup(db);
     let t = db.tables().unwrap();
     assert!(t.contains(&"items".to_string()), "{t:?}");
-    assert!(t.iter().all(|n| !n.starts_with("sqlite_") && !n.starts_with("_bp_")), "{t:?}");
+    assert!(
+        t.iter()
+            .all(|n| !n.starts_with("sqlite_") && !n.starts_with("_bp_")),
+        "{t:?}"
+    );
     let d = db.describe("items").unwrap();
     assert_eq!(d.name, "items");
     let names: Vec<&str> = d.columns.iter().map(|c| c.name.as_str()).collect();
@@ -180,7 +266,8 @@ fn tables_and_describe(s: &RelationalStore) {
 fn backup_and_restore(s: &RelationalStore) {
     let db = s.blocking();
     setup(db);
-    db.execute("INSERT INTO items (name) VALUES ('kept')", &Params::None).unwrap();
+    db.execute("INSERT INTO items (name) VALUES ('kept')", &Params::None)
+        .unwrap();
     let scratch = Scratch::new();
     let file = scratch.path("sub/backup.db");
     db.backup(file.to_str().unwrap()).unwrap();
@@ -191,18 +278,30 @@ fn backup_and_restore(s: &RelationalStore) {
     let rows = db.query("SELECT name FROM items", &Params::None).unwrap();
     assert_eq!(rows.rows, vec![vec![Value::Text("kept".into())]]);
     assert!(!db.tables().unwrap().contains(&"later".to_string()));
-    expect_err(db.restore(scratch.path("missing.db").to_str().unwrap()), ErrorKind::NotFound);
+    expect_err(
+        db.restore(scratch.path("missing.db").to_str().unwrap()),
+        ErrorKind::NotFound,
+    );
 }
 
 fn bad_input(s: &RelationalStore) {
     let db = s.blocking();
     setup(db);
-    let e = expect_err(db.execute("INSERT INTO nowhere VALUES (1)", &Params::None), ErrorKind::InvalidInput);
+    let e = expect_err(
+        db.execute("INSERT INTO nowhere VALUES (1)", &Params::None),
+        ErrorKind::InvalidInput,
+    );
     assert!(e.message().contains("nowhere"), "{e}");
     expect_err(db.query("SELEC 1", &Params::None), ErrorKind::InvalidInput);
-    expect_err(db.execute("INSERT INTO items (name) VALUES (?)", &params!["a", "b"]), ErrorKind::InvalidInput);
+    expect_err(
+        db.execute("INSERT INTO items (name) VALUES (?)", &params!["a", "b"]),
+        ErrorKind::InvalidInput,
+    );
     let e = expect_err(
-        db.execute("INSERT INTO items (name) VALUES (:name)", &Params::named([("nam", "x")])),
+        db.execute(
+            "INSERT INTO items (name) VALUES (:name)",
+            &Params::named([("nam", "x")]),
+        ),
         ErrorKind::InvalidInput,
     );
     assert!(e.message().contains("nam"), "{e}");

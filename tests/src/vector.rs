@@ -23,7 +23,9 @@ pub fn cases() -> Vec<Case<VectorStore>> {
 }
 
 fn rec(id: &str, v: &[f32], payload: serde_json::Value) -> VectorRecord {
-    VectorRecord::new(id, v.to_vec()).with_payload(payload).with_document(format!("doc {id}"))
+    VectorRecord::new(id, v.to_vec())
+        .with_payload(payload)
+        .with_document(format!("doc {id}"))
 }
 
 fn seeded(db: &dyn Vector) {
@@ -31,10 +33,26 @@ fn seeded(db: &dyn Vector) {
     db.upsert(
         "c",
         &[
-            rec("a", &[1.0, 0.0, 0.0], json!({"user": "alice", "n": 1, "tags": ["x", "y"]})),
-            rec("b", &[0.9, 0.1, 0.0], json!({"user": "bob", "n": 2, "tags": ["y"]})),
-            rec("c", &[0.0, 1.0, 0.0], json!({"user": "alice", "n": 3, "meta": {"lang": "en"}})),
-            rec("d", &[0.0, 0.0, 1.0], json!({"user": "carol", "n": 4, "gone": null})),
+            rec(
+                "a",
+                &[1.0, 0.0, 0.0],
+                json!({"user": "alice", "n": 1, "tags": ["x", "y"]}),
+            ),
+            rec(
+                "b",
+                &[0.9, 0.1, 0.0],
+                json!({"user": "bob", "n": 2, "tags": ["y"]}),
+            ),
+            rec(
+                "c",
+                &[0.0, 1.0, 0.0],
+                json!({"user": "alice", "n": 3, "meta": {"lang": "en"}}),
+            ),
+            rec(
+                "d",
+                &[0.0, 0.0, 1.0],
+                json!({"user": "carol", "n": 4, "gone": null}),
+            ),
             rec("e", &[-1.0, 0.0, 0.0], json!({"user": "bob", "n": 5.5})),
         ],
     )
@@ -49,14 +67,34 @@ fn collections(s: &VectorStore) {
     let db = s.blocking();
     db.create_collection("one", 4, Distance::Cosine).unwrap();
     db.create_collection("two", 2, Distance::Euclidean).unwrap();
-    expect_err(db.create_collection("one", 4, Distance::Cosine), ErrorKind::AlreadyExists);
-    expect_err(db.create_collection("bad name!", 4, Distance::Cosine), ErrorKind::InvalidInput);
-    expect_err(db.create_collection("zero", 0, Distance::Cosine), ErrorKind::InvalidInput);
-    let mut names: Vec<String> = db.list_collections().unwrap().into_iter().map(|c| c.name).collect();
+    expect_err(
+        db.create_collection("one", 4, Distance::Cosine),
+        ErrorKind::AlreadyExists,
+    );
+    expect_err(
+        db.create_collection("bad name!", 4, Distance::Cosine),
+        ErrorKind::InvalidInput,
+    );
+    expect_err(
+        db.create_collection("zero", 0, Distance::Cosine),
+        ErrorKind::InvalidInput,
+    );
+    let mut names: Vec<String> = db
+        .list_collections()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     names.sort();
-    assert!(names.contains(&"one".to_string()) && names.contains(&"two".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"one".to_string()) && names.contains(&"two".to_string()),
+        "{names:?}"
+    );
     let info = db.collection_info("two").unwrap();
-    assert_eq!((info.dimension, info.distance, info.count), (2, Distance::Euclidean, 0));
+    assert_eq!(
+        (info.dimension, info.distance, info.count),
+        (2, Distance::Euclidean, 0)
+    );
     db.drop_collection("two").unwrap();
     expect_err(db.collection_info("two"), ErrorKind::NotFound);
     expect_err(db.drop_collection("two"), ErrorKind::NotFound);
@@ -66,7 +104,9 @@ fn upsert_get_count(s: &VectorStore) {
     let db = s.blocking();
     seeded(db);
     assert_eq!(db.count("c", None).unwrap(), 5);
-    let got = db.get("c", &["c".into(), "missing".into(), "a".into()]).unwrap();
+    let got = db
+        .get("c", &["c".into(), "missing".into(), "a".into()])
+        .unwrap();
     let mut got_ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
     got_ids.sort();
     assert_eq!(got_ids, ["a", "c"]);
@@ -75,7 +115,8 @@ fn upsert_get_count(s: &VectorStore) {
     assert_eq!(a.document.as_deref(), Some("doc a"));
     assert_eq!(a.payload["tags"], json!(["x", "y"]));
     // Upsert replaces.
-    db.upsert("c", &[rec("a", &[0.0, 1.0, 0.0], json!({"user": "zed"}))]).unwrap();
+    db.upsert("c", &[rec("a", &[0.0, 1.0, 0.0], json!({"user": "zed"}))])
+        .unwrap();
     assert_eq!(db.count("c", None).unwrap(), 5);
     let a = db.get("c", &["a".into()]).unwrap().remove(0);
     assert_eq!(a.vector, vec![0.0, 1.0, 0.0]);
@@ -87,18 +128,32 @@ fn upsert_get_count(s: &VectorStore) {
 fn search_cosine(s: &VectorStore) {
     let db = s.blocking();
     seeded(db);
-    let hits = db.search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 3)).unwrap();
+    let hits = db
+        .search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 3))
+        .unwrap();
     assert_eq!(hits.len(), 3);
     assert_eq!(ids(&hits)[..2], ["a", "b"]);
-    assert!((hits[0].score - 1.0).abs() < 1e-5, "cosine of identical vectors is 1: {}", hits[0].score);
-    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "scores must be descending");
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-5,
+        "cosine of identical vectors is 1: {}",
+        hits[0].score
+    );
+    assert!(
+        hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "scores must be descending"
+    );
     assert_eq!(hits[0].document.as_deref(), Some("doc a"));
     assert_eq!(hits[0].payload["user"], "alice");
-    let all = db.search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 50)).unwrap();
+    let all = db
+        .search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 50))
+        .unwrap();
     assert_eq!(all.len(), 5);
     assert_eq!(all.last().unwrap().id, "e");
     assert!((all.last().unwrap().score + 1.0).abs() < 1e-5);
-    assert!(db.search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 0)).unwrap().is_empty());
+    assert!(db
+        .search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 0))
+        .unwrap()
+        .is_empty());
 }
 
 fn search_dot_and_euclidean(s: &VectorStore) {
@@ -112,13 +167,23 @@ fn search_dot_and_euclidean(s: &VectorStore) {
     ];
     db.upsert("dot", &recs).unwrap();
     db.upsert("l2", &recs).unwrap();
-    let hits = db.search("dot", &SearchRequest::new(vec![1.0, 0.0], 3)).unwrap();
+    let hits = db
+        .search("dot", &SearchRequest::new(vec![1.0, 0.0], 3))
+        .unwrap();
     assert_eq!(ids(&hits), ["big", "near", "small"]);
     assert!((hits[0].score - 10.0).abs() < 1e-4);
-    let hits = db.search("l2", &SearchRequest::new(vec![2.0, 0.0], 3)).unwrap();
+    let hits = db
+        .search("l2", &SearchRequest::new(vec![2.0, 0.0], 3))
+        .unwrap();
     assert_eq!(ids(&hits), ["near", "small", "big"]);
-    assert!(hits[0].score > hits[1].score, "higher is better for euclidean too");
-    assert!((hits[1].score + 1.0).abs() < 1e-4, "euclidean score is the negated distance");
+    assert!(
+        hits[0].score > hits[1].score,
+        "higher is better for euclidean too"
+    );
+    assert!(
+        (hits[1].score + 1.0).abs() < 1e-4,
+        "euclidean score is the negated distance"
+    );
 }
 
 fn filter_operators(s: &VectorStore) {
@@ -127,30 +192,69 @@ fn filter_operators(s: &VectorStore) {
     let q = |f: serde_json::Value| {
         let f = Filter::parse(&f).unwrap();
         let mut v: Vec<String> = db
-            .search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 10).with_filter(f.clone()))
+            .search(
+                "c",
+                &SearchRequest::new(vec![1.0, 0.0, 0.0], 10).with_filter(f.clone()),
+            )
             .unwrap()
             .into_iter()
             .map(|h| h.id)
             .collect();
         v.sort();
-        assert_eq!(db.count("c", Some(&f)).unwrap() as usize, v.len(), "count agrees with search");
+        assert_eq!(
+            db.count("c", Some(&f)).unwrap() as usize,
+            v.len(),
+            "count agrees with search"
+        );
         v
     };
-    assert_eq!(q(json!({"must": [{"key": "user", "match": "alice"}]})), ["a", "c"]);
-    assert_eq!(q(json!({"must": [{"key": "user", "in": ["bob", "carol"]}]})), ["b", "d", "e"]);
-    assert_eq!(q(json!({"must": [{"key": "n", "range": {"gt": 1, "lte": 4}}]})), ["b", "c", "d"]);
-    assert_eq!(q(json!({"must": [{"key": "n", "range": {"gte": 5}}]})), ["e"]);
-    assert_eq!(q(json!({"must": [{"key": "meta.lang", "match": "en"}]})), ["c"]);
-    assert_eq!(q(json!({"must": [{"key": "tags", "match": "y"}]})), ["a", "b"]);
-    assert_eq!(q(json!({"must": [{"key": "meta", "exists": true}]})), ["c"]);
-    assert_eq!(q(json!({"must": [{"key": "gone", "exists": false}, {"key": "n", "range": {"gte": 4}}]})), ["d", "e"]);
-    assert_eq!(q(json!({"must_not": [{"key": "user", "match": "bob"}]})), ["a", "c", "d"]);
-    assert_eq!(q(json!({"should": [{"key": "n", "match": 1}, {"key": "n", "match": 4}]})), ["a", "d"]);
     assert_eq!(
-        q(json!({"must": [{"key": "user", "match": "bob"}, {"should": [{"key": "n", "match": 2}, {"key": "tags", "exists": false}]}]})),
+        q(json!({"must": [{"key": "user", "match": "alice"}]})),
+        ["a", "c"]
+    );
+    assert_eq!(
+        q(json!({"must": [{"key": "user", "in": ["bob", "carol"]}]})),
+        ["b", "d", "e"]
+    );
+    assert_eq!(
+        q(json!({"must": [{"key": "n", "range": {"gt": 1, "lte": 4}}]})),
+        ["b", "c", "d"]
+    );
+    assert_eq!(
+        q(json!({"must": [{"key": "n", "range": {"gte": 5}}]})),
+        ["e"]
+    );
+    assert_eq!(
+        q(json!({"must": [{"key": "meta.lang", "match": "en"}]})),
+        ["c"]
+    );
+    assert_eq!(
+        q(json!({"must": [{"key": "tags", "match": "y"}]})),
+        ["a", "b"]
+    );
+    assert_eq!(q(json!({"must": [{"key": "meta", "exists": true}]})), ["c"]);
+    assert_eq!(
+        q(json!({"must": [{"key": "gone", "exists": false}, {"key": "n", "range": {"gte": 4}}]})),
+        ["d", "e"]
+    );
+    assert_eq!(
+        q(json!({"must_not": [{"key": "user", "match": "bob"}]})),
+        ["a", "c", "d"]
+    );
+    assert_eq!(
+        q(json!({"should": [{"key": "n", "match": 1}, {"key": "n", "match": 4}]})),
+        ["a", "d"]
+    );
+    assert_eq!(
+        q(
+            json!({"must": [{"key": "user", "match": "bob"}, {"should": [{"key": "n", "match": 2}, {"key": "tags", "exists": false}]}]})
+        ),
         ["b", "e"]
     );
-    assert_eq!(q(json!({"must": [{"key": "user", "match": "nobody"}]})), Vec::<String>::new());
+    assert_eq!(
+        q(json!({"must": [{"key": "user", "match": "nobody"}]})),
+        Vec::<String>::new()
+    );
 }
 
 fn delete_and_delete_where(s: &VectorStore) {
@@ -162,7 +266,9 @@ fn delete_and_delete_where(s: &VectorStore) {
     assert_eq!(db.delete_where("c", &f).unwrap(), 2);
     assert_eq!(db.count("c", None).unwrap(), 2);
     assert_eq!(db.delete_where("c", &f).unwrap(), 0);
-    let left = db.search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 10)).unwrap();
+    let left = db
+        .search("c", &SearchRequest::new(vec![1.0, 0.0, 0.0], 10))
+        .unwrap();
     let mut l = ids(&left);
     l.sort();
     assert_eq!(l, ["c", "d"]);
@@ -172,27 +278,64 @@ fn bad_vectors_write_nothing(s: &VectorStore) {
     let db = s.blocking();
     seeded(db);
     let e = expect_err(
-        db.upsert("c", &[rec("new1", &[1.0, 0.0, 0.0], json!({})), rec("new2", &[1.0, 0.0], json!({}))]),
+        db.upsert(
+            "c",
+            &[
+                rec("new1", &[1.0, 0.0, 0.0], json!({})),
+                rec("new2", &[1.0, 0.0], json!({})),
+            ],
+        ),
         ErrorKind::InvalidInput,
     );
     assert!(e.message().contains("dimension"), "{e}");
-    expect_err(db.upsert("c", &[rec("new3", &[f32::NAN, 0.0, 0.0], json!({}))]), ErrorKind::InvalidInput);
-    expect_err(db.upsert("c", &[rec("new4", &[f32::INFINITY, 0.0, 0.0], json!({}))]), ErrorKind::InvalidInput);
-    expect_err(db.upsert("c", &[rec("", &[1.0, 0.0, 0.0], json!({}))]), ErrorKind::InvalidInput);
     expect_err(
-        db.upsert("c", &[rec("dup", &[1.0, 0.0, 0.0], json!({})), rec("dup", &[1.0, 0.0, 0.0], json!({}))]),
+        db.upsert("c", &[rec("new3", &[f32::NAN, 0.0, 0.0], json!({}))]),
         ErrorKind::InvalidInput,
     );
-    assert_eq!(db.count("c", None).unwrap(), 5, "nothing may be written by a rejected upsert");
-    expect_err(db.search("c", &SearchRequest::new(vec![1.0, 0.0], 3)), ErrorKind::InvalidInput);
-    expect_err(db.search("c", &SearchRequest::new(vec![f32::NAN, 0.0, 0.0], 3)), ErrorKind::InvalidInput);
+    expect_err(
+        db.upsert("c", &[rec("new4", &[f32::INFINITY, 0.0, 0.0], json!({}))]),
+        ErrorKind::InvalidInput,
+    );
+    expect_err(
+        db.upsert("c", &[rec("", &[1.0, 0.0, 0.0], json!({}))]),
+        ErrorKind::InvalidInput,
+    );
+    expect_err(
+        db.upsert(
+            "c",
+            &[
+                rec("dup", &[1.0, 0.0, 0.0], json!({})),
+                rec("dup", &[1.0, 0.0, 0.0], json!({})),
+            ],
+        ),
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(
+        db.count("c", None).unwrap(),
+        5,
+        "nothing may be written by a rejected upsert"
+    );
+    expect_err(
+        db.search("c", &SearchRequest::new(vec![1.0, 0.0], 3)),
+        ErrorKind::InvalidInput,
+    );
+    expect_err(
+        db.search("c", &SearchRequest::new(vec![f32::NAN, 0.0, 0.0], 3)),
+        ErrorKind::InvalidInput,
+    );
 }
 
 fn unknown_collection(s: &VectorStore) {
     let db = s.blocking();
-    let e = expect_err(db.search("nope", &SearchRequest::new(vec![1.0], 1)), ErrorKind::NotFound);
+    let e = expect_err(
+        db.search("nope", &SearchRequest::new(vec![1.0], 1)),
+        ErrorKind::NotFound,
+    );
     assert!(e.message().contains("nope"), "{e}");
-    expect_err(db.upsert("nope", &[rec("a", &[1.0], json!({}))]), ErrorKind::NotFound);
+    expect_err(
+        db.upsert("nope", &[rec("a", &[1.0], json!({}))]),
+        ErrorKind::NotFound,
+    );
     expect_err(db.count("nope", None), ErrorKind::NotFound);
     expect_err(db.get("nope", &["a".into()]), ErrorKind::NotFound);
     expect_err(db.scroll("nope", None, 10), ErrorKind::NotFound);
@@ -202,7 +345,13 @@ fn scroll_returns_raw_vectors(s: &VectorStore) {
     let db = s.blocking();
     db.create_collection("big", 4, Distance::Cosine).unwrap();
     let recs: Vec<VectorRecord> = (0..25)
-        .map(|i| rec(&format!("r{i:02}"), &[i as f32, 2.0, -3.5, 0.25], json!({"i": i})))
+        .map(|i| {
+            rec(
+                &format!("r{i:02}"),
+                &[i as f32, 2.0, -3.5, 0.25],
+                json!({"i": i}),
+            )
+        })
         .collect();
     db.upsert("big", &recs).unwrap();
     let mut seen = Vec::new();
@@ -219,7 +368,10 @@ fn scroll_returns_raw_vectors(s: &VectorStore) {
     assert_eq!(seen.len(), 25, "scroll visits every record once");
     for r in &recs {
         let got = seen.iter().find(|x| x.id == r.id).unwrap();
-        assert_eq!(got.vector, r.vector, "scroll returns raw (unnormalised) vectors");
+        assert_eq!(
+            got.vector, r.vector,
+            "scroll returns raw (unnormalised) vectors"
+        );
         assert_eq!(got.payload, r.payload);
     }
     expect_err(db.scroll("big", None, 0), ErrorKind::InvalidInput);

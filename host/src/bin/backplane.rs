@@ -100,7 +100,11 @@ fn plugins(builder: StorageBuilder) -> ExitCode {
     println!("config: {}", path.display());
     println!("searched:");
     for d in extra.iter().chain(&config.search_paths) {
-        println!("  {}{}", d.display(), if d.is_dir() { "" } else { "  (does not exist)" });
+        println!(
+            "  {}{}",
+            d.display(),
+            if d.is_dir() { "" } else { "  (does not exist)" }
+        );
     }
     println!("backends:");
     if registry.backends.is_empty() {
@@ -115,7 +119,11 @@ fn plugins(builder: StorageBuilder) -> ExitCode {
             b.source
         );
         for s in &b.shadows {
-            println!("  {:<12} (also in {}, not used: an earlier search path wins)", "", s.display());
+            println!(
+                "  {:<12} (also in {}, not used: an earlier search path wins)",
+                "",
+                s.display()
+            );
         }
     }
     if !registry.failures.is_empty() {
@@ -157,7 +165,10 @@ fn check(builder: StorageBuilder) -> ExitCode {
         println!("all {} stores healthy", storage.config().stores.len());
         ExitCode::SUCCESS
     } else {
-        println!("{bad} of {} stores unhealthy", storage.config().stores.len());
+        println!(
+            "{bad} of {} stores unhealthy",
+            storage.config().stores.len()
+        );
         ExitCode::FAILURE
     }
 }

@@ -1,6 +1,6 @@
 //! `backplane-plugin-memory` is Backplane's reference backend, named
-//! `memory`: the simplest correct implementation of the vector, cache and
-//! graph capabilities, with everything held in process memory. The
+//! `memory`: the simplest correct implementation of every capability, with
+//! everything held in process memory. The
 //! behaviour suite is checked against it first, it serves tests and
 //! laptops that need no files, and it is the natural `fallback` of a store
 //! whose server is down.
@@ -9,9 +9,10 @@
 //! and every opened store is independent: two stores named alike in two
 //! `Storage`s do not share data.
 //!
-//! It does not serve the relational capability: there is no SQL engine in
-//! memory, and writing one would not be "simplest". For an in-memory
-//! relational store, use the `sqlite` backend with `path = ":memory:"`.
+//! Its relational capability is a private in-memory SQLite database per
+//! store, through the SQLite code it shares with the `sqlite` plugin
+//! (`backplane-sqlite-engine`): a relational store needs a SQL engine, and
+//! an embedded, well-tested one is the simplest correct choice.
 //!
 //! # Layout
 //!
@@ -21,7 +22,7 @@
 //! - [`vector`]: [`MemoryVector`], exact search over a contiguous matrix.
 //! - [`cache`]: [`MemoryCache`], keys with expiry and bounded channels.
 //! - [`graph`]: [`MemoryGraph`], ordered maps with adjacency indexes.
-//! - `relational`: only the note on why there is none.
+//! - `relational`: opening the in-memory SQLite database.
 #![warn(missing_docs)]
 
 pub mod cache;
@@ -53,10 +54,10 @@ impl MemoryPlugin {
     pub fn descriptor() -> BackendDescriptor {
         let mut d = BackendDescriptor::new(
             BACKEND,
-            &[Capability::Vector, Capability::Cache, Capability::Graph],
+            &Capability::ALL,
         )
         .describe(
-            "reference backend in process memory: vector (exact search), cache, graph; not persistent",
+            "reference backend in process memory: relational (in-memory SQLite), vector (exact search), cache, graph; not persistent",
         );
         d.native_ttl = true;
         d.persistent = false;
@@ -78,7 +79,7 @@ impl Plugin for MemoryPlugin {
     }
 
     fn open_relational(&self, config: &StoreConfig) -> Result<Box<dyn backplane_core::Relational>> {
-        Err(relational::unsupported(config))
+        relational::open(config)
     }
 
     fn open_vector(&self, config: &StoreConfig) -> Result<Box<dyn Vector>> {
@@ -146,7 +147,7 @@ mod tests {
         let d = MemoryPlugin::descriptor();
         assert_eq!(d.name, "memory");
         assert!(d.serves(Capability::Vector) && d.serves(Capability::Cache));
-        assert!(d.serves(Capability::Graph) && !d.serves(Capability::Relational));
+        assert!(d.serves(Capability::Graph) && d.serves(Capability::Relational));
         assert!(d.native_ttl && !d.persistent);
         assert_eq!(MemoryPlugin.backends(), vec![d]);
     }
@@ -164,12 +165,15 @@ mod tests {
             .open_vector(&config(Capability::Vector, json!({})))
             .unwrap();
         assert!(v.list_collections().unwrap().is_empty());
-        let e = p
+        let r = p
             .open_relational(&config(Capability::Relational, json!({})))
+            .unwrap();
+        assert!(r.tables().unwrap().is_empty());
+        let e = p
+            .open_relational(&config(Capability::Relational, json!({"ttl": "1m"})))
             .err()
             .unwrap();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
-        assert!(e.message().contains(":memory:"), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Config);
     }
 
     #[test]

@@ -1,18 +1,19 @@
-//! The relational capability is not served by `memory`.
-//!
-//! A relational store runs SQL, and there is no SQL engine in memory:
-//! writing one would not be the "simplest correct implementation" this
-//! backend exists to be. The `sqlite` backend with `path = ":memory:"` is an
-//! in-memory relational store with a real engine, so the descriptor leaves
-//! relational out and opening one explains where to go instead.
+//! The relational capability: a private in-memory SQLite database per
+//! store, run by the engine the `sqlite` plugin uses too. A relational store
+//! needs a SQL engine; an embedded, well-tested one is the simplest correct
+//! implementation, and sharing it keeps one copy of the SQL handling.
 
-use backplane_core::{Error, StoreConfig};
+use crate::config::MemoryConfig;
+use backplane_core::{Relational, Result, StoreConfig};
+use backplane_sqlite_engine::{Db, SqliteRelational};
 
-/// The error `open_relational` returns: which backend to use instead.
-pub(crate) fn unsupported(config: &StoreConfig) -> Error {
-    Error::unsupported(format!(
-        "[relational.{}]: the memory backend has no SQL engine and does not serve relational stores: \
-         use backend = \"sqlite\" with path = \":memory:\" for an in-memory database",
-        config.store
-    ))
+/// How long a statement waits for a lock (never contended: the database is
+/// private to the store).
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// Open a relational store: a fresh, empty in-memory database.
+pub(crate) fn open(config: &StoreConfig) -> Result<Box<dyn Relational>> {
+    MemoryConfig::from_store(config)?;
+    let db = Db::open(config, None, BUSY_TIMEOUT_MS)?;
+    Ok(Box::new(SqliteRelational::new(db)))
 }

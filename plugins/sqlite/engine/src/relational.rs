@@ -1,0 +1,614 @@
+//! The relational capability: SQL straight through to SQLite.
+//!
+//! The hot path (`execute` / `query`) takes the connection's lock, fetches
+//! the prepared statement from rusqlite's statement cache, binds each
+//! [`Value`] in place through [`Bind`], and steps. Nothing is rewritten:
+//! SQLite itself understands `?`, `?N`, `:name`, `@name` and `$name`.
+
+use backplane_core::relational::{validate_migrations, MIGRATIONS_TABLE};
+use backplane_core::{
+    ColumnInfo, Error, ExecResult, Health, Migration, MigrationReport, Params, Relational, Result,
+    Rows, Statement, TableSchema, Value,
+};
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::db::{now_ms, snippet, sql_error, write_tx, Db};
+
+/// A relational store on one SQLite database.
+pub struct SqliteRelational {
+    db: Db,
+}
+
+impl SqliteRelational {
+    pub fn new(db: Db) -> Self {
+        SqliteRelational { db }
+    }
+}
+
+/// Binds a [`Value`] without copying it first: integers, reals, text and
+/// blobs go straight to SQLite; `Bool` binds as 0/1, `Timestamp` as its
+/// integer microseconds, `Json` as its text.
+pub struct Bind<'a>(pub &'a Value);
+
+impl ToSql for Bind<'_> {
+    #[inline]
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(i) | Value::Timestamp(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(*b as i64)),
+            Value::Json(j) => ToSqlOutput::Owned(rusqlite::types::Value::Text(j.to_string())),
+        })
+    }
+}
+
+/// Bind `params` to `stmt`, checking that every placeholder gets exactly
+/// one value.
+pub fn bind_params(stmt: &mut rusqlite::Statement<'_>, params: &Params, sql: &str) -> Result<()> {
+    let expected = stmt.parameter_count();
+    match params {
+        Params::None => {
+            if expected != 0 {
+                return Err(Error::invalid(format!(
+                    "`{}` has {expected} parameter(s) but none were given: pass Params::Positional or Params::Named",
+                    snippet(sql)
+                )));
+            }
+        }
+        Params::Positional(values) => {
+            if values.len() != expected {
+                return Err(Error::invalid(format!(
+                    "`{}` has {expected} parameter(s) but {} value(s) were given: pass one value per placeholder",
+                    snippet(sql),
+                    values.len()
+                )));
+            }
+            for (i, v) in values.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, Bind(v))
+                    .map_err(|e| sql_error(e, sql))?;
+            }
+        }
+        Params::Named(pairs) => bind_named(stmt, pairs, expected, sql)?,
+    }
+    Ok(())
+}
+
+fn bind_named(
+    stmt: &mut rusqlite::Statement<'_>,
+    pairs: &[(String, Value)],
+    expected: usize,
+    sql: &str,
+) -> Result<()> {
+    // Which placeholders got a value: a bit mask for the usual few, a
+    // vector beyond 64.
+    let mut mask: u64 = 0;
+    let mut wide: Vec<bool> = if expected > 64 {
+        vec![false; expected + 1]
+    } else {
+        Vec::new()
+    };
+    let mut prefixed = String::new();
+    for (name, value) in pairs {
+        let index = named_index(stmt, name, &mut prefixed)?.ok_or_else(|| {
+            Error::invalid(format!(
+                "`{}` has no parameter :{}; it has {}: check the name",
+                snippet(sql),
+                name.trim_start_matches([':', '@', '$']),
+                placeholder_list(stmt)
+            ))
+        })?;
+        let seen = if expected > 64 {
+            std::mem::replace(&mut wide[index], true)
+        } else {
+            let bit = 1u64 << (index - 1);
+            let seen = mask & bit != 0;
+            mask |= bit;
+            seen
+        };
+        if seen {
+            return Err(Error::invalid(format!(
+                "parameter :{} is given twice for `{}`: give each name once",
+                name.trim_start_matches([':', '@', '$']),
+                snippet(sql)
+            )));
+        }
+        stmt.raw_bind_parameter(index, Bind(value))
+            .map_err(|e| sql_error(e, sql))?;
+    }
+    if pairs.len() != expected {
+        let missing: Vec<String> = (1..=expected)
+            .filter(|&i| {
+                if expected > 64 {
+                    !wide[i]
+                } else {
+                    mask & (1u64 << (i - 1)) == 0
+                }
+            })
+            .map(|i| {
+                stmt.parameter_name(i)
+                    .map_or_else(|| format!("?{i}"), str::to_string)
+            })
+            .collect();
+        return Err(Error::invalid(format!(
+            "`{}` has {expected} parameter(s) but {} value(s) were given; missing: {}",
+            snippet(sql),
+            pairs.len(),
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The index of `:name`, `@name` or `$name` (a name given with its prefix
+/// is looked up as is).
+#[inline]
+fn named_index(
+    stmt: &rusqlite::Statement<'_>,
+    name: &str,
+    buf: &mut String,
+) -> Result<Option<usize>> {
+    let lookup = |n: &str| {
+        stmt.parameter_index(n)
+            .map_err(|e| Error::invalid(format!("bad parameter name {n}: {e}")))
+    };
+    if name.starts_with([':', '@', '$']) {
+        return lookup(name);
+    }
+    for prefix in [':', '@', '$'] {
+        buf.clear();
+        buf.push(prefix);
+        buf.push_str(name);
+        if let Some(i) = lookup(buf)? {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
+fn placeholder_list(stmt: &rusqlite::Statement<'_>) -> String {
+    let n = stmt.parameter_count();
+    if n == 0 {
+        return "no parameters".to_string();
+    }
+    (1..=n)
+        .map(|i| {
+            stmt.parameter_name(i)
+                .map_or_else(|| format!("?{i}"), str::to_string)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How a column's declared type changes the way its values are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    /// `BOOLEAN`/`BOOL`: integers read as `Bool`.
+    Bool,
+    /// `JSON`/`JSONB`: text that parses reads as `Json`.
+    Json,
+    /// `TIMESTAMP`/`DATETIME`: integers read as `Timestamp`.
+    Timestamp,
+}
+
+#[inline]
+fn kind_of(decl: Option<&str>) -> Kind {
+    let Some(decl) = decl else {
+        return Kind::Plain;
+    };
+    let word = decl
+        .trim()
+        .split(|c: char| c == '(' || c.is_ascii_whitespace())
+        .next()
+        .unwrap_or("");
+    let is = |w: &str| word.eq_ignore_ascii_case(w);
+    if is("BOOLEAN") || is("BOOL") {
+        Kind::Bool
+    } else if is("JSON") || is("JSONB") {
+        Kind::Json
+    } else if is("TIMESTAMP") || is("DATETIME") || is("TIMESTAMPTZ") {
+        Kind::Timestamp
+    } else {
+        Kind::Plain
+    }
+}
+
+#[inline]
+fn read_value(v: ValueRef<'_>, kind: Kind) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => match kind {
+            Kind::Bool => Value::Bool(i != 0),
+            Kind::Timestamp => Value::Timestamp(i),
+            _ => Value::Integer(i),
+        },
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => {
+            if kind == Kind::Json {
+                if let Ok(j) = serde_json::from_slice(t) {
+                    return Value::Json(j);
+                }
+            }
+            Value::Text(match std::str::from_utf8(t) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(t).into_owned(),
+            })
+        }
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// Whether the statement starts with INSERT or REPLACE (for last_insert_id).
+#[inline]
+fn is_insert(sql: &str) -> bool {
+    let s = sql.trim_start().as_bytes();
+    let starts = |w: &[u8]| s.len() >= w.len() && s[..w.len()].eq_ignore_ascii_case(w);
+    starts(b"INSERT") || starts(b"REPLACE")
+}
+
+/// Run one statement on `conn`. A statement that returns rows is stepped to
+/// its end and its rows discarded.
+pub fn exec_one(conn: &Connection, sql: &str, params: &Params) -> Result<ExecResult> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
+    bind_params(&mut stmt, params, sql)?;
+    exec_bound(conn, &mut stmt, sql)
+}
+
+#[inline]
+fn exec_bound(
+    conn: &Connection,
+    stmt: &mut rusqlite::Statement<'_>,
+    sql: &str,
+) -> Result<ExecResult> {
+    let rowid_before = conn.last_insert_rowid();
+    let total_before = conn.total_changes();
+    if stmt.column_count() == 0 {
+        stmt.raw_execute().map_err(|e| sql_error(e, sql))?;
+    } else {
+        let mut rows = stmt.raw_query();
+        while rows.next().map_err(|e| sql_error(e, sql))?.is_some() {}
+    }
+    // `changes()` keeps the count of the last INSERT/UPDATE/DELETE, so a
+    // statement that changed no row (DDL, SELECT) must not report it.
+    let rows_affected = if conn.total_changes() != total_before {
+        conn.changes()
+    } else {
+        0
+    };
+    let rowid = conn.last_insert_rowid();
+    let last_insert_id =
+        (rowid != rowid_before || (rows_affected > 0 && is_insert(sql))).then_some(rowid);
+    Ok(ExecResult {
+        rows_affected,
+        last_insert_id,
+    })
+}
+
+fn query_rows(conn: &Connection, sql: &str, params: &Params) -> Result<Rows> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
+    bind_params(&mut stmt, params, sql)?;
+    let (columns, kinds): (Vec<String>, Vec<Kind>) = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), kind_of(c.decl_type())))
+        .unzip();
+    let n = columns.len();
+    let mut out = Vec::new();
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next().map_err(|e| sql_error(e, sql))? {
+        let mut values = Vec::with_capacity(n);
+        for (i, kind) in kinds.iter().enumerate() {
+            let v = row.get_ref(i).map_err(|e| sql_error(e, sql))?;
+            values.push(read_value(v, *kind));
+        }
+        out.push(values);
+    }
+    Ok(Rows { columns, rows: out })
+}
+
+const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS _backplane_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+)";
+
+/// Run a whole backup (all pages in one step, so the copy is one
+/// consistent snapshot), waiting out short lock contention.
+fn run_backup(backup: &Backup<'_, '_>, what: &str) -> Result<()> {
+    let mut waits = 0;
+    loop {
+        match backup.step(-1).map_err(|e| sql_error(e, what))? {
+            StepResult::Done => return Ok(()),
+            StepResult::More => {}
+            StepResult::Busy | StepResult::Locked => {
+                waits += 1;
+                if waits > 50 {
+                    return Err(Error::unavailable(format!(
+                        "{what}: the database stayed locked by another connection for 5 s; retry later"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Relational for SqliteRelational {
+    fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult> {
+        let conn = self.db.lock();
+        exec_one(&conn, sql, params)
+    }
+
+    fn execute_many(&self, sql: &str, params: &[Params]) -> Result<ExecResult> {
+        let mut conn = self.db.lock();
+        let n = params.len();
+        write_tx(&mut conn, |tx| {
+            let mut stmt = tx.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
+            let mut total = ExecResult::default();
+            for (i, p) in params.iter().enumerate() {
+                let r = bind_params(&mut stmt, p, sql)
+                    .and_then(|()| exec_bound(tx, &mut stmt, sql))
+                    .map_err(|e| {
+                        e.context(format!(
+                            "parameter set {i} of {n} failed; the batch was rolled back, nothing was written"
+                        ))
+                    })?;
+                total.rows_affected += r.rows_affected;
+                if r.last_insert_id.is_some() {
+                    total.last_insert_id = r.last_insert_id;
+                }
+            }
+            Ok(total)
+        })
+    }
+
+    fn query(&self, sql: &str, params: &Params) -> Result<Rows> {
+        let conn = self.db.lock();
+        query_rows(&conn, sql, params)
+    }
+
+    fn transaction(&self, statements: &[Statement]) -> Result<Vec<ExecResult>> {
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.db.lock();
+        let n = statements.len();
+        write_tx(&mut conn, |tx| {
+            statements
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    exec_one(tx, &s.sql, &s.params).map_err(|e| {
+                        e.context(format!(
+                            "statement {i} of {n} failed; the transaction was rolled back, nothing was written"
+                        ))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn migrate(&self, migrations: &[Migration]) -> Result<MigrationReport> {
+        let sorted = validate_migrations(migrations)?;
+        let mut conn = self.db.lock();
+        conn.execute_batch(CREATE_MIGRATIONS)
+            .map_err(|e| sql_error(e, CREATE_MIGRATIONS))?;
+        let select = format!("SELECT version, checksum FROM {MIGRATIONS_TABLE}");
+        let applied: HashMap<i64, String> = {
+            let mut stmt = conn.prepare(&select).map_err(|e| sql_error(e, &select))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| sql_error(e, &select))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| sql_error(e, &select))?
+        };
+        // Refuse before applying anything if an applied script was edited.
+        for m in &sorted {
+            if let Some(recorded) = applied.get(&m.version) {
+                if *recorded != m.checksum() {
+                    return Err(Error::conflict(format!(
+                        "migration {} '{}' was applied with checksum {recorded} but the script now has checksum {}: \
+                         applied migrations must not change; put the change in a new migration with a higher version",
+                        m.version,
+                        m.name,
+                        m.checksum()
+                    )));
+                }
+            }
+        }
+        let mut report = MigrationReport::default();
+        for m in sorted {
+            if applied.contains_key(&m.version) {
+                report.skipped.push(m.version);
+                continue;
+            }
+            let checksum = m.checksum();
+            let done_before = report.applied.clone();
+            let ran = write_tx(&mut conn, |tx| {
+                // Another process may have applied it since we looked.
+                let recorded: Option<String> = tx
+                    .query_row(
+                        "SELECT checksum FROM _backplane_migrations WHERE version = ?1",
+                        [m.version],
+                        |r| r.get(0),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+                    .map_err(|e| sql_error(e, "SELECT checksum FROM _backplane_migrations"))?;
+                match recorded {
+                    Some(c) if c == checksum => return Ok(false),
+                    Some(c) => {
+                        return Err(Error::conflict(format!(
+                            "migration {} '{}' was applied meanwhile with checksum {c}, but this script has {checksum}",
+                            m.version, m.name
+                        )))
+                    }
+                    None => {}
+                }
+                tx.execute_batch(&m.sql).map_err(|e| sql_error(e, &m.sql))?;
+                tx.execute(
+                    "INSERT INTO _backplane_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![m.version, m.name, checksum, now_ms()],
+                )
+                .map_err(|e| sql_error(e, "INSERT INTO _backplane_migrations"))?;
+                Ok(true)
+            })
+            .map_err(|e| {
+                e.context(format!(
+                    "migration {} '{}' failed and was rolled back (applied by this call before it: {:?})",
+                    m.version, m.name, done_before
+                ))
+            })?;
+            if ran {
+                report.applied.push(m.version);
+            } else {
+                report.skipped.push(m.version);
+            }
+        }
+        Ok(report)
+    }
+
+    fn tables(&self) -> Result<Vec<String>> {
+        const SQL: &str = "SELECT name FROM sqlite_schema WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_bp\\_%' ESCAPE '\\' \
+             ORDER BY name";
+        let conn = self.db.lock();
+        let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
+        let names = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| sql_error(e, SQL))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| sql_error(e, SQL))?;
+        Ok(names)
+    }
+
+    fn describe(&self, table: &str) -> Result<TableSchema> {
+        const FIND: &str = "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE";
+        const COLS: &str =
+            "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid";
+        let conn = self.db.lock();
+        let name: String = match conn.query_row(FIND, [table], |r| r.get(0)) {
+            Ok(n) => n,
+            Err(rusqlite::Error::QueryReturnedNoRows) => {
+                return Err(Error::not_found(format!(
+                    "table '{table}' does not exist in {}: see tables() for the ones that do",
+                    self.db.path
+                )))
+            }
+            Err(e) => return Err(sql_error(e, FIND)),
+        };
+        let mut stmt = conn.prepare_cached(COLS).map_err(|e| sql_error(e, COLS))?;
+        let columns = stmt
+            .query_map([&name], |r| {
+                let data_type: String = r.get(1)?;
+                let not_null: bool = r.get(2)?;
+                let pk: i64 = r.get(3)?;
+                // An INTEGER PRIMARY KEY is the rowid: never NULL.
+                let rowid = pk > 0 && data_type.eq_ignore_ascii_case("INTEGER");
+                Ok(ColumnInfo {
+                    name: r.get(0)?,
+                    data_type,
+                    nullable: !not_null && !rowid,
+                    primary_key: pk > 0,
+                })
+            })
+            .map_err(|e| sql_error(e, COLS))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| sql_error(e, COLS))?;
+        Ok(TableSchema { name, columns })
+    }
+
+    fn backup(&self, path: &str) -> Result<()> {
+        if path.trim().is_empty() {
+            return Err(Error::invalid("backup path is empty: give a file to write"));
+        }
+        let dest = Path::new(path);
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::invalid(format!(
+                    "cannot create the folder {} for the backup: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        // Write next to the target, then rename: a failed backup never
+        // leaves a half-written file under the final name.
+        let file_name = dest
+            .file_name()
+            .ok_or_else(|| Error::invalid(format!("backup path '{path}' names no file")))?;
+        let tmp = dest.with_file_name(format!(".{}.backplane-tmp", file_name.to_string_lossy()));
+        let _ = std::fs::remove_file(&tmp);
+        let result = (|| {
+            let mut out = Connection::open(&tmp).map_err(|e| {
+                Error::invalid(format!("cannot create backup file {}: {e}", tmp.display()))
+            })?;
+            {
+                let conn = self.db.lock();
+                let b = Backup::new(&conn, &mut out).map_err(|e| sql_error(e, "backup"))?;
+                run_backup(&b, &format!("backup of {} to {path}", self.db.path))?;
+            }
+            out.close()
+                .map_err(|(_, e)| sql_error(e, "closing the backup file"))?;
+            std::fs::rename(&tmp, dest).map_err(|e| {
+                Error::backend(format!(
+                    "backup written to {} but could not be renamed to {path}: {e}",
+                    tmp.display()
+                ))
+            })
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn restore(&self, path: &str) -> Result<()> {
+        let src_path = Path::new(path);
+        if !src_path.is_file() {
+            return Err(Error::not_found(format!(
+                "backup file '{path}' does not exist: give the path of a file that backup() wrote"
+            )));
+        }
+        let src = Connection::open_with_flags(
+            src_path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::invalid(format!("cannot open backup file '{path}': {e}")))?;
+        src.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "'{path}' is not a readable SQLite database ({e}): give a file that backup() wrote"
+                ))
+            })?;
+        let mut conn = self.db.lock();
+        if !conn.is_autocommit() {
+            return Err(Error::conflict(
+                "a transaction is open on this store: commit or roll it back before restoring",
+            ));
+        }
+        {
+            let b = Backup::new(&src, &mut conn).map_err(|e| sql_error(e, "restore"))?;
+            run_backup(&b, &format!("restore of {} from {path}", self.db.path))?;
+        }
+        conn.flush_prepared_statement_cache();
+        log::info!("sqlite: restored {} from {path}", self.db.path);
+        Ok(())
+    }
+
+    fn health(&self) -> Result<Health> {
+        self.db.health()
+    }
+}

@@ -1,0 +1,572 @@
+//! The graph capability: nodes and edges in two tables, traversed with
+//! recursive CTEs.
+//!
+//! ```sql
+//! _bp_graph_nodes(id PRIMARY KEY, label, properties TEXT)
+//! _bp_graph_edges(id PRIMARY KEY, from_id, to_id, edge_type, properties TEXT)
+//!     -- indexed on (from_id, edge_type) and (to_id, edge_type)
+//! ```
+//!
+//! Edges reference their nodes with `ON DELETE CASCADE`, so the schema keeps
+//! the graph consistent even when edited from the `sqlite3` shell.
+
+use backplane_core::graph::{json_contains_text, merge_properties};
+use backplane_core::{
+    Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
+    Result, MAX_DEPTH,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{HashMap, HashSet};
+
+use backplane_sqlite_engine::db::{new_id, sql_error, write_tx, Db};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS _bp_graph_nodes (
+    id         TEXT PRIMARY KEY,
+    label      TEXT NOT NULL,
+    properties TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS _bp_graph_nodes_label ON _bp_graph_nodes(label);
+CREATE TABLE IF NOT EXISTS _bp_graph_edges (
+    id         TEXT PRIMARY KEY,
+    from_id    TEXT NOT NULL REFERENCES _bp_graph_nodes(id) ON DELETE CASCADE,
+    to_id      TEXT NOT NULL REFERENCES _bp_graph_nodes(id) ON DELETE CASCADE,
+    edge_type  TEXT NOT NULL,
+    properties TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS _bp_graph_edges_from ON _bp_graph_edges(from_id, edge_type);
+CREATE INDEX IF NOT EXISTS _bp_graph_edges_to ON _bp_graph_edges(to_id, edge_type);";
+
+/// A graph store on one SQLite database.
+pub struct SqliteGraph {
+    db: Db,
+}
+
+impl SqliteGraph {
+    pub(crate) fn open(db: Db) -> Result<Self> {
+        {
+            let mut conn = db.lock();
+            write_tx(&mut conn, |tx| {
+                tx.execute_batch(SCHEMA).map_err(|e| sql_error(e, SCHEMA))
+            })?;
+        }
+        Ok(SqliteGraph { db })
+    }
+}
+
+const NODE_COLS: &str = "id, label, properties";
+const EDGE_COLS: &str = "id, from_id, to_id, edge_type, properties";
+
+fn parse_props(text: &str, what: &str, id: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::backend(format!(
+            "{what} '{id}' has properties that are not JSON: {e}"
+        ))
+    })
+}
+
+fn node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn to_node((id, label, props): (String, String, String)) -> Result<Node> {
+    let properties = parse_props(&props, "node", &id)?;
+    Ok(Node {
+        id,
+        label,
+        properties,
+    })
+}
+
+type EdgeRow = (String, String, String, String, String);
+
+fn edge_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EdgeRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_edge((id, from, to, edge_type, props): EdgeRow) -> Result<Edge> {
+    let properties = parse_props(&props, "edge", &id)?;
+    Ok(Edge {
+        id,
+        from,
+        to,
+        edge_type,
+        properties,
+    })
+}
+
+/// Properties as given for a new node or edge: an object, or null for none.
+fn check_props(p: &serde_json::Value, what: &str) -> Result<String> {
+    match p {
+        serde_json::Value::Null => Ok("{}".to_string()),
+        serde_json::Value::Object(_) => Ok(p.to_string()),
+        other => Err(Error::invalid(format!(
+            "{what} has properties that are not a JSON object ({other}): pass an object like {{\"name\": \"x\"}}"
+        ))),
+    }
+}
+
+fn get_node(conn: &Connection, id: &str) -> Result<Option<Node>> {
+    const SQL: &str = "SELECT id, label, properties FROM _bp_graph_nodes WHERE id = ?1";
+    conn.prepare_cached(SQL)
+        .and_then(|mut s| s.query_row([id], node_from_row).optional())
+        .map_err(|e| sql_error(e, SQL))?
+        .map(to_node)
+        .transpose()
+}
+
+fn get_edge(conn: &Connection, id: &str) -> Result<Option<Edge>> {
+    const SQL: &str =
+        "SELECT id, from_id, to_id, edge_type, properties FROM _bp_graph_edges WHERE id = ?1";
+    conn.prepare_cached(SQL)
+        .and_then(|mut s| s.query_row([id], edge_from_row).optional())
+        .map_err(|e| sql_error(e, SQL))?
+        .map(to_edge)
+        .transpose()
+}
+
+fn node_exists(conn: &Connection, id: &str) -> Result<bool> {
+    const SQL: &str = "SELECT 1 FROM _bp_graph_nodes WHERE id = ?1";
+    conn.prepare_cached(SQL)
+        .and_then(|mut s| s.exists([id]))
+        .map_err(|e| sql_error(e, SQL))
+}
+
+fn require_node(conn: &Connection, id: &str, role: &str) -> Result<()> {
+    if node_exists(conn, id)? {
+        Ok(())
+    } else {
+        Err(Error::not_found(format!(
+            "{role} node '{id}' does not exist: create it first, or check the id"
+        )))
+    }
+}
+
+fn check_page_limit(limit: usize) -> Result<i64> {
+    if limit == 0 {
+        return Err(Error::invalid("page limit is 0: ask for at least one item"));
+    }
+    // One more than asked, to know whether another page follows.
+    Ok(limit.saturating_add(1).min(i64::MAX as usize) as i64)
+}
+
+fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> &str) -> Page<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = if more {
+        items.last().map(|x| id(x).to_string())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+const WALK_OUT: &str = "
+    SELECT e.to_id, w.depth + 1 FROM walk w JOIN _bp_graph_edges e ON e.from_id = w.id
+    WHERE w.depth < ?2 AND (?3 IS NULL OR e.edge_type IN (SELECT value FROM json_each(?3)))";
+const WALK_IN: &str = "
+    SELECT e.from_id, w.depth + 1 FROM walk w JOIN _bp_graph_edges e ON e.to_id = w.id
+    WHERE w.depth < ?2 AND (?3 IS NULL OR e.edge_type IN (SELECT value FROM json_each(?3)))";
+
+fn neighbors_sql(direction: Direction) -> String {
+    let steps = match direction {
+        Direction::Outgoing => WALK_OUT.to_string(),
+        Direction::Incoming => WALK_IN.to_string(),
+        Direction::Both => format!("{WALK_OUT}\n    UNION{WALK_IN}"),
+    };
+    format!(
+        "WITH RECURSIVE walk(id, depth) AS (\n    SELECT ?1, 0\n    UNION{steps}\n)\n\
+         SELECT n.id, n.label, n.properties, min(w.depth) AS d\n\
+         FROM walk w JOIN _bp_graph_nodes n ON n.id = w.id\n\
+         WHERE w.id <> ?1\n\
+         GROUP BY n.id ORDER BY d, n.id"
+    )
+}
+
+impl Graph for SqliteGraph {
+    fn create_nodes(&self, nodes: &[NewNode]) -> Result<Vec<Node>> {
+        const SQL: &str = "INSERT INTO _bp_graph_nodes (id, label, properties) VALUES (?1, ?2, ?3)";
+        let mut conn = self.db.lock();
+        write_tx(&mut conn, |tx| {
+            let mut out = Vec::with_capacity(nodes.len());
+            for (i, n) in nodes.iter().enumerate() {
+                let id = match &n.id {
+                    Some(id) if id.is_empty() => {
+                        return Err(Error::invalid(format!(
+                            "node {i} has an empty id: give a non-empty id, or None to have one assigned"
+                        )))
+                    }
+                    Some(id) => id.clone(),
+                    None => new_id("n"),
+                };
+                let props = check_props(&n.properties, &format!("node '{id}'"))?;
+                if node_exists(tx, &id)? {
+                    return Err(Error::already_exists(format!(
+                        "node '{id}' exists already: use update_node to change it, or another id; nothing was created"
+                    )));
+                }
+                tx.prepare_cached(SQL)
+                    .and_then(|mut s| s.execute(params![id, n.label, props]))
+                    .map_err(|e| sql_error(e, SQL))?;
+                out.push(Node {
+                    id,
+                    label: n.label.clone(),
+                    properties: if n.properties.is_null() {
+                        serde_json::json!({})
+                    } else {
+                        n.properties.clone()
+                    },
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn get_node(&self, id: &str) -> Result<Option<Node>> {
+        let conn = self.db.lock();
+        get_node(&conn, id)
+    }
+
+    fn update_node(&self, id: &str, properties: &serde_json::Value) -> Result<Node> {
+        const SQL: &str = "UPDATE _bp_graph_nodes SET properties = ?2 WHERE id = ?1";
+        if !properties.is_object() {
+            return Err(Error::invalid(format!(
+                "the update for node '{id}' is not a JSON object: pass the properties to set (null removes a key)"
+            )));
+        }
+        let mut conn = self.db.lock();
+        write_tx(&mut conn, |tx| {
+            let mut node = get_node(tx, id)?.ok_or_else(|| {
+                Error::not_found(format!("node '{id}' does not exist: create it first"))
+            })?;
+            merge_properties(&mut node.properties, properties);
+            tx.prepare_cached(SQL)
+                .and_then(|mut s| s.execute(params![id, node.properties.to_string()]))
+                .map_err(|e| sql_error(e, SQL))?;
+            Ok(node)
+        })
+    }
+
+    fn delete_node(&self, id: &str) -> Result<bool> {
+        const EDGES: &str = "DELETE FROM _bp_graph_edges WHERE from_id = ?1 OR to_id = ?1";
+        const NODE: &str = "DELETE FROM _bp_graph_nodes WHERE id = ?1";
+        let mut conn = self.db.lock();
+        write_tx(&mut conn, |tx| {
+            tx.prepare_cached(EDGES)
+                .and_then(|mut s| s.execute([id]))
+                .map_err(|e| sql_error(e, EDGES))?;
+            let n = tx
+                .prepare_cached(NODE)
+                .and_then(|mut s| s.execute([id]))
+                .map_err(|e| sql_error(e, NODE))?;
+            Ok(n > 0)
+        })
+    }
+
+    fn create_edges(&self, edges: &[NewEdge]) -> Result<Vec<Edge>> {
+        const SQL: &str =
+            "INSERT INTO _bp_graph_edges (id, from_id, to_id, edge_type, properties) \
+             VALUES (?1, ?2, ?3, ?4, ?5)";
+        const EXISTS: &str = "SELECT 1 FROM _bp_graph_edges WHERE id = ?1";
+        let mut conn = self.db.lock();
+        write_tx(&mut conn, |tx| {
+            let mut out = Vec::with_capacity(edges.len());
+            for (i, e) in edges.iter().enumerate() {
+                let what = format!("edge {i} ('{}' -[{}]-> '{}')", e.from, e.edge_type, e.to);
+                if e.edge_type.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "{what} has an empty type: give every edge a type such as \"knows\""
+                    )));
+                }
+                let id = match &e.id {
+                    Some(id) if id.is_empty() => {
+                        return Err(Error::invalid(format!(
+                        "{what} has an empty id: give a non-empty id, or None to have one assigned"
+                    )))
+                    }
+                    Some(id) => id.clone(),
+                    None => new_id("e"),
+                };
+                let props = check_props(&e.properties, &what)?;
+                for (end, role) in [(&e.from, "source"), (&e.to, "target")] {
+                    if !node_exists(tx, end)? {
+                        return Err(Error::not_found(format!(
+                            "{what}: the {role} node '{end}' does not exist: create it first; nothing was created"
+                        )));
+                    }
+                }
+                let taken = tx
+                    .prepare_cached(EXISTS)
+                    .and_then(|mut s| s.exists([&id]))
+                    .map_err(|e| sql_error(e, EXISTS))?;
+                if taken {
+                    return Err(Error::already_exists(format!(
+                        "edge '{id}' exists already: use update_edge to change it, or another id; nothing was created"
+                    )));
+                }
+                tx.prepare_cached(SQL)
+                    .and_then(|mut s| s.execute(params![id, e.from, e.to, e.edge_type, props]))
+                    .map_err(|e| sql_error(e, SQL))?;
+                out.push(Edge {
+                    id,
+                    from: e.from.clone(),
+                    to: e.to.clone(),
+                    edge_type: e.edge_type.clone(),
+                    properties: if e.properties.is_null() {
+                        serde_json::json!({})
+                    } else {
+                        e.properties.clone()
+                    },
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn get_edge(&self, id: &str) -> Result<Option<Edge>> {
+        let conn = self.db.lock();
+        get_edge(&conn, id)
+    }
+
+    fn update_edge(&self, id: &str, properties: &serde_json::Value) -> Result<Edge> {
+        const SQL: &str = "UPDATE _bp_graph_edges SET properties = ?2 WHERE id = ?1";
+        if !properties.is_object() {
+            return Err(Error::invalid(format!(
+                "the update for edge '{id}' is not a JSON object: pass the properties to set (null removes a key)"
+            )));
+        }
+        let mut conn = self.db.lock();
+        write_tx(&mut conn, |tx| {
+            let mut edge = get_edge(tx, id)?.ok_or_else(|| {
+                Error::not_found(format!("edge '{id}' does not exist: create it first"))
+            })?;
+            merge_properties(&mut edge.properties, properties);
+            tx.prepare_cached(SQL)
+                .and_then(|mut s| s.execute(params![id, edge.properties.to_string()]))
+                .map_err(|e| sql_error(e, SQL))?;
+            Ok(edge)
+        })
+    }
+
+    fn delete_edge(&self, id: &str) -> Result<bool> {
+        const SQL: &str = "DELETE FROM _bp_graph_edges WHERE id = ?1";
+        let conn = self.db.lock();
+        let n = conn
+            .prepare_cached(SQL)
+            .and_then(|mut s| s.execute([id]))
+            .map_err(|e| sql_error(e, SQL))?;
+        Ok(n > 0)
+    }
+
+    fn neighbors(
+        &self,
+        id: &str,
+        direction: Direction,
+        edge_types: &[String],
+        depth: u32,
+    ) -> Result<Vec<Neighbor>> {
+        if depth == 0 || depth > MAX_DEPTH {
+            return Err(Error::invalid(format!(
+                "depth {depth} is out of range: give 1 to {MAX_DEPTH}"
+            )));
+        }
+        let sql = neighbors_sql(direction);
+        let types = (!edge_types.is_empty())
+            .then(|| serde_json::to_string(edge_types))
+            .transpose()?;
+        let conn = self.db.lock();
+        require_node(&conn, id, "start")?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_error(e, &sql))?;
+        let rows = stmt
+            .query_map(params![id, depth, types], |r| {
+                Ok((node_from_row(r)?, r.get::<_, u32>(3)?))
+            })
+            .map_err(|e| sql_error(e, &sql))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (n, depth) = r.map_err(|e| sql_error(e, &sql))?;
+            out.push(Neighbor {
+                node: to_node(n)?,
+                depth,
+            });
+        }
+        Ok(out)
+    }
+
+    fn shortest_path(&self, from: &str, to: &str, max_depth: u32) -> Result<Option<Path>> {
+        const OUT: &str =
+            "SELECT id, to_id FROM _bp_graph_edges WHERE from_id = ?1 ORDER BY to_id, id";
+        if max_depth > MAX_DEPTH {
+            return Err(Error::invalid(format!(
+                "max_depth {max_depth} is out of range: give 0 to {MAX_DEPTH}"
+            )));
+        }
+        let conn = self.db.lock();
+        let start = get_node(&conn, from)?.ok_or_else(|| {
+            Error::not_found(format!("start node '{from}' does not exist: check the id"))
+        })?;
+        if from == to {
+            return Ok(Some(Path {
+                nodes: vec![start],
+                edges: Vec::new(),
+            }));
+        }
+        require_node(&conn, to, "end")?;
+
+        // Breadth-first along outgoing edges, one indexed lookup per node.
+        // `parent[n] = (previous node, edge id)` for every node reached.
+        let mut parent: HashMap<String, (String, String)> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::from([from.to_string()]);
+        let mut frontier = vec![from.to_string()];
+        let mut stmt = conn.prepare_cached(OUT).map_err(|e| sql_error(e, OUT))?;
+        let mut found = false;
+        'bfs: for _ in 0..max_depth {
+            let mut next = Vec::new();
+            for node in &frontier {
+                let mut rows = stmt.query([node]).map_err(|e| sql_error(e, OUT))?;
+                while let Some(r) = rows.next().map_err(|e| sql_error(e, OUT))? {
+                    let edge: String = r.get(0).map_err(|e| sql_error(e, OUT))?;
+                    let target: String = r.get(1).map_err(|e| sql_error(e, OUT))?;
+                    if seen.insert(target.clone()) {
+                        parent.insert(target.clone(), (node.clone(), edge));
+                        if target == to {
+                            found = true;
+                            break 'bfs;
+                        }
+                        next.push(target);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        drop(stmt);
+        if !found {
+            return Ok(None);
+        }
+        let mut node_ids = vec![to.to_string()];
+        let mut edge_ids = Vec::new();
+        let mut cur = to.to_string();
+        while cur != from {
+            let (prev, edge) = parent[&cur].clone();
+            edge_ids.push(edge);
+            node_ids.push(prev.clone());
+            cur = prev;
+        }
+        node_ids.reverse();
+        edge_ids.reverse();
+        let missing = || Error::conflict("the graph changed while the path was read: retry");
+        let nodes = node_ids
+            .iter()
+            .map(|id| get_node(&conn, id)?.ok_or_else(missing))
+            .collect::<Result<Vec<_>>>()?;
+        let edges = edge_ids
+            .iter()
+            .map(|id| get_edge(&conn, id)?.ok_or_else(missing))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Path { nodes, edges }))
+    }
+
+    fn edges_of(&self, id: &str, direction: Direction) -> Result<Vec<Edge>> {
+        let sql = format!(
+            "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE {} ORDER BY id",
+            match direction {
+                Direction::Outgoing => "from_id = ?1",
+                Direction::Incoming => "to_id = ?1",
+                Direction::Both => "from_id = ?1 OR to_id = ?1",
+            }
+        );
+        let conn = self.db.lock();
+        require_node(&conn, id, "the")?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_error(e, &sql))?;
+        let rows = stmt
+            .query_map([id], edge_from_row)
+            .map_err(|e| sql_error(e, &sql))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(to_edge(r.map_err(|e| sql_error(e, &sql))?)?);
+        }
+        Ok(out)
+    }
+
+    fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
+        const SQL: &str = "SELECT id, label, properties FROM _bp_graph_nodes \
+             WHERE (?1 IS NULL OR label = ?1) ORDER BY id LIMIT ?2";
+        let needle = query
+            .text
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(str::to_lowercase);
+        let in_rust = query.filter.is_some() || needle.is_some();
+        // Without conditions evaluated here, SQLite applies the limit itself.
+        let sql_limit: i64 = if query.limit == 0 || in_rust {
+            -1
+        } else {
+            query.limit.min(i64::MAX as usize) as i64
+        };
+        let conn = self.db.lock();
+        let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
+        let mut rows = stmt
+            .query(params![query.label, sql_limit])
+            .map_err(|e| sql_error(e, SQL))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| sql_error(e, SQL))? {
+            let node = to_node(node_from_row(r).map_err(|e| sql_error(e, SQL))?)?;
+            if let Some(f) = &query.filter {
+                if !f.matches(&node.properties) {
+                    continue;
+                }
+            }
+            if let Some(n) = &needle {
+                if !json_contains_text(&node.properties, n) {
+                    continue;
+                }
+            }
+            out.push(node);
+            if query.limit != 0 && out.len() >= query.limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {
+        let sql = format!(
+            "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
+        );
+        let fetch = check_page_limit(limit)?;
+        let conn = self.db.lock();
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_error(e, &sql))?;
+        let rows = stmt
+            .query_map(params![cursor, fetch], node_from_row)
+            .map_err(|e| sql_error(e, &sql))?;
+        let mut items = Vec::new();
+        for r in rows {
+            items.push(to_node(r.map_err(|e| sql_error(e, &sql))?)?);
+        }
+        Ok(page(items, limit, |n| &n.id))
+    }
+
+    fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>> {
+        let sql = format!(
+            "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
+        );
+        let fetch = check_page_limit(limit)?;
+        let conn = self.db.lock();
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_error(e, &sql))?;
+        let rows = stmt
+            .query_map(params![cursor, fetch], edge_from_row)
+            .map_err(|e| sql_error(e, &sql))?;
+        let mut items = Vec::new();
+        for r in rows {
+            items.push(to_edge(r.map_err(|e| sql_error(e, &sql))?)?);
+        }
+        Ok(page(items, limit, |e| &e.id))
+    }
+
+    fn health(&self) -> Result<Health> {
+        self.db.health()
+    }
+}
