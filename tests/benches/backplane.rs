@@ -122,6 +122,8 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
         .unwrap();
     let (mut ins_direct, mut ins_host, mut ins_async) = (vec![], vec![], vec![]);
     let (mut sel_direct, mut sel_host, mut sel_async) = (vec![], vec![], vec![]);
+    let mut sel_engine = vec![];
+    let mut ins_engine = vec![];
     let mut rng = Rng(0x5eed);
     let keys: Vec<i64> = (0..SELECTS)
         .map(|_| (rng.next() % INSERTS as u64) as i64)
@@ -170,6 +172,29 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
             b.blocking().execute_many(INSERT, &sets).unwrap();
         }
         ins_host.push(t.elapsed());
+        let engine = backplane_sqlite_engine::SqliteRelational::new(
+            backplane_sqlite_engine::Db::open(
+                &backplane_core::StoreConfig::new(
+                    "e",
+                    "sqlite",
+                    backplane_core::Capability::Relational,
+                    serde_json::Value::Null,
+                ),
+                Some(&scratch.path("engine.db")),
+                5000,
+            )
+            .unwrap(),
+        );
+        backplane_core::Relational::execute(&engine, CREATE, &Params::None).unwrap();
+        let t = Instant::now();
+        for batch in 0..INSERTS / TX_SIZE {
+            let sets: Vec<Params> = (batch * TX_SIZE..(batch + 1) * TX_SIZE)
+                .map(|i| params![i as i64, format!("user-{i}"), i as f64 * 0.5])
+                .collect();
+            backplane_core::Relational::execute_many(&engine, INSERT, &sets).unwrap();
+        }
+        ins_engine.push(t.elapsed());
+        drop(engine);
         let a = storage.relational("a").unwrap();
         a.blocking().execute(CREATE, &Params::None).unwrap();
         let t = Instant::now();
@@ -183,7 +208,34 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
         });
         ins_async.push(t.elapsed());
 
-        // Point selects: each variant reads its own file of the same rows.
+        // Point selects: every variant reads the same checkpointed file,
+        // each through its own connection.
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        drop(conn);
+        let conn = direct_conn(&direct_db);
+        let reads = open(
+            &scratch,
+            &format!(
+                "[relational.r]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+                direct_db.display()
+            ),
+        );
+        let r = reads.relational("r").unwrap();
+        let engine = backplane_sqlite_engine::SqliteRelational::new(
+            backplane_sqlite_engine::Db::open(
+                &backplane_core::StoreConfig::new(
+                    "e",
+                    "sqlite",
+                    backplane_core::Capability::Relational,
+                    serde_json::Value::Null,
+                ),
+                Some(&direct_db),
+                5000,
+            )
+            .unwrap(),
+        );
+
         let mut sum_direct = 0i64;
         let t = Instant::now();
         {
@@ -197,12 +249,24 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
         }
         sel_direct.push(t.elapsed());
 
+        // The plugin's engine called in-process, without the boundary.
+        let mut sum_engine = 0i64;
+        let t = Instant::now();
+        for &k in &keys {
+            let rows = backplane_core::Relational::query(&engine, SELECT, &params![k]).unwrap();
+            let r = &rows.rows[0];
+            sum_engine += r[0].as_i64().unwrap()
+                + r[1].as_str().unwrap().len() as i64
+                + r[2].as_f64().unwrap() as i64;
+        }
+        sel_engine.push(t.elapsed());
+
         let mut sum_host = 0i64;
         let t = Instant::now();
         for &k in &keys {
-            let rows = b.blocking().query(SELECT, &params![k]).unwrap();
-            let r = &rows.rows[0];
-            let (id, name, score) = match (&r[0], &r[1], &r[2]) {
+            let rows = r.blocking().query(SELECT, &params![k]).unwrap();
+            let row = &rows.rows[0];
+            let (id, name, score) = match (&row[0], &row[1], &row[2]) {
                 (Value::Integer(i), Value::Text(n), Value::Real(s)) => (*i, n.as_str(), *s),
                 other => panic!("unexpected row {other:?}"),
             };
@@ -214,16 +278,20 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
         let sum_async = rt.block_on(async {
             let mut sum = 0i64;
             for &k in &keys {
-                let rows = a.query(SELECT, params![k]).await.unwrap();
-                let r = &rows.rows[0];
-                sum += r[0].as_i64().unwrap()
-                    + r[1].as_str().unwrap().len() as i64
-                    + r[2].as_f64().unwrap() as i64;
+                let rows = r.query(SELECT, params![k]).await.unwrap();
+                let row = &rows.rows[0];
+                sum += row[0].as_i64().unwrap()
+                    + row[1].as_str().unwrap().len() as i64
+                    + row[2].as_f64().unwrap() as i64;
             }
             sum
         });
         sel_async.push(t.elapsed());
         assert_eq!(sum_direct, sum_host, "host and direct read the same data");
+        assert_eq!(
+            sum_direct, sum_engine,
+            "engine and direct read the same data"
+        );
         assert_eq!(sum_direct, sum_async, "async and direct read the same data");
     }
     let ins_base = median(ins_direct.clone());
@@ -245,6 +313,13 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
     ));
     out.push(row(
         "100k inserts, tx of 1k",
+        "sqlite engine in-process (no boundary)",
+        ins_engine,
+        INSERTS,
+        Some(ins_base),
+    ));
+    out.push(row(
+        "100k inserts, tx of 1k",
         "host sqlite, blocking API",
         ins_host,
         INSERTS,
@@ -263,6 +338,13 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
         sel_direct,
         SELECTS,
         None,
+    ));
+    out.push(row(
+        "100k point selects",
+        "sqlite engine in-process (no boundary)",
+        sel_engine,
+        SELECTS,
+        Some(sel_base),
     ));
     out.push(row(
         "100k point selects",

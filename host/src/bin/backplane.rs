@@ -112,7 +112,7 @@ fn plugins(builder: StorageBuilder) -> ExitCode {
     }
     for (name, b) in &registry.backends {
         println!(
-            "  {name:<12} {:<28} plugin {} {}  from {}",
+            "  {name:<12} {:<34} plugin {} {}  from {}",
             caps(&b.descriptor.capabilities),
             b.plugin,
             b.version,
