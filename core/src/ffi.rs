@@ -10,7 +10,8 @@
 //! plugin's side and returned as errors of kind `Panicked`.
 
 use crate::proto::{self, decode, encode};
-use crate::{Capability, Error, ErrorKind, Plugin, PluginInfo, Result, StoreConfig};
+use crate::rows::{JsonRef, ParamsRef, RowsWriter, ValueRef};
+use crate::{Capability, Error, ErrorKind, Params, Plugin, PluginInfo, Result, StoreConfig, Value};
 use abi_stable::{
     export_root_module,
     library::RootModule,
@@ -62,6 +63,265 @@ impl RootModule for PluginModRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
+/// One SQL value, borrowed from the host for the length of a call: a tag
+/// and either a number or a pointer and length. See [`ParamsRef`].
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct FfiValue {
+    /// Text, JSON text or blob bytes (null for numbers).
+    pub ptr: *const u8,
+    /// Their length; or the integer, bool (0/1), timestamp, or the bits of
+    /// the real.
+    pub word: u64,
+    /// Which [`ValueRef`] variant (the `TAG_*` constants).
+    pub tag: u8,
+}
+
+/// [`FfiValue::tag`] values.
+pub const TAG_NULL: u8 = 0;
+/// Integer.
+pub const TAG_INTEGER: u8 = 1;
+/// Real.
+pub const TAG_REAL: u8 = 2;
+/// Text.
+pub const TAG_TEXT: u8 = 3;
+/// Blob.
+pub const TAG_BLOB: u8 = 4;
+/// Bool.
+pub const TAG_BOOL: u8 = 5;
+/// JSON text.
+pub const TAG_JSON: u8 = 6;
+/// Timestamp.
+pub const TAG_TIMESTAMP: u8 = 7;
+
+impl FfiValue {
+    fn num(tag: u8, int: i64, real: f64) -> Self {
+        FfiValue {
+            tag,
+            word: if tag == TAG_REAL {
+                real.to_bits()
+            } else {
+                int as u64
+            },
+            ptr: std::ptr::null(),
+        }
+    }
+    fn bytes(tag: u8, b: &[u8]) -> Self {
+        FfiValue {
+            tag,
+            word: b.len() as u64,
+            ptr: b.as_ptr(),
+        }
+    }
+
+    /// The borrowed value.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for `len` bytes for `'a`.
+    #[inline]
+    pub(crate) unsafe fn view<'a>(&self) -> ValueRef<'a> {
+        let bytes = || -> &'a [u8] {
+            if self.word == 0 || self.ptr.is_null() {
+                &[]
+            } else {
+                // SAFETY: the caller guarantees ptr/len.
+                unsafe { std::slice::from_raw_parts(self.ptr, self.word as usize) }
+            }
+        };
+        let text = || {
+            let b = bytes();
+            if b.is_ascii() {
+                // SAFETY: ASCII is UTF-8.
+                unsafe { std::str::from_utf8_unchecked(b) }
+            } else {
+                std::str::from_utf8(b).unwrap_or("")
+            }
+        };
+        match self.tag {
+            TAG_INTEGER => ValueRef::Integer(self.word as i64),
+            TAG_REAL => ValueRef::Real(f64::from_bits(self.word)),
+            TAG_TEXT => ValueRef::Text(text()),
+            TAG_BLOB => ValueRef::Blob(bytes()),
+            TAG_BOOL => ValueRef::Bool(self.word != 0),
+            TAG_JSON => ValueRef::Json(JsonRef::Text(text())),
+            TAG_TIMESTAMP => ValueRef::Timestamp(self.word as i64),
+            _ => ValueRef::Null,
+        }
+    }
+}
+
+/// A list that lives on the stack up to `N` items, then on the heap: one
+/// statement's parameters cross the boundary without an allocation.
+pub struct SmallList<T: Copy, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    heap: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> SmallList<T, N> {
+    fn new(fill: T, capacity: usize) -> Self {
+        SmallList {
+            inline: [fill; N],
+            len: 0,
+            heap: if capacity > N {
+                Vec::with_capacity(capacity)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+    /// Whether the items live in `heap` (decided by the capacity given to
+    /// `new`, or by outgrowing `inline`).
+    #[inline]
+    fn on_heap(&self) -> bool {
+        self.heap.capacity() != 0
+    }
+    #[inline]
+    fn push(&mut self, v: T) {
+        if self.on_heap() {
+            self.heap.push(v);
+        } else if self.len < N {
+            self.inline[self.len] = v;
+            self.len += 1;
+        } else {
+            self.heap.reserve(N * 2);
+            self.heap.extend_from_slice(&self.inline[..self.len]);
+            self.heap.push(v);
+        }
+    }
+    /// The items.
+    #[inline]
+    pub fn as_slice(&self) -> &[T] {
+        if self.on_heap() {
+            &self.heap
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn set(&mut self, i: usize, v: T) {
+        if self.on_heap() {
+            self.heap[i] = v;
+        } else {
+            self.inline[i] = v;
+        }
+    }
+}
+
+const NULL_VALUE: FfiValue = FfiValue {
+    tag: TAG_NULL,
+    word: 0,
+    ptr: std::ptr::null(),
+};
+
+/// Parameters laid out for the boundary: the host keeps `json` alive
+/// (JSON documents rendered to text) while the views point into it.
+pub struct FfiParams<'a> {
+    /// One value per parameter, all parameter sets one after another.
+    pub values: SmallList<FfiValue, 8>,
+    /// Names, parallel to `values`, when the sets are named.
+    pub names: SmallList<FfiValue, 8>,
+    /// The number of values in each set.
+    pub set_lens: SmallList<u32, 1>,
+    json: Vec<String>,
+    borrows: std::marker::PhantomData<&'a Params>,
+}
+
+impl<'a> FfiParams<'a> {
+    /// Lay out `sets`, borrowing from them.
+    pub fn new(sets: &'a [Params]) -> Self {
+        let (count, total) = (sets.len(), sets.iter().map(Params::len).sum());
+        let mut out = FfiParams {
+            values: SmallList::new(NULL_VALUE, total),
+            names: SmallList::new(NULL_VALUE, 0),
+            set_lens: SmallList::new(0, count),
+            json: Vec::new(),
+            borrows: std::marker::PhantomData,
+        };
+        // Indexes into `values` of JSON documents, rendered to text after
+        // the loop so that no view points into a growing Vec.
+        let mut json_at: Vec<(usize, &serde_json::Value)> = Vec::new();
+        let mut named = false;
+        for p in sets {
+            out.set_lens.push(p.len() as u32);
+            let mut push = |out: &mut FfiParams, v: &'a Value| {
+                let fv = match v {
+                    Value::Null => FfiValue::num(TAG_NULL, 0, 0.0),
+                    Value::Integer(i) => FfiValue::num(TAG_INTEGER, *i, 0.0),
+                    Value::Real(f) => FfiValue::num(TAG_REAL, 0, *f),
+                    Value::Text(t) => FfiValue::bytes(TAG_TEXT, t.as_bytes()),
+                    Value::Blob(b) => FfiValue::bytes(TAG_BLOB, b),
+                    Value::Bool(b) => FfiValue::num(TAG_BOOL, *b as i64, 0.0),
+                    Value::Json(j) => {
+                        json_at.push((out.values.len(), j));
+                        FfiValue::num(TAG_NULL, 0, 0.0)
+                    }
+                    Value::Timestamp(t) => FfiValue::num(TAG_TIMESTAMP, *t, 0.0),
+                };
+                out.values.push(fv);
+            };
+            match p {
+                Params::None => {}
+                Params::Positional(vs) => {
+                    if named {
+                        // A positional set among named ones: empty names.
+                        vs.iter()
+                            .for_each(|_| out.names.push(FfiValue::bytes(TAG_TEXT, b"")));
+                    }
+                    vs.iter().for_each(|v| push(&mut out, v));
+                }
+                Params::Named(pairs) => {
+                    if !named {
+                        // Earlier positional sets get empty names.
+                        named = true;
+                        let before = out.values.len();
+                        (0..before).for_each(|_| out.names.push(FfiValue::bytes(TAG_TEXT, b"")));
+                    }
+                    for (name, v) in pairs {
+                        out.names.push(FfiValue::bytes(TAG_TEXT, name.as_bytes()));
+                        push(&mut out, v);
+                    }
+                }
+            }
+        }
+        if !json_at.is_empty() {
+            out.json = json_at.iter().map(|(_, j)| j.to_string()).collect();
+            for ((at, _), text) in json_at.iter().zip(&out.json) {
+                out.values
+                    .set(*at, FfiValue::bytes(TAG_JSON, text.as_bytes()));
+            }
+        }
+        out
+    }
+}
+
+/// The relational fast path's call: `execute`, `execute_many` or `query`,
+/// with parameters as borrowed values instead of encoded ones.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiSql<'a> {
+    /// `SQL_EXECUTE`, `SQL_EXECUTE_MANY` or `SQL_QUERY`.
+    pub op: u8,
+    /// The statement.
+    pub sql: RStr<'a>,
+    /// All values of all parameter sets.
+    pub values: RSlice<'a, FfiValue>,
+    /// Names parallel to `values`, or empty for positional parameters.
+    pub names: RSlice<'a, FfiValue>,
+    /// Values per set (one set for execute and query).
+    pub set_lens: RSlice<'a, u32>,
+}
+
+/// [`FfiSql::op`]: `execute`.
+pub const SQL_EXECUTE: u8 = 0;
+/// [`FfiSql::op`]: `execute_many`.
+pub const SQL_EXECUTE_MANY: u8 = 1;
+/// [`FfiSql::op`]: `query`.
+pub const SQL_QUERY: u8 = 2;
+
 /// An open store on the plugin's side: an opaque object and the function
 /// that runs encoded calls on it.
 #[repr(C)]
@@ -73,6 +333,9 @@ pub struct FfiStore {
     pub object: *mut c_void,
     /// Run one encoded call.
     pub call: unsafe extern "C" fn(object: *const c_void, request: RSlice<'_, u8>) -> FfiResult,
+    /// Run a relational fast-path call (other capabilities answer
+    /// `Unsupported`).
+    pub call_sql: unsafe extern "C" fn(object: *const c_void, call: &FfiSql<'_>) -> FfiResult,
     /// Free the object.
     pub drop: unsafe extern "C" fn(object: *mut c_void),
 }
@@ -94,6 +357,32 @@ impl FfiStore {
         let req = encode(call);
         match self.call_raw(&req) {
             RResult::ROk(bytes) => decode(&bytes),
+            RResult::RErr(bytes) => Err(decode(&bytes)?),
+        }
+    }
+}
+
+impl FfiStore {
+    /// Run `op` with `sql` and parameter sets through the fast path,
+    /// decoding the result with `decode_ok`.
+    pub fn call_sql<T>(
+        &self,
+        op: u8,
+        sql: &str,
+        params: &FfiParams<'_>,
+        decode_ok: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let call = FfiSql {
+            op,
+            sql: RStr::from_str(sql),
+            values: RSlice::from_slice(params.values.as_slice()),
+            names: RSlice::from_slice(params.names.as_slice()),
+            set_lens: RSlice::from_slice(params.set_lens.as_slice()),
+        };
+        // SAFETY: `object` stays valid until `drop`; the views in `call`
+        // borrow `params` and `sql`, which outlive the call.
+        match unsafe { (self.call_sql)(self.object, &call) } {
+            RResult::ROk(bytes) => decode_ok(&bytes),
             RResult::RErr(bytes) => Err(decode(&bytes)?),
         }
     }
@@ -176,6 +465,66 @@ store_fns!(
     "a graph call"
 );
 
+unsafe extern "C" fn call_sql_relational(object: *const c_void, call: &FfiSql<'_>) -> FfiResult {
+    // SAFETY: `object` is the `Box<dyn Relational>` made in `into_ffi`.
+    let store: &dyn crate::Relational = unsafe { &**(object as *const Box<dyn crate::Relational>) };
+    to_ffi(catch("a relational call", || {
+        let sql = call.sql.as_str();
+        let values = call.values.as_slice();
+        let names = call.names.as_slice();
+        let named = !names.is_empty();
+        if named && names.len() != values.len() {
+            return Err(Error::incompatible(
+                "malformed parameter names across the boundary",
+            ));
+        }
+        let lens = call.set_lens.as_slice();
+        if lens.iter().map(|&n| n as usize).sum::<usize>() != values.len() {
+            return Err(Error::incompatible(
+                "malformed parameter sets across the boundary",
+            ));
+        }
+        let set = |at: usize, end: usize| {
+            // SAFETY: the host keeps the values alive for the call, and the
+            // lengths were checked above.
+            unsafe {
+                ParamsRef::from_ffi(&values[at..end], if named { &names[at..end] } else { &[] })
+            }
+        };
+        let one = || {
+            if lens.len() == 1 {
+                Ok(set(0, values.len()))
+            } else {
+                Err(Error::incompatible(
+                    "a statement call needs exactly one parameter set",
+                ))
+            }
+        };
+        match call.op {
+            SQL_EXECUTE => Ok(encode(&store.execute_ref(sql, one()?)?)),
+            SQL_EXECUTE_MANY => {
+                let mut sets = Vec::with_capacity(lens.len());
+                let mut at = 0usize;
+                for &n in lens {
+                    sets.push(set(at, at + n as usize));
+                    at += n as usize;
+                }
+                Ok(encode(&store.execute_many_ref(sql, &sets)?))
+            }
+            SQL_QUERY => {
+                let mut w = RowsWriter::new();
+                store.query_into(sql, one()?, &mut w)?;
+                Ok(w.finish())
+            }
+            other => Err(Error::incompatible(format!("unknown SQL call {other}"))),
+        }
+    }))
+}
+
+unsafe extern "C" fn call_sql_unsupported(_: *const c_void, _: &FfiSql<'_>) -> FfiResult {
+    to_ffi(Err(Error::unsupported("this store is not relational")))
+}
+
 /// An opened store, as a plugin returns it.
 pub enum OpenedStore {
     /// Relational.
@@ -206,26 +555,45 @@ impl OpenedStore {
         fn raw<T: ?Sized>(b: Box<T>) -> *mut c_void {
             Box::into_raw(Box::new(b)) as *mut c_void
         }
-        let (capability, object, call, drop): (Capability, *mut c_void, _, _) = match self {
-            OpenedStore::Relational(s) => (
-                Capability::Relational,
-                raw(s),
-                call_relational as _,
-                drop_relational as _,
-            ),
-            OpenedStore::Vector(s) => (
-                Capability::Vector,
-                raw(s),
-                call_vector as _,
-                drop_vector as _,
-            ),
-            OpenedStore::Cache(s) => (Capability::Cache, raw(s), call_cache as _, drop_cache as _),
-            OpenedStore::Graph(s) => (Capability::Graph, raw(s), call_graph as _, drop_graph as _),
-        };
+        type Call = unsafe extern "C" fn(*const c_void, RSlice<'_, u8>) -> FfiResult;
+        type Sql = unsafe extern "C" fn(*const c_void, &FfiSql<'_>) -> FfiResult;
+        type Drop = unsafe extern "C" fn(*mut c_void);
+        let (capability, object, call, call_sql, drop): (Capability, *mut c_void, Call, Sql, Drop) =
+            match self {
+                OpenedStore::Relational(s) => (
+                    Capability::Relational,
+                    raw(s),
+                    call_relational,
+                    call_sql_relational,
+                    drop_relational,
+                ),
+                OpenedStore::Vector(s) => (
+                    Capability::Vector,
+                    raw(s),
+                    call_vector,
+                    call_sql_unsupported,
+                    drop_vector,
+                ),
+                OpenedStore::Cache(s) => (
+                    Capability::Cache,
+                    raw(s),
+                    call_cache,
+                    call_sql_unsupported,
+                    drop_cache,
+                ),
+                OpenedStore::Graph(s) => (
+                    Capability::Graph,
+                    raw(s),
+                    call_graph,
+                    call_sql_unsupported,
+                    drop_graph,
+                ),
+            };
         FfiStore {
             capability: capability.code(),
             object,
             call,
+            call_sql,
             drop,
         }
     }

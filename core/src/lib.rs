@@ -14,6 +14,8 @@
 //! - [`value`]: [`Value`], typed SQL values, and JSON helpers for the wire.
 //! - [`relational`], [`vector`], [`cache`], [`graph`]: one module per
 //!   capability, each with its trait and the types its methods use.
+//! - [`rows`]: borrowed values and parameters, and row sinks: the
+//!   relational fast path across the boundary.
 //! - [`filter`]: the payload filter language and its evaluator.
 //! - [`plugin`]: [`Plugin`], [`BackendDescriptor`], [`StoreConfig`],
 //!   [`export_plugin!`].
@@ -31,6 +33,7 @@ pub mod graph;
 pub mod plugin;
 pub mod proto;
 pub mod relational;
+pub mod rows;
 pub mod value;
 pub mod vector;
 
@@ -50,6 +53,7 @@ pub use relational::{
     ColumnInfo, ExecResult, Migration, MigrationReport, Params, Relational, Rows, Statement,
     TableSchema,
 };
+pub use rows::{JsonRef, ParamsRef, RowSink, RowsBuilder, RowsWriter, ValueRef};
 pub use value::Value;
 pub use vector::{
     CollectionInfo, Distance, ScrollPage, SearchHit, SearchRequest, Vector, VectorRecord,

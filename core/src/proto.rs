@@ -6,8 +6,8 @@
 //! the host encode without copying its arguments.
 
 use crate::{
-    Direction, Distance, Error, Filter, Message, Migration, NewEdge, NewNode, NodeQuery, Params,
-    Result, SearchRequest, Statement, VectorRecord,
+    Direction, Distance, Error, Filter, Message, Migration, NewEdge, NewNode, NodeQuery, Result,
+    SearchRequest, Statement, VectorRecord,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::borrow::Cow;
@@ -31,25 +31,11 @@ pub fn decode_owned<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     decode(bytes)
 }
 
-/// Relational calls.
+/// Relational calls. `execute`, `execute_many` and `query` take the fast
+/// path instead ([`FfiSql`](crate::ffi::FfiSql)).
 #[derive(Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum RelationalCall<'a> {
-    Execute {
-        #[serde(borrow)]
-        sql: Cow<'a, str>,
-        params: Cow<'a, Params>,
-    },
-    ExecuteMany {
-        #[serde(borrow)]
-        sql: Cow<'a, str>,
-        params: Cow<'a, [Params]>,
-    },
-    Query {
-        #[serde(borrow)]
-        sql: Cow<'a, str>,
-        params: Cow<'a, Params>,
-    },
     Transaction(Cow<'a, [Statement]>),
     Migrate(Cow<'a, [Migration]>),
     Tables,
@@ -228,9 +214,6 @@ fn json(text: &str) -> Result<serde_json::Value> {
 pub fn dispatch_relational(s: &dyn crate::Relational, req: &[u8]) -> Result<Vec<u8>> {
     use RelationalCall as C;
     Ok(match decode::<C>(req)? {
-        C::Execute { sql, params } => encode(&s.execute(&sql, &params)?),
-        C::ExecuteMany { sql, params } => encode(&s.execute_many(&sql, &params)?),
-        C::Query { sql, params } => encode(&s.query(&sql, &params)?),
         C::Transaction(st) => encode(&s.transaction(&st)?),
         C::Migrate(m) => encode(&s.migrate(&m)?),
         C::Tables => encode(&s.tables()?),

@@ -1,6 +1,7 @@
 //! The relational capability: SQL with parameters, transactions, migrations,
 //! schema introspection and backup.
 
+use crate::rows::{ParamsRef, RowSink};
 use crate::{Error, Health, Result, Value};
 use serde::{Deserialize, Serialize};
 
@@ -246,4 +247,22 @@ pub trait Relational: Send + Sync {
     fn restore(&self, path: &str) -> Result<()>;
     /// Check the store answers.
     fn health(&self) -> Result<Health>;
+
+    /// [`execute`](Self::execute) with borrowed parameters: the fast path
+    /// the plugin boundary uses. Override it (and have `execute` call it)
+    /// to bind values without copying them first.
+    fn execute_ref(&self, sql: &str, params: ParamsRef<'_>) -> Result<ExecResult> {
+        self.execute(sql, &params.to_params())
+    }
+    /// [`execute_many`](Self::execute_many) with borrowed parameter sets.
+    fn execute_many_ref(&self, sql: &str, sets: &[ParamsRef<'_>]) -> Result<ExecResult> {
+        let owned: Vec<Params> = sets.iter().map(ParamsRef::to_params).collect();
+        self.execute_many(sql, &owned)
+    }
+    /// [`query`](Self::query) writing its rows into `sink` instead of
+    /// returning them. Override it to stream rows without building them.
+    fn query_into(&self, sql: &str, params: ParamsRef<'_>, sink: &mut dyn RowSink) -> Result<()> {
+        sink.rows(&self.query(sql, &params.to_params())?);
+        Ok(())
+    }
 }

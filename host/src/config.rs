@@ -580,7 +580,7 @@ search_paths = ["lib", "/abs"]
 [cache.conv]
 backend = "memory"
 max_messages = 10
-[profile.container.cache.conv]
+[profile.staging.cache.conv]
 backend = "redis"
 url = "${REDIS_URL:-redis://127.0.0.1:6379}"
 "#;
@@ -597,7 +597,7 @@ url = "${REDIS_URL:-redis://127.0.0.1:6379}"
             text,
             "p",
             Path::new("/b"),
-            &env(&[("BACKPLANE_PROFILE", "container")]),
+            &env(&[("BACKPLANE_PROFILE", "staging")]),
         )
         .unwrap();
         let s = c.store(Capability::Cache, "conv").unwrap();

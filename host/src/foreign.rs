@@ -3,8 +3,9 @@
 //! traits by encoding each call, running it in the plugin, and decoding the
 //! result. Errors gain the store name and backend here.
 
-use backplane_core::ffi::FfiStore;
-use backplane_core::proto::{CacheCall, GraphCall, RelationalCall, VectorCall};
+use backplane_core::ffi::{FfiParams, FfiStore, SQL_EXECUTE, SQL_EXECUTE_MANY, SQL_QUERY};
+use backplane_core::proto::{decode_owned, CacheCall, GraphCall, RelationalCall, VectorCall};
+use backplane_core::rows::decode_rows;
 use backplane_core::*;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -48,24 +49,34 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
+impl Foreign {
+    /// The relational fast path: parameters cross as borrowed views.
+    #[inline]
+    fn sql<T>(
+        &self,
+        op: u8,
+        sql: &str,
+        sets: &[Params],
+        decode_ok: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let params = FfiParams::new(sets);
+        self.ffi
+            .call_sql(op, sql, &params, decode_ok)
+            .map_err(|e| e.in_store(&self.store, &self.backend))
+    }
+}
+
 impl Relational for ForeignRelational {
     fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult> {
-        self.0.call(&RelationalCall::Execute {
-            sql: b(sql),
-            params: Cow::Borrowed(params),
-        })
+        self.0
+            .sql(SQL_EXECUTE, sql, std::slice::from_ref(params), decode_owned)
     }
     fn execute_many(&self, sql: &str, params: &[Params]) -> Result<ExecResult> {
-        self.0.call(&RelationalCall::ExecuteMany {
-            sql: b(sql),
-            params: Cow::Borrowed(params),
-        })
+        self.0.sql(SQL_EXECUTE_MANY, sql, params, decode_owned)
     }
     fn query(&self, sql: &str, params: &Params) -> Result<Rows> {
-        self.0.call(&RelationalCall::Query {
-            sql: b(sql),
-            params: Cow::Borrowed(params),
-        })
+        self.0
+            .sql(SQL_QUERY, sql, std::slice::from_ref(params), decode_rows)
     }
     fn transaction(&self, statements: &[Statement]) -> Result<Vec<ExecResult>> {
         self.0

@@ -10,13 +10,22 @@
 //! Groups:
 //! - `relational`: 100k inserts (in transactions of 1,000) and 100k point
 //!   selects by key, through the sqlite plugin (blocking and async API)
-//!   vs rusqlite called directly with prepared statements.
+//!   vs rusqlite called directly with prepared statements, values read
+//!   into Rust types. A middle row runs the plugin's own engine in-process,
+//!   without the boundary, to show which part of a gap is whose.
 //! - `vector`: 1k exact top-10 cosine searches over 20k 384-dimension
 //!   vectors through the sqlite and memory plugins vs a plain exact scan
 //!   over a `Vec<f32>` (the floor).
 //!
-//! Each round runs every variant once, interleaved, so drift on a shared
-//! machine hits all variants alike; the table shows the median round.
+//! Database files live on tmpfs (`/dev/shm`) when the machine has it, so
+//! disk flushes stay out of a comparison of CPU work.
+//!
+//! Each round runs every variant once over the whole work, in a shuffled
+//! order, so drift on a shared machine hits all of them alike. (Finer
+//! interleaving was tried and dropped: one variant's heap and cache state
+//! then leaks into the next variant's timing.) The table shows each
+//! variant's median round, and the median over rounds of its time divided
+//! by the baseline's time in the same round.
 
 use backplane_behavior::{library, Scratch};
 use backplane_host::{params, Distance, Params, SearchRequest, Storage, Value, VectorRecord};
@@ -60,17 +69,18 @@ struct Row {
     variant: String,
     median: Duration,
     ops: usize,
-    baseline: Option<Duration>,
+    /// Median over rounds of (this variant's time / the baseline's time).
+    ratio: Option<f64>,
 }
 
 fn print_table(rows: &[Row]) {
-    println!("\n| group | work | variant | median | ops/s | time ratio vs direct |");
+    println!("\n| group | work | variant | median | ops/s | time ratio vs baseline |");
     println!("|---|---|---|---:|---:|---:|");
     for r in rows {
         let ops = r.ops as f64 / r.median.as_secs_f64();
         let ratio = r
-            .baseline
-            .map(|b| format!("{:.3}", r.median.as_secs_f64() / b.as_secs_f64()))
+            .ratio
+            .map(|x| format!("{x:.3}"))
             .unwrap_or_else(|| "1 (baseline)".into());
         println!(
             "| {} | {} | {} | {:.1} ms | {:.0} | {} |",
@@ -81,6 +91,79 @@ fn print_table(rows: &[Row]) {
             ops,
             ratio
         );
+    }
+}
+
+/// One way of doing a workload: `reset` runs before each round (untimed),
+/// `run(chunk)` does one chunk of the work (timed).
+struct Variant<'a> {
+    name: &'static str,
+    reset: Box<dyn FnMut() + 'a>,
+    run: Box<dyn FnMut(usize) + 'a>,
+}
+
+/// Run every variant over `chunks` chunks per round, interleaved chunk by
+/// chunk (in a shuffled order), so that drift on a shared machine hits all
+/// variants alike. Rows: per-round totals; ratios against the first variant.
+fn interleaved(
+    group: &'static str,
+    work: &'static str,
+    ops: usize,
+    rounds: usize,
+    chunks: usize,
+    variants: &mut [Variant<'_>],
+    out: &mut Vec<Row>,
+) {
+    let n = variants.len();
+    let mut totals = vec![Vec::with_capacity(rounds); n];
+    let mut shuffle = Rng(0x0bad_cafe);
+    for round in 0..rounds {
+        eprintln!("{group}: {work}, round {}/{rounds}", round + 1);
+        for v in variants.iter_mut() {
+            (v.reset)();
+        }
+        let mut acc = vec![Duration::ZERO; n];
+        for chunk in 0..chunks {
+            // A fresh order every time, so no variant always follows the
+            // same other one (a heavy writer slows whoever runs next).
+            let mut order: Vec<usize> = (0..n).collect();
+            for j in (1..n).rev() {
+                order.swap(j, (shuffle.next() % (j as u64 + 1)) as usize);
+            }
+            for i in order {
+                let t = Instant::now();
+                (variants[i].run)(chunk);
+                acc[i] += t.elapsed();
+            }
+        }
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            eprintln!(
+                "  round times: {:?}",
+                acc.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+            );
+        }
+        for (t, a) in totals.iter_mut().zip(acc) {
+            t.push(a);
+        }
+    }
+    for (i, v) in variants.iter().enumerate() {
+        let ratio = (i > 0).then(|| {
+            let mut r: Vec<f64> = totals[i]
+                .iter()
+                .zip(&totals[0])
+                .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+                .collect();
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        });
+        out.push(Row {
+            group,
+            work,
+            variant: v.name.into(),
+            median: median(totals[i].clone()),
+            ops,
+            ratio,
+        });
     }
 }
 
@@ -114,252 +197,253 @@ const CREATE: &str =
 const INSERT: &str = "INSERT INTO bench (id, name, score) VALUES (?, ?, ?)";
 const SELECT: &str = "SELECT id, name, score FROM bench WHERE id = ?";
 
+fn engine(path: &std::path::Path) -> backplane_sqlite_engine::SqliteRelational {
+    backplane_sqlite_engine::SqliteRelational::new(
+        backplane_sqlite_engine::Db::open(
+            &backplane_core::StoreConfig::new(
+                "engine",
+                "sqlite",
+                backplane_core::Capability::Relational,
+                serde_json::Value::Null,
+            ),
+            Some(path),
+            5000,
+        )
+        .unwrap(),
+    )
+}
+
+fn batch(b: usize) -> Vec<Params> {
+    (b * TX_SIZE..(b + 1) * TX_SIZE)
+        .map(|i| params![i as i64, format!("user-{i}"), i as f64 * 0.5])
+        .collect()
+}
+
+/// Where the benchmark's files go: tmpfs when there is one, so that the
+/// disk's flushes (which land on whichever variant runs next) stay out of
+/// a comparison of CPU work. Both sides always use the same place.
+fn bench_dir() -> Scratch {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        Scratch::under(shm)
+    } else {
+        Scratch::new()
+    }
+}
+
 fn relational(rounds: usize, out: &mut Vec<Row>) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    use backplane_core::Relational as _;
+    // A current-thread runtime: idle worker threads of a multi-thread one
+    // keep spinning for a moment after each chunk and slow whichever
+    // variant runs next on this two-core machine.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (mut ins_direct, mut ins_host, mut ins_async) = (vec![], vec![], vec![]);
-    let (mut sel_direct, mut sel_host, mut sel_async) = (vec![], vec![], vec![]);
-    let mut sel_engine = vec![];
-    let mut ins_engine = vec![];
+    let scratch = bench_dir();
+    let path = |name: &str| scratch.path(name);
+    let storage = open(
+        &scratch,
+        &format!(
+            "[relational.b]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.a]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+            path("host.db").display(),
+            path("async.db").display(),
+        ),
+    );
+    let (b, a) = (
+        storage.relational("b").unwrap(),
+        storage.relational("a").unwrap(),
+    );
+    let direct = std::cell::RefCell::new(direct_conn(&path("direct.db")));
+    let eng = engine(&path("engine.db"));
+    let reset_sql = format!("DROP TABLE IF EXISTS bench; {CREATE}");
+    let chunks = 1;
+    let per_chunk = INSERTS / TX_SIZE;
+    {
+        let mut variants = [
+            Variant {
+                name: "rusqlite direct",
+                reset: Box::new(|| direct.borrow().execute_batch(&reset_sql).unwrap()),
+                run: Box::new(|c| {
+                    let mut conn = direct.borrow_mut();
+                    for bt in c * per_chunk..(c + 1) * per_chunk {
+                        let tx = conn.transaction().unwrap();
+                        {
+                            let mut st = tx.prepare_cached(INSERT).unwrap();
+                            for i in bt * TX_SIZE..(bt + 1) * TX_SIZE {
+                                st.execute(rusqlite::params![
+                                    i as i64,
+                                    format!("user-{i}"),
+                                    i as f64 * 0.5
+                                ])
+                                .unwrap();
+                            }
+                        }
+                        tx.commit().unwrap();
+                    }
+                }),
+            },
+            Variant {
+                name: "sqlite engine in-process (no boundary)",
+                reset: Box::new(|| {
+                    eng.execute("DROP TABLE IF EXISTS bench", &Params::None)
+                        .unwrap();
+                    eng.execute(CREATE, &Params::None).unwrap();
+                }),
+                run: Box::new(|c| {
+                    for bt in c * per_chunk..(c + 1) * per_chunk {
+                        eng.execute_many(INSERT, &batch(bt)).unwrap();
+                    }
+                }),
+            },
+            Variant {
+                name: "host sqlite, blocking API",
+                reset: Box::new(|| {
+                    let db = b.blocking();
+                    db.execute("DROP TABLE IF EXISTS bench", &Params::None)
+                        .unwrap();
+                    db.execute(CREATE, &Params::None).unwrap();
+                }),
+                run: Box::new(|c| {
+                    for bt in c * per_chunk..(c + 1) * per_chunk {
+                        b.blocking().execute_many(INSERT, &batch(bt)).unwrap();
+                    }
+                }),
+            },
+            Variant {
+                name: "host sqlite, async API",
+                reset: Box::new(|| {
+                    let db = a.blocking();
+                    db.execute("DROP TABLE IF EXISTS bench", &Params::None)
+                        .unwrap();
+                    db.execute(CREATE, &Params::None).unwrap();
+                }),
+                run: Box::new(|c| {
+                    rt.block_on(async {
+                        for bt in c * per_chunk..(c + 1) * per_chunk {
+                            a.execute_many(INSERT, batch(bt)).await.unwrap();
+                        }
+                    })
+                }),
+            },
+        ];
+        interleaved(
+            "relational",
+            "100k inserts, tx of 1k",
+            INSERTS,
+            rounds,
+            chunks,
+            &mut variants,
+            out,
+        );
+    }
+
+    // Point selects: all variants read one checkpointed file, each through
+    // its own connection.
+    {
+        let conn = direct_conn(&path("read.db"));
+        conn.execute_batch(&reset_sql).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        for i in 0..INSERTS {
+            conn.execute(
+                INSERT,
+                rusqlite::params![i as i64, format!("user-{i}"), i as f64 * 0.5],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
     let mut rng = Rng(0x5eed);
     let keys: Vec<i64> = (0..SELECTS)
         .map(|_| (rng.next() % INSERTS as u64) as i64)
         .collect();
-    for round in 0..rounds {
-        eprintln!("relational round {}/{rounds}", round + 1);
-        let scratch = Scratch::new();
-        // Inserts, direct.
-        let direct_db = scratch.path("direct.db");
-        let mut conn = direct_conn(&direct_db);
-        conn.execute(CREATE, []).unwrap();
-        let t = Instant::now();
-        for batch in 0..INSERTS / TX_SIZE {
-            let tx = conn.transaction().unwrap();
-            {
-                let mut st = tx.prepare_cached(INSERT).unwrap();
-                for i in batch * TX_SIZE..(batch + 1) * TX_SIZE {
-                    st.execute(rusqlite::params![
-                        i as i64,
-                        format!("user-{i}"),
-                        i as f64 * 0.5
-                    ])
-                    .unwrap();
-                }
-            }
-            tx.commit().unwrap();
-        }
-        ins_direct.push(t.elapsed());
-
-        // Inserts, through the host (blocking, then async), each on its own file.
-        let storage = open(
-            &scratch,
-            &format!(
-                "[relational.b]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.a]\nbackend = \"sqlite\"\npath = \"{}\"\n",
-                scratch.path("host.db").display(),
-                scratch.path("async.db").display()
-            ),
+    let chunks = 1;
+    let per = SELECTS / chunks;
+    let reader = direct_conn(&path("read.db"));
+    let eng = engine(&path("read.db"));
+    let reads_dir = bench_dir();
+    let reads = open(
+        &reads_dir,
+        &format!(
+            "[relational.r]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+            path("read.db").display()
+        ),
+    );
+    let r = reads.relational("r").unwrap();
+    let sums = std::cell::RefCell::new([0i64; 4]);
+    let add = |i: usize, v: i64| sums.borrow_mut()[i] += v;
+    {
+        let mut variants = [
+            Variant {
+                name: "rusqlite direct",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    let mut st = reader.prepare_cached(SELECT).unwrap();
+                    for &k in &keys[c * per..(c + 1) * per] {
+                        let (id, name, score): (i64, String, f64) = st
+                            .query_row([k], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .unwrap();
+                        add(0, id + name.len() as i64 + score as i64);
+                    }
+                }),
+            },
+            Variant {
+                name: "sqlite engine in-process (no boundary)",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    for &k in &keys[c * per..(c + 1) * per] {
+                        let rows = eng.query(SELECT, &params![k]).unwrap();
+                        add(1, row_sum(&rows.rows[0]));
+                    }
+                }),
+            },
+            Variant {
+                name: "host sqlite, blocking API",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    for &k in &keys[c * per..(c + 1) * per] {
+                        let rows = r.blocking().query(SELECT, &params![k]).unwrap();
+                        add(2, row_sum(&rows.rows[0]));
+                    }
+                }),
+            },
+            Variant {
+                name: "host sqlite, async API",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    rt.block_on(async {
+                        for &k in &keys[c * per..(c + 1) * per] {
+                            let rows = r.query(SELECT, params![k]).await.unwrap();
+                            add(3, row_sum(&rows.rows[0]));
+                        }
+                    })
+                }),
+            },
+        ];
+        interleaved(
+            "relational",
+            "100k point selects",
+            SELECTS,
+            rounds,
+            chunks,
+            &mut variants,
+            out,
         );
-        let b = storage.relational("b").unwrap();
-        b.blocking().execute(CREATE, &Params::None).unwrap();
-        let t = Instant::now();
-        for batch in 0..INSERTS / TX_SIZE {
-            let sets: Vec<Params> = (batch * TX_SIZE..(batch + 1) * TX_SIZE)
-                .map(|i| params![i as i64, format!("user-{i}"), i as f64 * 0.5])
-                .collect();
-            b.blocking().execute_many(INSERT, &sets).unwrap();
-        }
-        ins_host.push(t.elapsed());
-        let engine = backplane_sqlite_engine::SqliteRelational::new(
-            backplane_sqlite_engine::Db::open(
-                &backplane_core::StoreConfig::new(
-                    "e",
-                    "sqlite",
-                    backplane_core::Capability::Relational,
-                    serde_json::Value::Null,
-                ),
-                Some(&scratch.path("engine.db")),
-                5000,
-            )
-            .unwrap(),
-        );
-        backplane_core::Relational::execute(&engine, CREATE, &Params::None).unwrap();
-        let t = Instant::now();
-        for batch in 0..INSERTS / TX_SIZE {
-            let sets: Vec<Params> = (batch * TX_SIZE..(batch + 1) * TX_SIZE)
-                .map(|i| params![i as i64, format!("user-{i}"), i as f64 * 0.5])
-                .collect();
-            backplane_core::Relational::execute_many(&engine, INSERT, &sets).unwrap();
-        }
-        ins_engine.push(t.elapsed());
-        drop(engine);
-        let a = storage.relational("a").unwrap();
-        a.blocking().execute(CREATE, &Params::None).unwrap();
-        let t = Instant::now();
-        rt.block_on(async {
-            for batch in 0..INSERTS / TX_SIZE {
-                let sets: Vec<Params> = (batch * TX_SIZE..(batch + 1) * TX_SIZE)
-                    .map(|i| params![i as i64, format!("user-{i}"), i as f64 * 0.5])
-                    .collect();
-                a.execute_many(INSERT, sets).await.unwrap();
-            }
-        });
-        ins_async.push(t.elapsed());
-
-        // Point selects: every variant reads the same checkpointed file,
-        // each through its own connection.
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-            .unwrap();
-        drop(conn);
-        let conn = direct_conn(&direct_db);
-        let reads = open(
-            &scratch,
-            &format!(
-                "[relational.r]\nbackend = \"sqlite\"\npath = \"{}\"\n",
-                direct_db.display()
-            ),
-        );
-        let r = reads.relational("r").unwrap();
-        let engine = backplane_sqlite_engine::SqliteRelational::new(
-            backplane_sqlite_engine::Db::open(
-                &backplane_core::StoreConfig::new(
-                    "e",
-                    "sqlite",
-                    backplane_core::Capability::Relational,
-                    serde_json::Value::Null,
-                ),
-                Some(&direct_db),
-                5000,
-            )
-            .unwrap(),
-        );
-
-        let mut sum_direct = 0i64;
-        let t = Instant::now();
-        {
-            let mut st = conn.prepare_cached(SELECT).unwrap();
-            for &k in &keys {
-                let (id, name, score): (i64, String, f64) = st
-                    .query_row([k], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .unwrap();
-                sum_direct += id + name.len() as i64 + score as i64;
-            }
-        }
-        sel_direct.push(t.elapsed());
-
-        // The plugin's engine called in-process, without the boundary.
-        let mut sum_engine = 0i64;
-        let t = Instant::now();
-        for &k in &keys {
-            let rows = backplane_core::Relational::query(&engine, SELECT, &params![k]).unwrap();
-            let r = &rows.rows[0];
-            sum_engine += r[0].as_i64().unwrap()
-                + r[1].as_str().unwrap().len() as i64
-                + r[2].as_f64().unwrap() as i64;
-        }
-        sel_engine.push(t.elapsed());
-
-        let mut sum_host = 0i64;
-        let t = Instant::now();
-        for &k in &keys {
-            let rows = r.blocking().query(SELECT, &params![k]).unwrap();
-            let row = &rows.rows[0];
-            let (id, name, score) = match (&row[0], &row[1], &row[2]) {
-                (Value::Integer(i), Value::Text(n), Value::Real(s)) => (*i, n.as_str(), *s),
-                other => panic!("unexpected row {other:?}"),
-            };
-            sum_host += id + name.len() as i64 + score as i64;
-        }
-        sel_host.push(t.elapsed());
-
-        let t = Instant::now();
-        let sum_async = rt.block_on(async {
-            let mut sum = 0i64;
-            for &k in &keys {
-                let rows = r.query(SELECT, params![k]).await.unwrap();
-                let row = &rows.rows[0];
-                sum += row[0].as_i64().unwrap()
-                    + row[1].as_str().unwrap().len() as i64
-                    + row[2].as_f64().unwrap() as i64;
-            }
-            sum
-        });
-        sel_async.push(t.elapsed());
-        assert_eq!(sum_direct, sum_host, "host and direct read the same data");
-        assert_eq!(
-            sum_direct, sum_engine,
-            "engine and direct read the same data"
-        );
-        assert_eq!(sum_direct, sum_async, "async and direct read the same data");
     }
-    let ins_base = median(ins_direct.clone());
-    let sel_base = median(sel_direct.clone());
-    let row = |work, variant: &str, v: Vec<Duration>, ops, base: Option<Duration>| Row {
-        group: "relational",
-        work,
-        variant: variant.into(),
-        median: median(v),
-        ops,
-        baseline: base,
-    };
-    out.push(row(
-        "100k inserts, tx of 1k",
-        "rusqlite direct",
-        ins_direct,
-        INSERTS,
-        None,
-    ));
-    out.push(row(
-        "100k inserts, tx of 1k",
-        "sqlite engine in-process (no boundary)",
-        ins_engine,
-        INSERTS,
-        Some(ins_base),
-    ));
-    out.push(row(
-        "100k inserts, tx of 1k",
-        "host sqlite, blocking API",
-        ins_host,
-        INSERTS,
-        Some(ins_base),
-    ));
-    out.push(row(
-        "100k inserts, tx of 1k",
-        "host sqlite, async API",
-        ins_async,
-        INSERTS,
-        Some(ins_base),
-    ));
-    out.push(row(
-        "100k point selects",
-        "rusqlite direct",
-        sel_direct,
-        SELECTS,
-        None,
-    ));
-    out.push(row(
-        "100k point selects",
-        "sqlite engine in-process (no boundary)",
-        sel_engine,
-        SELECTS,
-        Some(sel_base),
-    ));
-    out.push(row(
-        "100k point selects",
-        "host sqlite, blocking API",
-        sel_host,
-        SELECTS,
-        Some(sel_base),
-    ));
-    out.push(row(
-        "100k point selects",
-        "host sqlite, async API",
-        sel_async,
-        SELECTS,
-        Some(sel_base),
-    ));
+    let s = sums.borrow();
+    assert!(
+        s.iter().all(|x| *x == s[0]),
+        "every variant read the same data: {s:?}"
+    );
+}
+
+/// Read a row of (id, name, score) into Rust types, as the direct variant does.
+fn row_sum(r: &[Value]) -> i64 {
+    match (&r[0], &r[1], &r[2]) {
+        (Value::Integer(i), Value::Text(n), Value::Real(s)) => *i + n.len() as i64 + *s as i64,
+        other => panic!("unexpected row {other:?}"),
+    }
 }
 
 #[inline]
@@ -373,12 +457,31 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
+/// The floor: an exact top-k cosine scan over a flat `Vec<f32>`.
+fn exact_top(flat: &[f32], norms: &[f32], q: &[f32]) -> Vec<(f32, usize)> {
+    let qn = dot(q, q).sqrt();
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(K + 1);
+    for (i, row) in flat.chunks_exact(DIM).enumerate() {
+        let s = dot(q, row) / (qn * norms[i]);
+        if best.len() < K || s > best[best.len() - 1].0 {
+            let pos = best.partition_point(|b| b.0 >= s);
+            best.insert(pos, (s, i));
+            best.truncate(K);
+        }
+    }
+    best
+}
+
 fn vector(rounds: usize, out: &mut Vec<Row>) {
     let mut rng = Rng(0xdecaf);
     let data: Vec<Vec<f32>> = (0..VECTORS).map(|_| rng.vector()).collect();
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| rng.vector()).collect();
     let flat: Vec<f32> = data.iter().flatten().copied().collect();
     let norms: Vec<f32> = data.iter().map(|v| dot(v, v).sqrt()).collect();
+    let expected: Vec<usize> = queries
+        .iter()
+        .map(|q| exact_top(&flat, &norms, q)[0].1)
+        .collect();
 
     let scratch = Scratch::new();
     let storage = open(
@@ -388,11 +491,11 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
             scratch.path("vec.db").display()
         ),
     );
-    let stores = [
+    let (sq, mem) = (
         storage.vector("sqlite").unwrap(),
         storage.vector("memory").unwrap(),
-    ];
-    for s in &stores {
+    );
+    for s in [&sq, &mem] {
         s.blocking()
             .create_collection("bench", DIM as u32, Distance::Cosine)
             .unwrap();
@@ -405,63 +508,52 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
             s.blocking().upsert("bench", &recs).unwrap();
         }
     }
-    let mut floor = vec![];
-    let mut through: Vec<Vec<Duration>> = vec![vec![]; stores.len()];
-    for round in 0..rounds {
-        eprintln!("vector round {}/{rounds}", round + 1);
-        let t = Instant::now();
-        let mut top_ids = Vec::with_capacity(QUERIES);
-        for q in &queries {
-            let qn = dot(q, q).sqrt();
-            let mut best: Vec<(f32, usize)> = Vec::with_capacity(K + 1);
-            for (i, row) in flat.chunks_exact(DIM).enumerate() {
-                let s = dot(q, row) / (qn * norms[i]);
-                if best.len() < K || s > best[best.len() - 1].0 {
-                    let pos = best.partition_point(|b| b.0 >= s);
-                    best.insert(pos, (s, i));
-                    best.truncate(K);
+    let chunks = 10;
+    let per = QUERIES / chunks;
+    let through = |s: &backplane_host::VectorStore, c: usize| {
+        for qi in c * per..(c + 1) * per {
+            let hits = s
+                .blocking()
+                .search("bench", &SearchRequest::new(queries[qi].clone(), K))
+                .unwrap();
+            assert_eq!(hits.len(), K);
+            assert_eq!(
+                hits[0].id,
+                format!("v{}", expected[qi]),
+                "exact search agrees with the floor"
+            );
+        }
+    };
+    let mut variants = [
+        Variant {
+            name: "plain exact scan over Vec<f32> (floor)",
+            reset: Box::new(|| {}),
+            run: Box::new(|c| {
+                for q in &queries[c * per..(c + 1) * per] {
+                    std::hint::black_box(exact_top(&flat, &norms, q));
                 }
-            }
-            top_ids.push(best[0].1);
-        }
-        floor.push(t.elapsed());
-        for (si, s) in stores.iter().enumerate() {
-            let t = Instant::now();
-            for (qi, q) in queries.iter().enumerate() {
-                let hits = s
-                    .blocking()
-                    .search("bench", &SearchRequest::new(q.clone(), K))
-                    .unwrap();
-                assert_eq!(hits.len(), K);
-                assert_eq!(
-                    hits[0].id,
-                    format!("v{}", top_ids[qi]),
-                    "exact search agrees with the floor"
-                );
-            }
-            through[si].push(t.elapsed());
-        }
-    }
-    let base = median(floor.clone());
-    let work = "1k top-10 cosine, 20k x 384";
-    out.push(Row {
-        group: "vector",
-        work,
-        variant: "plain exact scan (floor)".into(),
-        median: base,
-        ops: QUERIES,
-        baseline: None,
-    });
-    for (s, times) in stores.iter().zip(through) {
-        out.push(Row {
-            group: "vector",
-            work,
-            variant: format!("host {} plugin, exact", s.backend()),
-            median: median(times),
-            ops: QUERIES,
-            baseline: Some(base),
-        });
-    }
+            }),
+        },
+        Variant {
+            name: "host sqlite plugin, exact",
+            reset: Box::new(|| {}),
+            run: Box::new(|c| through(&sq, c)),
+        },
+        Variant {
+            name: "host memory plugin, exact",
+            reset: Box::new(|| {}),
+            run: Box::new(|c| through(&mem, c)),
+        },
+    ];
+    interleaved(
+        "vector",
+        "1k top-10 cosine, 20k x 384",
+        QUERIES,
+        rounds,
+        chunks,
+        &mut variants,
+        out,
+    );
 }
 
 fn main() {
@@ -478,12 +570,10 @@ fn main() {
     if want("relational") {
         relational(rounds, &mut rows);
     }
+    let vector_rounds = rounds.clamp(1, 3);
     if want("vector") {
-        vector(rounds.clamp(1, 3), &mut rows);
+        vector(vector_rounds, &mut rows);
     }
-    println!(
-        "rounds: {rounds} (vector: {}), medians of rounds",
-        rounds.clamp(1, 3)
-    );
+    println!("rounds: {rounds} (vector: {vector_rounds}); medians over rounds");
     print_table(&rows);
 }

@@ -93,7 +93,11 @@ pub struct Scratch(pub PathBuf);
 impl Scratch {
     /// A new empty folder under the system temp dir.
     pub fn new() -> Scratch {
-        let p = std::env::temp_dir().join(format!("backplane-{}", namespace()));
+        Scratch::under(&std::env::temp_dir())
+    }
+    /// A new empty folder under `parent`.
+    pub fn under(parent: &Path) -> Scratch {
+        let p = parent.join(format!("backplane-{}", namespace()));
         std::fs::create_dir_all(&p).expect("create scratch folder");
         Scratch(p)
     }

@@ -754,41 +754,4 @@ mod tests {
             }
         }
     }
-
-    /// The benchmark's shape: 1k top-10 queries over 20k 384-dim vectors.
-    /// `cargo test --release -p backplane-plugin-memory -- --ignored --nocapture`
-    #[test]
-    #[ignore = "timing, run in release"]
-    fn timing() {
-        let (n, d, q) = (20_000, 384, 1_000);
-        let mut rng = Lcg(1);
-        let v = MemoryVector::new();
-        v.create_collection("c", d as u32, Distance::Cosine)
-            .unwrap();
-        let recs: Vec<_> = (0..n)
-            .map(|i| VectorRecord::new(format!("{i}"), rng.vector(d)).with_payload(json!({"i": i})))
-            .collect();
-        let t = std::time::Instant::now();
-        for chunk in recs.chunks(1000) {
-            v.upsert("c", chunk).unwrap();
-        }
-        eprintln!("upsert {n}: {:?}", t.elapsed());
-        let requests: Vec<_> = (0..q)
-            .map(|_| SearchRequest::new(rng.vector(d), 10))
-            .collect();
-        let t = std::time::Instant::now();
-        for r in &requests {
-            v.search("c", r).unwrap();
-        }
-        eprintln!("{q} searches: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        v.search_batch("c", &requests).unwrap();
-        eprintln!("search_batch of {q}: {:?}", t.elapsed());
-        let f = Filter::parse(&json!({"key": "i", "range": {"lt": 10000}})).unwrap();
-        let t = std::time::Instant::now();
-        for r in &requests {
-            v.search("c", &r.clone().with_filter(f.clone())).unwrap();
-        }
-        eprintln!("{q} filtered searches: {:?}", t.elapsed());
-    }
 }

@@ -72,8 +72,8 @@ fn live(expires_at: Option<i64>, now: i64) -> bool {
 impl SqliteCache {
     pub(crate) fn open(db: Db, max_messages: usize, channel_ttl: Option<Duration>) -> Result<Self> {
         {
-            let mut conn = db.lock();
-            write_tx(&mut conn, |tx| {
+            let conn = db.lock();
+            write_tx(&conn, |tx| {
                 tx.execute_batch(SCHEMA).map_err(|e| sql_error(e, SCHEMA))
             })?;
         }
@@ -295,8 +295,8 @@ impl Cache for SqliteCache {
         }
         let now = now_ms();
         let expires_at = ttl.map(|t| expiry(now, t));
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             for (k, v) in entries {
                 set_one(tx, k, v, expires_at)?;
             }
@@ -335,8 +335,8 @@ impl Cache for SqliteCache {
         let expires_at = self.channel_ttl.map(|t| expiry(now, t));
         let keep = (self.max_messages - 1).min(i64::MAX as usize) as i64;
 
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             Self::channel_live(tx, channel, now)?;
             let taken = tx
                 .prepare_cached(EXISTS)
@@ -426,8 +426,8 @@ impl Cache for SqliteCache {
     fn clear(&self, channel: &str) -> Result<u64> {
         validate_key(channel, "channel")?;
         let now = now_ms();
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             if !Self::channel_live(tx, channel, now)? {
                 return Ok(0);
             }

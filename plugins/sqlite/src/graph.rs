@@ -45,8 +45,8 @@ pub struct SqliteGraph {
 impl SqliteGraph {
     pub(crate) fn open(db: Db) -> Result<Self> {
         {
-            let mut conn = db.lock();
-            write_tx(&mut conn, |tx| {
+            let conn = db.lock();
+            write_tx(&conn, |tx| {
                 tx.execute_batch(SCHEMA).map_err(|e| sql_error(e, SCHEMA))
             })?;
         }
@@ -186,8 +186,8 @@ fn neighbors_sql(direction: Direction) -> String {
 impl Graph for SqliteGraph {
     fn create_nodes(&self, nodes: &[NewNode]) -> Result<Vec<Node>> {
         const SQL: &str = "INSERT INTO _bp_graph_nodes (id, label, properties) VALUES (?1, ?2, ?3)";
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             let mut out = Vec::with_capacity(nodes.len());
             for (i, n) in nodes.iter().enumerate() {
                 let id = match &n.id {
@@ -234,8 +234,8 @@ impl Graph for SqliteGraph {
                 "the update for node '{id}' is not a JSON object: pass the properties to set (null removes a key)"
             )));
         }
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             let mut node = get_node(tx, id)?.ok_or_else(|| {
                 Error::not_found(format!("node '{id}' does not exist: create it first"))
             })?;
@@ -250,8 +250,8 @@ impl Graph for SqliteGraph {
     fn delete_node(&self, id: &str) -> Result<bool> {
         const EDGES: &str = "DELETE FROM _bp_graph_edges WHERE from_id = ?1 OR to_id = ?1";
         const NODE: &str = "DELETE FROM _bp_graph_nodes WHERE id = ?1";
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             tx.prepare_cached(EDGES)
                 .and_then(|mut s| s.execute([id]))
                 .map_err(|e| sql_error(e, EDGES))?;
@@ -268,8 +268,8 @@ impl Graph for SqliteGraph {
             "INSERT INTO _bp_graph_edges (id, from_id, to_id, edge_type, properties) \
              VALUES (?1, ?2, ?3, ?4, ?5)";
         const EXISTS: &str = "SELECT 1 FROM _bp_graph_edges WHERE id = ?1";
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             let mut out = Vec::with_capacity(edges.len());
             for (i, e) in edges.iter().enumerate() {
                 let what = format!("edge {i} ('{}' -[{}]-> '{}')", e.from, e.edge_type, e.to);
@@ -335,8 +335,8 @@ impl Graph for SqliteGraph {
                 "the update for edge '{id}' is not a JSON object: pass the properties to set (null removes a key)"
             )));
         }
-        let mut conn = self.db.lock();
-        write_tx(&mut conn, |tx| {
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
             let mut edge = get_edge(tx, id)?.ok_or_else(|| {
                 Error::not_found(format!("edge '{id}' does not exist: create it first"))
             })?;

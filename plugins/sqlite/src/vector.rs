@@ -70,8 +70,8 @@ struct Meta {
 impl SqliteVector {
     pub(crate) fn open(db: Db, default: Option<DefaultCollection>, budget: u64) -> Result<Self> {
         {
-            let mut conn = db.lock();
-            write_tx(&mut conn, |tx| {
+            let conn = db.lock();
+            write_tx(&conn, |tx| {
                 tx.execute_batch(SCHEMA).map_err(|e| sql_error(e, SCHEMA))?;
                 if let Some(d) = &default {
                     match meta_opt(tx, &d.name)? {
@@ -535,9 +535,9 @@ impl Vector for SqliteVector {
                 "dimension {dimension} is out of range: give the embedding size, 1 to {MAX_DIMENSION}"
             )));
         }
-        let mut conn = self.db.lock();
+        let conn = self.db.lock();
         self.invalidate(name);
-        write_tx(&mut conn, |tx| {
+        write_tx(&conn, |tx| {
             if let Some(m) = meta_opt(tx, name)? {
                 return Err(Error::already_exists(format!(
                     "collection '{name}' exists already ({} dims, {}): use it, or drop it first",
@@ -550,9 +550,9 @@ impl Vector for SqliteVector {
     }
 
     fn drop_collection(&self, name: &str) -> Result<()> {
-        let mut conn = self.db.lock();
+        let conn = self.db.lock();
         self.invalidate(name);
-        write_tx(&mut conn, |tx| {
+        write_tx(&conn, |tx| {
             meta(tx, name)?;
             const RECORDS: &str = "DELETE FROM _bp_vec_records WHERE collection = ?1";
             const COLL: &str = "DELETE FROM _bp_vec_collections WHERE name = ?1";
@@ -618,9 +618,9 @@ impl Vector for SqliteVector {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (collection, id) DO UPDATE SET vector = excluded.vector, norm = excluded.norm, \
              document = excluded.document, payload = excluded.payload";
-        let mut conn = self.db.lock();
+        let conn = self.db.lock();
         self.invalidate(collection);
-        write_tx(&mut conn, |tx| {
+        write_tx(&conn, |tx| {
             let m = meta(tx, collection)?;
             validate_records(records, m.dimension)?;
             let mut stmt = tx.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
@@ -666,9 +666,9 @@ impl Vector for SqliteVector {
 
     fn delete(&self, collection: &str, ids: &[String]) -> Result<u64> {
         const SQL: &str = "DELETE FROM _bp_vec_records WHERE collection = ?1 AND id = ?2";
-        let mut conn = self.db.lock();
+        let conn = self.db.lock();
         self.invalidate(collection);
-        write_tx(&mut conn, |tx| {
+        write_tx(&conn, |tx| {
             meta(tx, collection)?;
             let mut stmt = tx.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
             let mut n = 0u64;
@@ -683,9 +683,9 @@ impl Vector for SqliteVector {
 
     fn delete_where(&self, collection: &str, filter: &Filter) -> Result<u64> {
         const SQL: &str = "DELETE FROM _bp_vec_records WHERE rowid = ?1";
-        let mut conn = self.db.lock();
+        let conn = self.db.lock();
         self.invalidate(collection);
-        write_tx(&mut conn, |tx| {
+        write_tx(&conn, |tx| {
             meta(tx, collection)?;
             let rowids = matching_rowids(tx, collection, filter)?;
             let mut stmt = tx.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;

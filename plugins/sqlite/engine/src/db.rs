@@ -19,7 +19,9 @@ const STATEMENT_CACHE: usize = 256;
 /// correct, and WAL mode lets other stores' connections to the same file
 /// read while this one writes.
 pub struct Db {
-    conn: Mutex<Connection>,
+    // Boxed: the relational store's own statement cache borrows the
+    // connection, so its address must not change when the `Db` moves.
+    conn: Box<Mutex<Connection>>,
     /// The file (or `:memory:`), for health and messages.
     pub path: String,
 }
@@ -68,7 +70,7 @@ impl Db {
             store.store
         );
         Ok(Db {
-            conn: Mutex::new(conn),
+            conn: Box::new(Mutex::new(conn)),
             path: shown,
         })
     }
@@ -129,12 +131,11 @@ fn open_error(store: &StoreConfig, path: &str, e: rusqlite::Error) -> Error {
 
 /// Run `f` in a `BEGIN IMMEDIATE` transaction: committed when it returns
 /// `Ok`, rolled back (nothing written) when it returns `Err`.
-pub fn write_tx<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
-) -> Result<T> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
+pub fn write_tx<T>(conn: &Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    // `new_unchecked` takes `&Connection`: the connection is already
+    // serialised by the `Db` mutex, and no `&mut` is made while the
+    // relational store's cached statements borrow it.
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .map_err(|e| sql_error(e, "BEGIN IMMEDIATE"))?;
     let out = f(&tx)?;
     tx.commit().map_err(|e| sql_error(e, "COMMIT"))?;

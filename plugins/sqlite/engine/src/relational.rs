@@ -1,89 +1,178 @@
 //! The relational capability: SQL straight through to SQLite.
 //!
-//! The hot path (`execute` / `query`) takes the connection's lock, fetches
-//! the prepared statement from rusqlite's statement cache, binds each
-//! [`Value`] in place through [`Bind`], and steps. Nothing is rewritten:
-//! SQLite itself understands `?`, `?N`, `:name`, `@name` and `$name`.
+//! The hot path (`execute_ref` / `execute_many_ref` / `query_into`, which
+//! the plugin boundary calls with borrowed parameters) takes the
+//! connection's lock, fetches the prepared statement from rusqlite's
+//! statement cache, binds each value in place through [`Bind`], steps, and
+//! hands column values to a [`RowSink`] as borrowed views. Nothing is
+//! rewritten: SQLite itself understands `?`, `?N`, `:name`, `@name` and
+//! `$name`.
 
 use backplane_core::relational::{validate_migrations, MIGRATIONS_TABLE};
 use backplane_core::{
-    ColumnInfo, Error, ExecResult, Health, Migration, MigrationReport, Params, Relational, Result,
-    Rows, Statement, TableSchema, Value,
+    ColumnInfo, Error, ExecResult, Health, JsonRef, Migration, MigrationReport, Params, ParamsRef,
+    Relational, Result, RowSink, Rows, RowsBuilder, Statement, TableSchema, ValueRef,
 };
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
 use rusqlite::backup::{Backup, StepResult};
-use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::types::{ToSqlOutput, ValueRef as SqlRef};
+use rusqlite::StatementStatus;
 use rusqlite::{Connection, OpenFlags, ToSql};
-use std::collections::HashMap;
+use std::cell::UnsafeCell;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::db::{now_ms, snippet, sql_error, write_tx, Db};
 
 /// A relational store on one SQLite database.
+///
+/// Besides rusqlite's own statement cache, it keeps the statements of the
+/// hot calls (`execute`, `execute_many`, `query`) itself, each with its
+/// column names and kinds, so a repeated query neither looks up an LRU nor
+/// reads its column metadata again. SQLite re-prepares a statement when the
+/// schema changes; the metadata is re-read when its re-prepare count moves.
 pub struct SqliteRelational {
+    // Declared before `db`, so dropped first: the statements borrow the
+    // connection.
+    stmts: UnsafeCell<HashMap<Box<str>, Cached>>,
     db: Db,
 }
 
+// SAFETY: `stmts` is only touched while the `Db` mutex is held (see
+// `with_stmt` and `restore`), which serialises the statements with their
+// connection; SQLite connections and statements may move between threads
+// when used by one at a time (rusqlite opens them in multi-thread mode).
+unsafe impl Send for SqliteRelational {}
+unsafe impl Sync for SqliteRelational {}
+
+/// A statement kept by the store, and its column metadata.
+struct Cached {
+    stmt: rusqlite::Statement<'static>,
+    names: Vec<String>,
+    kinds: Vec<Kind>,
+    /// The statement's re-prepare count when `names`/`kinds` were read.
+    reprepares: i32,
+}
+
+/// Statements kept at most; past that the cache starts afresh.
+const MAX_CACHED: usize = 256;
+
 impl SqliteRelational {
     pub fn new(db: Db) -> Self {
-        SqliteRelational { db }
+        SqliteRelational {
+            stmts: UnsafeCell::new(HashMap::new()),
+            db,
+        }
+    }
+
+    /// Run `f` on the kept statement for `sql`, holding the connection.
+    fn with_stmt<T>(
+        &self,
+        sql: &str,
+        f: impl FnOnce(&Connection, &mut Cached) -> Result<T>,
+    ) -> Result<T> {
+        let conn = self.db.lock();
+        // SAFETY: the cache is only touched while the `Db` lock is held.
+        let stmts = unsafe { &mut *self.stmts.get() };
+        if stmts.len() >= MAX_CACHED && !stmts.contains_key(sql) {
+            stmts.clear();
+        }
+        let cached = match stmts.entry_ref(sql) {
+            EntryRef::Occupied(o) => o.into_mut(),
+            EntryRef::Vacant(v) => {
+                let stmt = conn.prepare(sql).map_err(|e| sql_error(e, sql))?;
+                // SAFETY: the connection is boxed inside `Db` and outlives
+                // the cache (dropped first, cleared before `restore` takes
+                // `&mut Connection`); the 'static only hides that borrow.
+                let stmt: rusqlite::Statement<'static> = unsafe { std::mem::transmute(stmt) };
+                v.insert(Cached {
+                    stmt,
+                    names: Vec::new(),
+                    kinds: Vec::new(),
+                    reprepares: -1,
+                })
+            }
+        };
+        let reprepares = cached.stmt.get_status(StatementStatus::RePrepare);
+        if reprepares != cached.reprepares {
+            let cols = cached.stmt.columns();
+            cached.names = cols.iter().map(|c| c.name().to_string()).collect();
+            cached.kinds = cols.iter().map(|c| kind_of(c.decl_type())).collect();
+            drop(cols);
+            cached.reprepares = reprepares;
+        }
+        f(&conn, cached)
+    }
+
+    /// Forget the kept statements (before the connection is replaced).
+    fn clear_statements(&self, _held: &Connection) {
+        // SAFETY: the caller holds the `Db` lock (`_held` proves it).
+        unsafe { &mut *self.stmts.get() }.clear();
     }
 }
 
-/// Binds a [`Value`] without copying it first: integers, reals, text and
+/// Binds a borrowed value without copying it: integers, reals, text and
 /// blobs go straight to SQLite; `Bool` binds as 0/1, `Timestamp` as its
 /// integer microseconds, `Json` as its text.
-pub struct Bind<'a>(pub &'a Value);
+pub struct Bind<'a>(pub ValueRef<'a>);
 
 impl ToSql for Bind<'_> {
     #[inline]
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self.0 {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Integer(i) | Value::Timestamp(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Value::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
-            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(*b as i64)),
-            Value::Json(j) => ToSqlOutput::Owned(rusqlite::types::Value::Text(j.to_string())),
+            ValueRef::Null => ToSqlOutput::Borrowed(SqlRef::Null),
+            ValueRef::Integer(i) | ValueRef::Timestamp(i) => {
+                ToSqlOutput::Borrowed(SqlRef::Integer(i))
+            }
+            ValueRef::Real(f) => ToSqlOutput::Borrowed(SqlRef::Real(f)),
+            ValueRef::Text(s) => ToSqlOutput::Borrowed(SqlRef::Text(s.as_bytes())),
+            ValueRef::Blob(b) => ToSqlOutput::Borrowed(SqlRef::Blob(b)),
+            ValueRef::Bool(b) => ToSqlOutput::Borrowed(SqlRef::Integer(b as i64)),
+            ValueRef::Json(JsonRef::Text(t)) => ToSqlOutput::Borrowed(SqlRef::Text(t.as_bytes())),
+            ValueRef::Json(JsonRef::Doc(d)) => {
+                ToSqlOutput::Owned(rusqlite::types::Value::Text(d.to_string()))
+            }
         })
     }
 }
 
 /// Bind `params` to `stmt`, checking that every placeholder gets exactly
 /// one value.
-pub fn bind_params(stmt: &mut rusqlite::Statement<'_>, params: &Params, sql: &str) -> Result<()> {
+pub fn bind_params(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: ParamsRef<'_>,
+    sql: &str,
+) -> Result<()> {
     let expected = stmt.parameter_count();
-    match params {
-        Params::None => {
-            if expected != 0 {
-                return Err(Error::invalid(format!(
-                    "`{}` has {expected} parameter(s) but none were given: pass Params::Positional or Params::Named",
-                    snippet(sql)
-                )));
-            }
+    if params.is_empty() {
+        if expected != 0 {
+            return Err(Error::invalid(format!(
+                "`{}` has {expected} parameter(s) but none were given: pass Params::Positional or Params::Named",
+                snippet(sql)
+            )));
         }
-        Params::Positional(values) => {
-            if values.len() != expected {
-                return Err(Error::invalid(format!(
-                    "`{}` has {expected} parameter(s) but {} value(s) were given: pass one value per placeholder",
-                    snippet(sql),
-                    values.len()
-                )));
-            }
-            for (i, v) in values.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, Bind(v))
-                    .map_err(|e| sql_error(e, sql))?;
-            }
+    } else if params.is_named() {
+        bind_named(stmt, params, expected, sql)?;
+    } else {
+        if params.len() != expected {
+            return Err(Error::invalid(format!(
+                "`{}` has {expected} parameter(s) but {} value(s) were given: pass one value per placeholder",
+                snippet(sql),
+                params.len()
+            )));
         }
-        Params::Named(pairs) => bind_named(stmt, pairs, expected, sql)?,
+        for i in 0..params.len() {
+            stmt.raw_bind_parameter(i + 1, Bind(params.value(i)))
+                .map_err(|e| sql_error(e, sql))?;
+        }
     }
     Ok(())
 }
 
 fn bind_named(
     stmt: &mut rusqlite::Statement<'_>,
-    pairs: &[(String, Value)],
+    params: ParamsRef<'_>,
     expected: usize,
     sql: &str,
 ) -> Result<()> {
@@ -96,7 +185,9 @@ fn bind_named(
         Vec::new()
     };
     let mut prefixed = String::new();
-    for (name, value) in pairs {
+    for i in 0..params.len() {
+        let name = params.name(i).unwrap_or("");
+        let value = params.value(i);
         let index = named_index(stmt, name, &mut prefixed)?.ok_or_else(|| {
             Error::invalid(format!(
                 "`{}` has no parameter :{}; it has {}: check the name",
@@ -123,7 +214,7 @@ fn bind_named(
         stmt.raw_bind_parameter(index, Bind(value))
             .map_err(|e| sql_error(e, sql))?;
     }
-    if pairs.len() != expected {
+    if params.len() != expected {
         let missing: Vec<String> = (1..=expected)
             .filter(|&i| {
                 if expected > 64 {
@@ -140,7 +231,7 @@ fn bind_named(
         return Err(Error::invalid(format!(
             "`{}` has {expected} parameter(s) but {} value(s) were given; missing: {}",
             snippet(sql),
-            pairs.len(),
+            params.len(),
             missing.join(", ")
         )));
     }
@@ -221,28 +312,28 @@ fn kind_of(decl: Option<&str>) -> Kind {
     }
 }
 
+/// Pass one column value to `sink`, typed by the column's declared kind.
 #[inline]
-fn read_value(v: ValueRef<'_>, kind: Kind) -> Value {
+fn put_value(sink: &mut dyn RowSink, v: SqlRef<'_>, kind: Kind) {
     match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => match kind {
-            Kind::Bool => Value::Bool(i != 0),
-            Kind::Timestamp => Value::Timestamp(i),
-            _ => Value::Integer(i),
-        },
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => {
-            if kind == Kind::Json {
-                if let Ok(j) = serde_json::from_slice(t) {
-                    return Value::Json(j);
-                }
+        SqlRef::Null => sink.value(ValueRef::Null),
+        SqlRef::Integer(i) => sink.value(match kind {
+            Kind::Bool => ValueRef::Bool(i != 0),
+            Kind::Timestamp => ValueRef::Timestamp(i),
+            _ => ValueRef::Integer(i),
+        }),
+        SqlRef::Real(f) => sink.value(ValueRef::Real(f)),
+        SqlRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s)
+                if kind == Kind::Json
+                    && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() =>
+            {
+                sink.value(ValueRef::Json(JsonRef::Text(s)))
             }
-            Value::Text(match std::str::from_utf8(t) {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(t).into_owned(),
-            })
-        }
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            Ok(s) => sink.value(ValueRef::Text(s)),
+            Err(_) => sink.value(ValueRef::Text(&String::from_utf8_lossy(t))),
+        },
+        SqlRef::Blob(b) => sink.value(ValueRef::Blob(b)),
     }
 }
 
@@ -256,7 +347,7 @@ fn is_insert(sql: &str) -> bool {
 
 /// Run one statement on `conn`. A statement that returns rows is stepped to
 /// its end and its rows discarded.
-pub fn exec_one(conn: &Connection, sql: &str, params: &Params) -> Result<ExecResult> {
+pub fn exec_one(conn: &Connection, sql: &str, params: ParamsRef<'_>) -> Result<ExecResult> {
     let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
     bind_params(&mut stmt, params, sql)?;
     exec_bound(conn, &mut stmt, sql)
@@ -292,26 +383,24 @@ fn exec_bound(
     })
 }
 
-fn query_rows(conn: &Connection, sql: &str, params: &Params) -> Result<Rows> {
-    let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
-    bind_params(&mut stmt, params, sql)?;
-    let (columns, kinds): (Vec<String>, Vec<Kind>) = stmt
-        .columns()
-        .iter()
-        .map(|c| (c.name().to_owned(), kind_of(c.decl_type())))
-        .unzip();
-    let n = columns.len();
-    let mut out = Vec::new();
-    let mut rows = stmt.raw_query();
+fn query_cached(
+    c: &mut Cached,
+    sql: &str,
+    params: ParamsRef<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<()> {
+    bind_params(&mut c.stmt, params, sql)?;
+    sink.columns(&mut c.names.iter().map(String::as_str));
+    let kinds = &c.kinds;
+    let mut rows = c.stmt.raw_query();
     while let Some(row) = rows.next().map_err(|e| sql_error(e, sql))? {
-        let mut values = Vec::with_capacity(n);
+        sink.begin_row();
         for (i, kind) in kinds.iter().enumerate() {
             let v = row.get_ref(i).map_err(|e| sql_error(e, sql))?;
-            values.push(read_value(v, *kind));
+            put_value(sink, v, *kind);
         }
-        out.push(values);
     }
-    Ok(Rows { columns, rows: out })
+    Ok(())
 }
 
 const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS _backplane_migrations (
@@ -345,19 +434,29 @@ fn run_backup(backup: &Backup<'_, '_>, what: &str) -> Result<()> {
 
 impl Relational for SqliteRelational {
     fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult> {
-        let conn = self.db.lock();
-        exec_one(&conn, sql, params)
+        self.execute_ref(sql, params.into())
+    }
+
+    fn execute_ref(&self, sql: &str, params: ParamsRef<'_>) -> Result<ExecResult> {
+        self.with_stmt(sql, |conn, c| {
+            bind_params(&mut c.stmt, params, sql)?;
+            exec_bound(conn, &mut c.stmt, sql)
+        })
     }
 
     fn execute_many(&self, sql: &str, params: &[Params]) -> Result<ExecResult> {
-        let mut conn = self.db.lock();
+        let sets: Vec<ParamsRef<'_>> = params.iter().map(ParamsRef::from).collect();
+        self.execute_many_ref(sql, &sets)
+    }
+
+    fn execute_many_ref(&self, sql: &str, params: &[ParamsRef<'_>]) -> Result<ExecResult> {
         let n = params.len();
-        write_tx(&mut conn, |tx| {
-            let mut stmt = tx.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
+        self.with_stmt(sql, |conn, c| write_tx(conn, |tx| {
+            let stmt = &mut c.stmt;
             let mut total = ExecResult::default();
             for (i, p) in params.iter().enumerate() {
-                let r = bind_params(&mut stmt, p, sql)
-                    .and_then(|()| exec_bound(tx, &mut stmt, sql))
+                let r = bind_params(stmt, *p, sql)
+                    .and_then(|()| exec_bound(tx, stmt, sql))
                     .map_err(|e| {
                         e.context(format!(
                             "parameter set {i} of {n} failed; the batch was rolled back, nothing was written"
@@ -369,26 +468,31 @@ impl Relational for SqliteRelational {
                 }
             }
             Ok(total)
-        })
+        }))
     }
 
     fn query(&self, sql: &str, params: &Params) -> Result<Rows> {
-        let conn = self.db.lock();
-        query_rows(&conn, sql, params)
+        let mut rows = RowsBuilder::new();
+        self.query_into(sql, params.into(), &mut rows)?;
+        Ok(rows.finish())
+    }
+
+    fn query_into(&self, sql: &str, params: ParamsRef<'_>, sink: &mut dyn RowSink) -> Result<()> {
+        self.with_stmt(sql, |_, c| query_cached(c, sql, params, sink))
     }
 
     fn transaction(&self, statements: &[Statement]) -> Result<Vec<ExecResult>> {
         if statements.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.db.lock();
+        let conn = self.db.lock();
         let n = statements.len();
-        write_tx(&mut conn, |tx| {
+        write_tx(&conn, |tx| {
             statements
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    exec_one(tx, &s.sql, &s.params).map_err(|e| {
+                    exec_one(tx, &s.sql, (&s.params).into()).map_err(|e| {
                         e.context(format!(
                             "statement {i} of {n} failed; the transaction was rolled back, nothing was written"
                         ))
@@ -400,7 +504,7 @@ impl Relational for SqliteRelational {
 
     fn migrate(&self, migrations: &[Migration]) -> Result<MigrationReport> {
         let sorted = validate_migrations(migrations)?;
-        let mut conn = self.db.lock();
+        let conn = self.db.lock();
         conn.execute_batch(CREATE_MIGRATIONS)
             .map_err(|e| sql_error(e, CREATE_MIGRATIONS))?;
         let select = format!("SELECT version, checksum FROM {MIGRATIONS_TABLE}");
@@ -434,7 +538,7 @@ impl Relational for SqliteRelational {
             }
             let checksum = m.checksum();
             let done_before = report.applied.clone();
-            let ran = write_tx(&mut conn, |tx| {
+            let ran = write_tx(&conn, |tx| {
                 // Another process may have applied it since we looked.
                 let recorded: Option<String> = tx
                     .query_row(
@@ -594,6 +698,9 @@ impl Relational for SqliteRelational {
                 ))
             })?;
         let mut conn = self.db.lock();
+        // The kept statements borrow the connection: drop them before it is
+        // borrowed mutably and its schema replaced.
+        self.clear_statements(&conn);
         if !conn.is_autocommit() {
             return Err(Error::conflict(
                 "a transaction is open on this store: commit or roll it back before restoring",
