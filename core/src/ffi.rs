@@ -221,9 +221,9 @@ const NULL_VALUE: FfiValue = FfiValue {
 /// (JSON documents rendered to text) while the views point into it.
 pub struct FfiParams<'a> {
     /// One value per parameter, all parameter sets one after another.
-    pub values: SmallList<FfiValue, 8>,
+    pub values: SmallList<FfiValue, 4>,
     /// Names, parallel to `values`, when the sets are named.
-    pub names: SmallList<FfiValue, 8>,
+    pub names: Vec<FfiValue>,
     /// The number of values in each set.
     pub set_lens: SmallList<u32, 1>,
     json: Vec<String>,
@@ -236,7 +236,7 @@ impl<'a> FfiParams<'a> {
         let (count, total) = (sets.len(), sets.iter().map(Params::len).sum());
         let mut out = FfiParams {
             values: SmallList::new(NULL_VALUE, total),
-            names: SmallList::new(NULL_VALUE, 0),
+            names: Vec::new(),
             set_lens: SmallList::new(0, count),
             json: Vec::new(),
             borrows: std::marker::PhantomData,
@@ -376,7 +376,7 @@ impl FfiStore {
             op,
             sql: RStr::from_str(sql),
             values: RSlice::from_slice(params.values.as_slice()),
-            names: RSlice::from_slice(params.names.as_slice()),
+            names: RSlice::from_slice(&params.names),
             set_lens: RSlice::from_slice(params.set_lens.as_slice()),
         };
         // SAFETY: `object` stays valid until `drop`; the views in `call`

@@ -4,6 +4,7 @@
 use crate::rows::{ParamsRef, RowSink};
 use crate::{Error, Health, Result, Value};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Parameters bound to a statement.
 ///
@@ -85,8 +86,9 @@ pub struct ExecResult {
 /// Rows returned by a query: column names, then one `Vec<Value>` per row.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rows {
-    /// Column names, in order.
-    pub columns: Vec<String>,
+    /// Column names, in order. Shared: a statement run again hands out the
+    /// same names without copying them.
+    pub columns: Arc<[String]>,
     /// The rows; each has one value per column.
     pub rows: Vec<Vec<Value>>,
 }

@@ -12,6 +12,7 @@
 
 use crate::ffi::FfiValue;
 use crate::{Params, Rows, Value};
+use std::sync::{Arc, Mutex};
 
 /// A borrowed [`Value`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -193,14 +194,14 @@ fn value_ref(v: &Value) -> ValueRef<'_> {
 /// values in order.
 pub trait RowSink {
     /// The column names; called once, before any row.
-    fn columns(&mut self, names: &mut dyn Iterator<Item = &str>);
+    fn columns(&mut self, names: &Arc<[String]>);
     /// Start a row.
     fn begin_row(&mut self);
     /// The next value of the current row.
     fn value(&mut self, v: ValueRef<'_>);
     /// Write whole rows (used by the default `query_into`).
     fn rows(&mut self, rows: &Rows) {
-        self.columns(&mut rows.columns.iter().map(String::as_str));
+        self.columns(&rows.columns);
         for r in &rows.rows {
             self.begin_row();
             for v in r {
@@ -228,8 +229,8 @@ impl RowsBuilder {
 }
 
 impl RowSink for RowsBuilder {
-    fn columns(&mut self, names: &mut dyn Iterator<Item = &str>) {
-        self.rows.columns = names.map(str::to_string).collect();
+    fn columns(&mut self, names: &Arc<[String]>) {
+        self.rows.columns = names.clone();
     }
     fn begin_row(&mut self) {
         self.rows
@@ -314,15 +315,11 @@ impl RowsWriter {
 }
 
 impl RowSink for RowsWriter {
-    fn columns(&mut self, names: &mut dyn Iterator<Item = &str>) {
-        let at = self.buf.len();
-        self.u64(0);
-        let mut n = 0u64;
-        for name in names {
+    fn columns(&mut self, names: &Arc<[String]>) {
+        self.u64(names.len() as u64);
+        for name in names.iter() {
             self.bytes(name.as_bytes());
-            n += 1;
         }
-        self.buf[at..at + 8].copy_from_slice(&n.to_le_bytes());
         self.rows_at = self.buf.len();
         self.u64(0);
     }
@@ -372,9 +369,19 @@ impl RowSink for RowsWriter {
     }
 }
 
+/// The column names a query decoded last, with their encoding: a
+/// statement run again gets the same shared names without decoding them.
+#[derive(Default)]
+pub struct ColumnsMemo(Mutex<Option<(Vec<u8>, Arc<[String]>)>>);
+
 /// Decode what a [`RowsWriter`] wrote (the wire encoding of [`Rows`]),
 /// without going through serde: the hot end of `query`.
 pub fn decode_rows(bytes: &[u8]) -> crate::Result<Rows> {
+    decode_rows_with(bytes, &ColumnsMemo::default())
+}
+
+/// [`decode_rows`], reusing the column names in `memo` when they match.
+pub fn decode_rows_with(bytes: &[u8], memo: &ColumnsMemo) -> crate::Result<Rows> {
     struct R<'a>(&'a [u8]);
     fn bad() -> crate::Error {
         crate::Error::incompatible(
@@ -425,11 +432,27 @@ pub fn decode_rows(bytes: &[u8]) -> crate::Result<Rows> {
         }
     }
     let mut r = R(bytes);
+    let start = r.0;
     let ncols = r.len()?;
-    let mut columns = Vec::with_capacity(ncols);
     for _ in 0..ncols {
-        columns.push(r.string()?);
+        let n = r.len()?;
+        r.take(n)?;
     }
+    let encoded = &start[..start.len() - r.0.len()];
+    let columns = {
+        let mut memo = memo.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &*memo {
+            Some((bytes, names)) if bytes.as_slice() == encoded => names.clone(),
+            _ => {
+                let mut c = R(&encoded[8..]);
+                let names: Arc<[String]> = (0..ncols)
+                    .map(|_| c.string())
+                    .collect::<crate::Result<_>>()?;
+                *memo = Some((encoded.to_vec(), names.clone()));
+                names
+            }
+        }
+    };
     let nrows = r.len()?;
     let mut rows = Vec::with_capacity(nrows);
     for _ in 0..nrows {
@@ -469,7 +492,7 @@ mod tests {
     #[test]
     fn writer_matches_the_wire_encoding() {
         let rows = Rows {
-            columns: vec!["a".into(), "bb".into(), "c".into()],
+            columns: vec!["a".into(), "bb".into(), "c".into()].into(),
             rows: vec![
                 vec![
                     Value::Integer(-3),
@@ -492,7 +515,7 @@ mod tests {
         w.rows(&rows);
         assert_eq!(w.finish(), crate::proto::encode(&rows));
         let empty = Rows {
-            columns: vec!["x".into()],
+            columns: vec!["x".into()].into(),
             rows: vec![],
         };
         let mut w = RowsWriter::new();
@@ -510,5 +533,13 @@ mod tests {
         let enc = crate::proto::encode(&rows);
         assert!(decode_rows(&enc[..enc.len() - 1]).is_err());
         assert!(decode_rows(&[0xff; 16]).is_err());
+        let memo = ColumnsMemo::default();
+        let a = decode_rows_with(&crate::proto::encode(&rows), &memo).unwrap();
+        let b = decode_rows_with(&crate::proto::encode(&rows), &memo).unwrap();
+        assert!(Arc::ptr_eq(&a.columns, &b.columns), "same names are shared");
+        assert_eq!(
+            decode_rows_with(&crate::proto::encode(&empty), &memo).unwrap(),
+            empty
+        );
     }
 }

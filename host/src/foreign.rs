@@ -5,7 +5,7 @@
 
 use backplane_core::ffi::{FfiParams, FfiStore, SQL_EXECUTE, SQL_EXECUTE_MANY, SQL_QUERY};
 use backplane_core::proto::{decode_owned, CacheCall, GraphCall, RelationalCall, VectorCall};
-use backplane_core::rows::decode_rows;
+use backplane_core::rows::{decode_rows_with, ColumnsMemo};
 use backplane_core::*;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -34,7 +34,7 @@ impl Foreign {
 }
 
 /// A relational store in a plugin.
-pub struct ForeignRelational(pub(crate) Foreign);
+pub struct ForeignRelational(pub(crate) Foreign, pub(crate) ColumnsMemo);
 /// A vector store in a plugin.
 pub struct ForeignVector(pub(crate) Foreign);
 /// A cache store in a plugin.
@@ -76,7 +76,9 @@ impl Relational for ForeignRelational {
     }
     fn query(&self, sql: &str, params: &Params) -> Result<Rows> {
         self.0
-            .sql(SQL_QUERY, sql, std::slice::from_ref(params), decode_rows)
+            .sql(SQL_QUERY, sql, std::slice::from_ref(params), |b| {
+                decode_rows_with(b, &self.1)
+            })
     }
     fn transaction(&self, statements: &[Statement]) -> Result<Vec<ExecResult>> {
         self.0

@@ -160,7 +160,7 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
     let foreign = Foreign::new(ffi, &entry.name, &entry.backend);
     Ok(match entry.capability {
         Capability::Relational => AnyStore::Relational(RelationalStore {
-            inner: Arc::new(ForeignRelational(foreign)),
+            inner: Arc::new(ForeignRelational(foreign, Default::default())),
             meta,
         }),
         Capability::Vector => AnyStore::Vector(VectorStore {

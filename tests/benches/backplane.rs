@@ -242,30 +242,43 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
         .unwrap();
     let scratch = bench_dir();
     let path = |name: &str| scratch.path(name);
-    let storage = open(
-        &scratch,
-        &format!(
-            "[relational.b]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.a]\nbackend = \"sqlite\"\npath = \"{}\"\n",
-            path("host.db").display(),
-            path("async.db").display(),
-        ),
-    );
-    let (b, a) = (
-        storage.relational("b").unwrap(),
-        storage.relational("a").unwrap(),
-    );
-    let direct = std::cell::RefCell::new(direct_conn(&path("direct.db")));
-    let eng = engine(&path("engine.db"));
-    let reset_sql = format!("DROP TABLE IF EXISTS bench; {CREATE}");
+    // Every round inserts into fresh files, opened (untimed) by `reset`.
+    use std::cell::{Cell, RefCell};
+    let round = Cell::new(0usize);
+    let fresh = |name: &str| path(&format!("{name}-{}.db", round.get()));
+    let direct: RefCell<Option<rusqlite::Connection>> = RefCell::new(None);
+    let eng: RefCell<Option<backplane_sqlite_engine::SqliteRelational>> = RefCell::new(None);
+    let host: RefCell<Option<(Storage, backplane_host::RelationalStore)>> = RefCell::new(None);
+    let host_async: RefCell<Option<(Storage, backplane_host::RelationalStore)>> =
+        RefCell::new(None);
+    let open_store = |name: &str| {
+        let dir = Scratch::under(&scratch.0);
+        let st = open(
+            &dir,
+            &format!(
+                "[relational.s]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+                fresh(name).display()
+            ),
+        );
+        let s = st.relational("s").unwrap();
+        s.blocking().execute(CREATE, &Params::None).unwrap();
+        (st, s)
+    };
     let chunks = 1;
     let per_chunk = INSERTS / TX_SIZE;
     {
         let mut variants = [
             Variant {
                 name: "rusqlite direct",
-                reset: Box::new(|| direct.borrow().execute_batch(&reset_sql).unwrap()),
+                reset: Box::new(|| {
+                    round.set(round.get() + 1);
+                    let c = direct_conn(&fresh("direct"));
+                    c.execute_batch(CREATE).unwrap();
+                    *direct.borrow_mut() = Some(c);
+                }),
                 run: Box::new(|c| {
-                    let mut conn = direct.borrow_mut();
+                    let mut guard = direct.borrow_mut();
+                    let conn = guard.as_mut().unwrap();
                     for bt in c * per_chunk..(c + 1) * per_chunk {
                         let tx = conn.transaction().unwrap();
                         {
@@ -286,39 +299,35 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
             Variant {
                 name: "sqlite engine in-process (no boundary)",
                 reset: Box::new(|| {
-                    eng.execute("DROP TABLE IF EXISTS bench", &Params::None)
-                        .unwrap();
-                    eng.execute(CREATE, &Params::None).unwrap();
+                    let e = engine(&fresh("engine"));
+                    e.execute(CREATE, &Params::None).unwrap();
+                    *eng.borrow_mut() = Some(e);
                 }),
                 run: Box::new(|c| {
+                    let guard = eng.borrow();
+                    let e = guard.as_ref().unwrap();
                     for bt in c * per_chunk..(c + 1) * per_chunk {
-                        eng.execute_many(INSERT, &batch(bt)).unwrap();
+                        e.execute_many(INSERT, &batch(bt)).unwrap();
                     }
                 }),
             },
             Variant {
                 name: "host sqlite, blocking API",
-                reset: Box::new(|| {
-                    let db = b.blocking();
-                    db.execute("DROP TABLE IF EXISTS bench", &Params::None)
-                        .unwrap();
-                    db.execute(CREATE, &Params::None).unwrap();
-                }),
+                reset: Box::new(|| *host.borrow_mut() = Some(open_store("host"))),
                 run: Box::new(|c| {
+                    let guard = host.borrow();
+                    let db = guard.as_ref().unwrap().1.blocking();
                     for bt in c * per_chunk..(c + 1) * per_chunk {
-                        b.blocking().execute_many(INSERT, &batch(bt)).unwrap();
+                        db.execute_many(INSERT, &batch(bt)).unwrap();
                     }
                 }),
             },
             Variant {
                 name: "host sqlite, async API",
-                reset: Box::new(|| {
-                    let db = a.blocking();
-                    db.execute("DROP TABLE IF EXISTS bench", &Params::None)
-                        .unwrap();
-                    db.execute(CREATE, &Params::None).unwrap();
-                }),
+                reset: Box::new(|| *host_async.borrow_mut() = Some(open_store("async"))),
                 run: Box::new(|c| {
+                    let guard = host_async.borrow();
+                    let a = &guard.as_ref().unwrap().1;
                     rt.block_on(async {
                         for bt in c * per_chunk..(c + 1) * per_chunk {
                             a.execute_many(INSERT, batch(bt)).await.unwrap();
@@ -342,7 +351,7 @@ fn relational(rounds: usize, out: &mut Vec<Row>) {
     // its own connection.
     {
         let conn = direct_conn(&path("read.db"));
-        conn.execute_batch(&reset_sql).unwrap();
+        conn.execute_batch(CREATE).unwrap();
         conn.execute_batch("BEGIN").unwrap();
         for i in 0..INSERTS {
             conn.execute(

@@ -55,7 +55,7 @@ fn types_round_trip(s: &RelationalStore) {
         )
         .unwrap();
     assert_eq!(
-        rows.columns,
+        *rows.columns,
         ["id", "name", "price", "data", "active", "meta"]
     );
     assert_eq!(rows.len(), 2);
@@ -128,7 +128,7 @@ fn empty_result(s: &RelationalStore) {
         .query("SELECT id, name FROM items WHERE id = ?", &params![42])
         .unwrap();
     assert!(rows.is_empty());
-    assert_eq!(rows.columns, ["id", "name"]);
+    assert_eq!(*rows.columns, ["id", "name"]);
     expect_err(
         rows.scalar().map(|_| ()).map_err(|e| e.in_store("s", "x")),
         ErrorKind::NotFound,

@@ -84,7 +84,7 @@ fn params_positional_and_named() {
             &Params::named([("id", 1)]),
         )
         .unwrap();
-    assert_eq!(rows.columns, ["id", "name", "active", "meta", "seen"]);
+    assert_eq!(*rows.columns, ["id", "name", "active", "meta", "seen"]);
     assert_eq!(
         rows.rows[0],
         vec![

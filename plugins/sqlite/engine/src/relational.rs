@@ -21,6 +21,7 @@ use rusqlite::StatementStatus;
 use rusqlite::{Connection, OpenFlags, ToSql};
 use std::cell::UnsafeCell;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::{now_ms, snippet, sql_error, write_tx, Db};
@@ -49,7 +50,7 @@ unsafe impl Sync for SqliteRelational {}
 /// A statement kept by the store, and its column metadata.
 struct Cached {
     stmt: rusqlite::Statement<'static>,
-    names: Vec<String>,
+    names: Arc<[String]>,
     kinds: Vec<Kind>,
     /// The statement's re-prepare count when `names`/`kinds` were read.
     reprepares: i32,
@@ -88,7 +89,7 @@ impl SqliteRelational {
                 let stmt: rusqlite::Statement<'static> = unsafe { std::mem::transmute(stmt) };
                 v.insert(Cached {
                     stmt,
-                    names: Vec::new(),
+                    names: Arc::from([]),
                     kinds: Vec::new(),
                     reprepares: -1,
                 })
@@ -390,7 +391,7 @@ fn query_cached(
     sink: &mut dyn RowSink,
 ) -> Result<()> {
     bind_params(&mut c.stmt, params, sql)?;
-    sink.columns(&mut c.names.iter().map(String::as_str));
+    sink.columns(&c.names);
     let kinds = &c.kinds;
     let mut rows = c.stmt.raw_query();
     while let Some(row) = rows.next().map_err(|e| sql_error(e, sql))? {
