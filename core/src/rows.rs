@@ -372,7 +372,10 @@ impl RowSink for RowsWriter {
 /// The column names a query decoded last, with their encoding: a
 /// statement run again gets the same shared names without decoding them.
 #[derive(Default)]
-pub struct ColumnsMemo(Mutex<Option<(Vec<u8>, Arc<[String]>)>>);
+pub struct ColumnsMemo(Mutex<Option<EncodedColumns>>);
+
+/// Column names with the bytes they were decoded from.
+type EncodedColumns = (Vec<u8>, Arc<[String]>);
 
 /// Decode what a [`RowsWriter`] wrote (the wire encoding of [`Rows`]),
 /// without going through serde: the hot end of `query`.
