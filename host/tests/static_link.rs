@@ -10,7 +10,11 @@ fn a_linked_plugin_is_found_without_a_library() {
     let dir = std::env::temp_dir().join(format!("backplane-static-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("plugins.toml");
-    std::fs::write(&file, "[plugins]\nsearch_paths = []\n\n[cache.c]\nbackend = \"memory\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[plugins]\nsearch_paths = []\n\n[cache.c]\nbackend = \"memory\"\n",
+    )
+    .unwrap();
     let storage = Storage::open(&file).unwrap();
     let memory = storage
         .backends()
