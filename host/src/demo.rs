@@ -267,7 +267,7 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
             Some(p) => {
                 let ids: Vec<&str> = p.nodes.iter().map(|n| n.id.as_str()).collect();
                 say!(
-                    "   path {from} -> {to}: {} ({} hops)",
+                    "   path {from} -> {to}: {} ({} edge(s))",
                     ids.join(" -> "),
                     p.edges.len()
                 );
