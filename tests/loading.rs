@@ -313,6 +313,20 @@ fn config_mistakes_are_clear_errors() {
         "{e}"
     );
 
+    let e = open("[vector.v]\nbackend = \"memory\"\nfallback = \"sqlite\"\n").unwrap_err();
+    assert!(
+        e.message()
+            .contains("fallback is supported for cache stores only"),
+        "{e}"
+    );
+
+    let e = open("[cache.c]\nbackend = \"memory\"\nfallback = \"nosuch\"\n").unwrap_err();
+    assert!(
+        e.message().contains("fallback 'nosuch'")
+            && e.message().contains("no plugin provides backend 'nosuch'"),
+        "{e}"
+    );
+
     let e = open("[cache.c]\nbackend = \"memory\"\nttl = \"10 parsecs\"\n").unwrap_err();
     assert!(e.message().contains("10 parsecs"), "{e}");
 

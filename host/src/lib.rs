@@ -17,6 +17,8 @@
 //! - [`config`]: plugins.toml parsing, interpolation, profiles, overrides.
 //! - [`loader`]: plugin discovery and loading; every failure one line.
 //! - [`foreign`]: `Foreign*` wrappers that run capability calls in a plugin.
+//! - [`fallback`]: a cache that serves from a fallback backend while its
+//!   primary is unavailable.
 //! - [`storage`]: [`Storage`] and the store handles.
 //! - `demo` (private): the chat-assistant walk-through behind `backplane demo`.
 //! - `src/bin/backplane.rs`: the CLI.
@@ -24,6 +26,7 @@
 
 pub mod config;
 mod demo;
+pub mod fallback;
 pub mod foreign;
 pub mod loader;
 pub mod storage;

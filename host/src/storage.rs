@@ -137,27 +137,47 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             format!("{place} (backend '{}'): {msg}", entry.backend),
         )
     };
-    if let Some(f) = &entry.fallback {
-        return Err(wrap(Error::unsupported(format!(
-            "fallback = \"{f}\" is not supported by this host yet: remove the key"
-        ))));
-    }
-    let (info, plugin) = registry
-        .provider(&entry.backend, entry.capability)
-        .map_err(wrap)?;
-    let cfg = entry.store_config(&config.base_dir, &entry.backend);
-    let ffi = plugin.open(&cfg).map_err(wrap)?;
-    if store_capability(&ffi) != Some(entry.capability) {
-        return Err(wrap(Error::incompatible(
-            "the plugin returned a store of another capability: report this to the plugin's author",
-        )));
-    }
+    let open_on = |backend: &str, options: serde_json::Value| -> Result<_> {
+        let (info, plugin) = registry.provider(backend, entry.capability)?;
+        let mut cfg = entry.store_config(&config.base_dir, backend);
+        cfg.options = options;
+        let ffi = plugin.open(&cfg)?;
+        if store_capability(&ffi) != Some(entry.capability) {
+            return Err(Error::incompatible(
+                "the plugin returned a store of another capability: report this to the plugin's author",
+            ));
+        }
+        Ok((info, Foreign::new(ffi, &entry.name, backend)))
+    };
+    let (info, foreign) = open_on(&entry.backend, entry.options.clone()).map_err(wrap)?;
+    let fallback = match &entry.fallback {
+        None => None,
+        Some(_) if entry.capability != Capability::Cache => {
+            return Err(wrap(Error::config(
+                "fallback is supported for cache stores only: remove the key",
+            )))
+        }
+        Some(f) => {
+            // The fallback gets the keys every cache backend understands;
+            // the primary's own keys (url, prefix, …) mean nothing to it.
+            let shared: serde_json::Map<String, serde_json::Value> = entry
+                .options
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| crate::fallback::SHARED_CACHE_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let (_, fb) = open_on(f, serde_json::Value::Object(shared))
+                .map_err(|e| wrap(e.context(format!("fallback '{f}'"))))?;
+            Some((f.clone(), fb))
+        }
+    };
     let meta = Arc::new(StoreMeta {
         name: entry.name.clone(),
         backend: entry.backend.clone(),
         descriptor: info.descriptor.clone(),
     });
-    let foreign = Foreign::new(ffi, &entry.name, &entry.backend);
     Ok(match entry.capability {
         Capability::Relational => AnyStore::Relational(RelationalStore {
             inner: Arc::new(ForeignRelational(foreign, Default::default())),
@@ -168,7 +188,16 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             meta,
         }),
         Capability::Cache => AnyStore::Cache(CacheStore {
-            inner: Arc::new(ForeignCache(foreign)),
+            inner: match fallback {
+                None => Arc::new(ForeignCache(foreign)),
+                Some((name, fb)) => Arc::new(crate::fallback::FallbackCache::new(
+                    Box::new(ForeignCache(foreign)),
+                    Box::new(ForeignCache(fb)),
+                    &entry.name,
+                    &entry.backend,
+                    &name,
+                )),
+            },
             meta,
         }),
         Capability::Graph => AnyStore::Graph(GraphStore {

@@ -2,7 +2,7 @@
 //! the backend's own crate, in one run, reported as medians and ratios.
 //!
 //! ```text
-//! cargo build --release --workspace && cargo bench -p backplane-behavior
+//! cargo build --release && cargo bench -p backplane-behavior
 //! cargo bench -p backplane-behavior -- relational     # one group
 //! BENCH_ROUNDS=7 cargo bench -p backplane-behavior    # more rounds
 //! ```

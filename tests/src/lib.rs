@@ -21,6 +21,7 @@ use backplane_host::{Capability, Storage};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// The cargo target folder of the running test (`target/debug`).
 pub fn target_dir() -> PathBuf {
@@ -136,6 +137,21 @@ pub fn store_options(
     let opts = match backend {
         "sqlite" => format!("path = \"{}\"", scratch.path(&format!("{ns}.db")).display()),
         "memory" | "custom-kv" => String::new(),
+        "redis" => {
+            let (url, shown, unreachable) = redis_server();
+            if let Some(reason) = unreachable {
+                if in_ci() {
+                    panic!(
+                        "Redis is required in CI, but none answers at {shown} ({reason}): .ci/run starts redis-server on 127.0.0.1:6379 when `redis-cli ping` does not answer PONG; check that redis-server is installed, or set BACKPLANE_REDIS_URL"
+                    );
+                }
+                println!(
+                    "  skip redis/{cap}: no Redis at {shown} ({reason}); set BACKPLANE_REDIS_URL or start redis-server"
+                );
+                return None;
+            }
+            format!("url = \"{url}\"\nprefix = \"bp-test:{ns}:\"")
+        }
         "panicking" => return None,
         other => {
             println!("  skip {other}/{cap}: the behaviour suite has no settings for this backend");
@@ -147,6 +163,43 @@ pub fn store_options(
     } else {
         format!("{opts}\n{extra}")
     })
+}
+
+/// The Redis server the suite uses: its URL (`BACKPLANE_REDIS_URL`, or
+/// `redis://127.0.0.1:6379/0`), the URL as printed (any password shown as
+/// `***`), and why nothing answers there, if nothing does (a TCP connect to
+/// its host:port with a short timeout).
+pub fn redis_server() -> (String, String, Option<String>) {
+    let url = std::env::var("BACKPLANE_REDIS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string());
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, host_port) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => url.replacen(userinfo, &format!("{user}:***"), 1),
+        None => url.clone(),
+    };
+    let host_port = if host_port.ends_with(']') || !host_port.contains(':') {
+        format!("{host_port}:6379")
+    } else {
+        host_port.to_string()
+    };
+    let reach = || -> Result<(), String> {
+        let addrs = std::net::ToSocketAddrs::to_socket_addrs(&host_port)
+            .map_err(|e| format!("cannot resolve {host_port}: {e}"))?;
+        let mut why = format!("{host_port} resolves to no address");
+        for addr in addrs {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(_) => return Ok(()),
+                Err(e) => why = format!("{addr}: {e}"),
+            }
+        }
+        Err(why)
+    };
+    let why = reach().err();
+    (url, shown, why)
 }
 
 /// Open a Storage with one store named `s` of capability `cap` on `backend`,

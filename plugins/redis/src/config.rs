@@ -1,0 +1,331 @@
+//! The redis backend's store section in plugins.toml.
+//!
+//! Every key is optional. Unknown keys are configuration errors, and so are
+//! the keys of features not built yet (`nodes` for Redis Cluster, `tls`):
+//! a setting is never silently ignored.
+
+use backplane_core::{parse_duration, ChannelLimits, Result, StoreConfig};
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+/// Default for [`RedisConfig::url`].
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
+/// Default for [`RedisConfig::connect_timeout_ms`].
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2000;
+/// Default for [`RedisConfig::timeout_ms`].
+pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+/// Default for [`RedisConfig::max_messages`].
+pub const DEFAULT_MAX_MESSAGES: usize = 1000;
+/// Default for [`RedisConfig::max_value_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Options of a `backend = "redis"` store.
+///
+/// ```toml
+/// [cache.conversations]
+/// backend = "redis"
+/// url = "${REDIS_URL:-redis://127.0.0.1:6379/0}"
+/// password = "${REDIS_PASSWORD}"
+/// prefix = "myapp:conversations:"
+/// max_messages = 100
+/// ttl = "30m"
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// The server: `redis://[user[:password]@]host[:port][/db]`, or
+    /// `redis+unix:///path/to/redis.sock[?db=N]`. Default:
+    /// `redis://127.0.0.1:6379/0`. `rediss://` (TLS) is not supported yet.
+    pub url: String,
+    /// The password; when given it replaces the one in `url`. Default: none
+    /// (the URL's, if any). Never logged, never shown by `Debug`.
+    pub password: Option<String>,
+    /// The namespace of every key this store touches. Default:
+    /// `bp:<store>:` (`bp:conversations:` for `[cache.conversations]`). Two
+    /// stores with the same prefix on the same database share their data.
+    /// Must not be empty and must not contain `{` or `}` (the plugin places
+    /// Redis Cluster hash tags itself).
+    pub prefix: Option<String>,
+    /// How long to wait for a connection (TCP connect and handshake), in
+    /// milliseconds. Default: 2000.
+    pub connect_timeout_ms: u64,
+    /// How long to wait for a reply (and for a request to be sent), in
+    /// milliseconds. Default: 2000. A call that times out fails with
+    /// `Unavailable` and the connection is replaced.
+    pub timeout_ms: u64,
+    /// The most messages kept per conversation channel; adding one more
+    /// drops the oldest. Default: 1000. Must be at least 1.
+    pub max_messages: usize,
+    /// A channel expires this long after its last `add_message` (`"30s"`,
+    /// `"15m"`, `"2h"`, `"1d"`, `"250ms"`); Redis enforces it. Default:
+    /// none, channels never expire.
+    pub ttl: Option<String>,
+    /// The largest value (and message content) accepted, in bytes; larger
+    /// ones are refused with `InvalidInput` before anything is sent.
+    /// Default: 16 MiB (16777216).
+    pub max_value_bytes: usize,
+    /// Redis Cluster seed nodes: not supported yet (refused with a `Config`
+    /// error rather than ignored).
+    nodes: Option<serde_json::Value>,
+    /// TLS settings: not supported yet. `tls = false` is accepted; anything
+    /// else is refused with a `Config` error rather than ignored.
+    tls: Option<serde_json::Value>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: DEFAULT_URL.to_string(),
+            password: None,
+            prefix: None,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_messages: DEFAULT_MAX_MESSAGES,
+            ttl: None,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            nodes: None,
+            tls: None,
+        }
+    }
+}
+
+/// Shows every setting, with the password (the key's and the URL's)
+/// replaced by `***`.
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("prefix", &self.prefix)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_messages", &self.max_messages)
+            .field("ttl", &self.ttl)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// Parse and check a store section.
+    pub fn from_store(config: &StoreConfig) -> Result<RedisConfig> {
+        let parsed: RedisConfig = config.parse()?;
+        parsed.check(config)?;
+        Ok(parsed)
+    }
+
+    fn check(&self, config: &StoreConfig) -> Result<()> {
+        if self.nodes.is_some() {
+            return Err(config.error(
+                "key 'nodes' (Redis Cluster) is not supported yet by the redis backend: remove it and point `url` at a single server",
+            ));
+        }
+        // `tls = false` says what the backend does; anything else asks for
+        // something it cannot do yet.
+        if self
+            .tls
+            .as_ref()
+            .is_some_and(|t| *t != serde_json::Value::Bool(false))
+        {
+            return Err(config.error(
+                "key 'tls' is not supported yet by the redis backend: remove it and use a redis:// URL (for TLS, run a local TLS tunnel such as stunnel and point `url` at it)",
+            ));
+        }
+        let scheme = self.url.split("://").next().unwrap_or_default();
+        if scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys") {
+            return Err(config.error(format!(
+                "url '{}' asks for TLS ({scheme}://), which the redis backend does not support yet: use redis:// (for TLS, run a local TLS tunnel such as stunnel and point `url` at it)",
+                redact_url(&self.url)
+            )));
+        }
+        let prefix = self.prefix(&config.store);
+        if prefix.is_empty() {
+            return Err(config.error(
+                "prefix is empty: give a namespace such as \"myapp:conversations:\" so the store's keys stay apart from other data",
+            ));
+        }
+        if prefix.contains(['{', '}']) {
+            return Err(config.error(format!(
+                "prefix '{prefix}' contains '{{' or '}}': remove them (the redis backend places Redis Cluster hash tags in key names itself)"
+            )));
+        }
+        if self.connect_timeout_ms == 0 {
+            return Err(
+                config.error("connect_timeout_ms is 0: give a positive number of milliseconds")
+            );
+        }
+        if self.timeout_ms == 0 {
+            return Err(config.error("timeout_ms is 0: give a positive number of milliseconds"));
+        }
+        if self.max_messages == 0 {
+            return Err(config.error("max_messages is 0: give at least 1"));
+        }
+        if self.max_messages > i64::MAX as usize {
+            return Err(config.error("max_messages is too large: give at most 2^63-1"));
+        }
+        if self.max_value_bytes == 0 {
+            return Err(config.error("max_value_bytes is 0: give a positive size in bytes"));
+        }
+        self.channel_limits()
+            .map_err(|e| config.error(e.message()))?;
+        Ok(())
+    }
+
+    /// The key prefix for store `store`: the configured one, or `bp:<store>:`.
+    pub fn prefix(&self, store: &str) -> String {
+        match &self.prefix {
+            Some(p) => p.clone(),
+            None => format!("bp:{store}:"),
+        }
+    }
+
+    /// The channel bound and TTL.
+    pub fn channel_limits(&self) -> Result<ChannelLimits> {
+        Ok(ChannelLimits {
+            max_messages: self.max_messages,
+            ttl: self.ttl.as_deref().map(parse_duration).transpose()?,
+        })
+    }
+
+    /// [`connect_timeout_ms`](Self::connect_timeout_ms) as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// [`timeout_ms`](Self::timeout_ms) as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// `url` with the password of its user-info part replaced by `***`
+/// (`redis://user:***@host:6379/0`); a URL without one is returned as is.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.to_string();
+    };
+    format!(
+        "{}{}:***{}",
+        &url[..scheme_end],
+        &userinfo[..colon],
+        &rest[at..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backplane_core::{Capability, ErrorKind};
+    use serde_json::json;
+
+    fn cfg(options: serde_json::Value) -> Result<RedisConfig> {
+        RedisConfig::from_store(&StoreConfig::new(
+            "conv",
+            "redis",
+            Capability::Cache,
+            options,
+        ))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(serde_json::Value::Null).unwrap();
+        assert_eq!(c, RedisConfig::default());
+        assert_eq!(c.url, DEFAULT_URL);
+        assert_eq!(c.prefix("conv"), "bp:conv:");
+        assert_eq!(c.channel_limits().unwrap(), ChannelLimits::default());
+        assert_eq!(c.timeout(), Duration::from_secs(2));
+        assert_eq!(c.connect_timeout(), Duration::from_secs(2));
+        assert_eq!(c.max_value_bytes, 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn parses_keys() {
+        let c = cfg(json!({
+            "url": "redis://10.0.0.1:6380/2",
+            "password": "s3cret",
+            "prefix": "app:",
+            "connect_timeout_ms": 100,
+            "timeout_ms": 300,
+            "max_messages": 5,
+            "ttl": "30m",
+            "max_value_bytes": 1024,
+        }))
+        .unwrap();
+        assert_eq!(c.prefix("conv"), "app:");
+        assert_eq!(c.password.as_deref(), Some("s3cret"));
+        let l = c.channel_limits().unwrap();
+        assert_eq!(l.max_messages, 5);
+        assert_eq!(l.ttl, Some(Duration::from_secs(1800)));
+        assert_eq!(c.timeout(), Duration::from_millis(300));
+        assert!(cfg(json!({"tls": false})).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        for (opts, needle) in [
+            (json!({"urll": "redis://x"}), "urll"),
+            (json!({"nodes": ["redis://a:7000"]}), "not supported yet"),
+            (json!({"tls": {"ca": "x.pem"}}), "not supported yet"),
+            (json!({"tls": true}), "not supported yet"),
+            (json!({"url": "rediss://h:6379"}), "TLS"),
+            (json!({"ttl": "5 parsecs"}), "parsecs"),
+            (json!({"max_messages": 0}), "max_messages"),
+            (json!({"max_value_bytes": 0}), "max_value_bytes"),
+            (json!({"timeout_ms": 0}), "timeout_ms"),
+            (json!({"connect_timeout_ms": 0}), "connect_timeout_ms"),
+            (json!({"prefix": ""}), "prefix"),
+            (json!({"prefix": "a{b}:"}), "hash tags"),
+            (json!({"max_messages": "many"}), "many"),
+        ] {
+            let e = cfg(opts.clone()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{opts}: {e}");
+            assert!(e.message().contains(needle), "{opts}: {e}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        let c = cfg(json!({
+            "url": "redis://alice:url-secret@h:6379/0",
+            "password": "key-secret",
+        }))
+        .unwrap();
+        let d = format!("{c:?}");
+        assert!(
+            !d.contains("url-secret") && !d.contains("key-secret"),
+            "{d}"
+        );
+        assert!(d.contains("redis://alice:***@h:6379/0"), "{d}");
+        let e = cfg(json!({"url": "rediss://:pw@h"})).unwrap_err();
+        assert!(!e.message().contains("pw@"), "{e}");
+    }
+
+    #[test]
+    fn redacts_urls() {
+        for (url, shown) in [
+            ("redis://h:6379/0", "redis://h:6379/0"),
+            ("redis://:pw@h:6379", "redis://:***@h:6379"),
+            ("redis://u:p@ss@h/1?x=y", "redis://u:***@h/1?x=y"),
+            ("redis://user@h", "redis://user@h"),
+            (
+                "redis+unix:///tmp/r.sock?db=1",
+                "redis+unix:///tmp/r.sock?db=1",
+            ),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+}

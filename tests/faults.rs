@@ -1,0 +1,276 @@
+//! Faults: a real Redis server stopped and restarted in the middle of a
+//! stream of operations. Without a fallback, calls fail fast with
+//! `Unavailable` while it is down and the store reconnects by itself after;
+//! with `fallback = "memory"`, no call fails at all.
+//!
+//! The test starts its own `redis-server` on a free loopback port and stops
+//! it after. Without a `redis-server` binary it prints that it skipped, or
+//! fails under `CI=true`.
+
+use backplane_behavior::{in_ci, library, namespace, Scratch};
+use backplane_host::{ErrorKind, Storage};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server child process, killed when dropped.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Server {
+    fn start(port: u16) -> Server {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let s = Server {
+            child: Some(child),
+            port,
+        };
+        s.wait_ready();
+        s
+    }
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 7];
+                if c.write_all(b"PING\r\n").is_ok()
+                    && c.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "redis-server on port {} did not answer within 10 s",
+            self.port
+        );
+    }
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_server_available() -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "redis-server is required in CI (.ci/run installs it)"
+        );
+        println!(
+            "skip faults: no redis-server binary on PATH; install redis-server to run this test"
+        );
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `key` straight from the server with a raw RESP command.
+fn raw_get(port: u16, key: &str) -> Option<String> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    c.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes())
+        .ok()?;
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).ok()?;
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    // "$<len>\r\n<value>\r\n", or "$-1\r\n" when absent.
+    reply
+        .split("\r\n")
+        .nth(1)
+        .filter(|_| !reply.starts_with("$-1"))
+        .map(str::to_string)
+}
+
+fn open(scratch: &Scratch, port: u16, prefix: &str, fallback: bool) -> Storage {
+    let file = scratch.path("plugins.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[plugins]\nload = [\"{}\", \"{}\"]\n\n[cache.c]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}/0\"\nprefix = \"{prefix}\"\nconnect_timeout_ms = 300\ntimeout_ms = 300\nmax_messages = 50\n{}",
+            library("backplane_plugin_redis").display(),
+            library("backplane_plugin_memory").display(),
+            if fallback { "fallback = \"memory\"\n" } else { "" }
+        ),
+    )
+    .unwrap();
+    Storage::open(&file).expect("opening does not need the server")
+}
+
+/// One operation of the stream: a set then a get of the same key.
+fn op(storage: &Storage, i: usize) -> backplane_host::Result<()> {
+    let c = storage.cache("c").unwrap();
+    let key = format!("k{i}");
+    c.blocking().set(&key, key.as_bytes(), None)?;
+    let got = c.blocking().get(&key)?;
+    assert_eq!(
+        got.as_deref(),
+        Some(key.as_bytes()),
+        "a value just written reads back"
+    );
+    Ok(())
+}
+
+#[test]
+fn server_restart_without_fallback() {
+    if !redis_server_available() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let port = free_port();
+    let mut server = Server::start(port);
+    let storage = open(&scratch, port, &format!("bp-fault:{}:", namespace()), false);
+    for i in 0..20 {
+        op(&storage, i).expect("server up");
+    }
+    server.stop();
+    let mut down_errors = 0;
+    for i in 20..40 {
+        let t = Instant::now();
+        match op(&storage, i) {
+            Ok(()) => panic!("operation {i} succeeded while the server was down"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+                assert!(
+                    e.message().to_lowercase().contains("retr"),
+                    "says it can be retried: {e}"
+                );
+                down_errors += 1;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a call hung {:?} while the server was down (timeouts are 300 ms)",
+            t.elapsed()
+        );
+    }
+    assert_eq!(down_errors, 20);
+    let health = storage.cache("c").unwrap().blocking().health();
+    assert_eq!(health.unwrap_err().kind(), ErrorKind::Unavailable);
+    let _server = Server::start(port);
+    // The first call after the restart may still meet the dead connection.
+    let _ = op(&storage, 40);
+    for i in 41..60 {
+        op(&storage, i).unwrap_or_else(|e| panic!("operation {i} after the restart failed: {e}"));
+    }
+}
+
+#[test]
+fn server_restart_with_fallback_loses_no_call() {
+    if !redis_server_available() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let port = free_port();
+    let mut server = Server::start(port);
+    let prefix = format!("bp-fault:{}:", namespace());
+    let storage = open(&scratch, port, &prefix, true);
+    let c = storage.cache("c").unwrap();
+    for i in 0..20 {
+        op(&storage, i).expect("server up");
+    }
+    assert!(c.blocking().health().unwrap().healthy);
+    server.stop();
+    for i in 20..60 {
+        op(&storage, i)
+            .unwrap_or_else(|e| panic!("operation {i} failed despite the fallback: {e}"));
+    }
+    let h = c.blocking().health().unwrap();
+    assert!(
+        !h.healthy && h.detail.contains("fallback 'memory'"),
+        "{h:?}"
+    );
+    let _server = Server::start(port);
+    // Calls go back to Redis once a probe finds it answering: a value
+    // written through the store then shows up in the server itself.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut i = 60;
+    loop {
+        op(&storage, i).unwrap_or_else(|e| panic!("operation {i} failed after the restart: {e}"));
+        if raw_get(port, &format!("{prefix}kv:k{i}")).as_deref() == Some(format!("k{i}").as_str()) {
+            break;
+        }
+        i += 1;
+        assert!(
+            Instant::now() < deadline,
+            "calls did not return to Redis within 5 s of its restart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(c.blocking().health().unwrap().healthy);
+}
+
+#[test]
+fn a_frozen_server_fails_within_the_timeout() {
+    if !redis_server_available() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let port = free_port();
+    let server = Server::start(port);
+    let storage = open(&scratch, port, &format!("bp-fault:{}:", namespace()), false);
+    op(&storage, 0).expect("server up");
+    let pid = server.child.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    // A stopped process keeps its socket open but never answers: only the
+    // read timeout (300 ms) can end the call.
+    signal("-STOP");
+    let t = Instant::now();
+    let e = op(&storage, 1).unwrap_err();
+    let took = t.elapsed();
+    signal("-CONT");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the call hung {took:?} (timeout_ms = 300)"
+    );
+    let _ = op(&storage, 2);
+    for i in 3..10 {
+        op(&storage, i)
+            .unwrap_or_else(|e| panic!("operation {i} after the server resumed failed: {e}"));
+    }
+}
