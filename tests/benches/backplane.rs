@@ -13,6 +13,9 @@
 //!   vs rusqlite called directly with prepared statements, values read
 //!   into Rust types. A middle row runs the plugin's own engine in-process,
 //!   without the boundary, to show which part of a gap is whose.
+//! - `redis`: 100k SET+GET pairs, sequential and from 64 concurrent tokio
+//!   tasks, through the redis plugin vs the redis crate's multiplexed async
+//!   connection (skipped when no Redis answers; `BACKPLANE_REDIS_URL`).
 //! - `vector`: 1k exact top-10 cosine searches over 20k 384-dimension
 //!   vectors through the sqlite and memory plugins vs a plain exact scan
 //!   over a `Vec<f32>` (the floor).
@@ -565,6 +568,178 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
     );
 }
 
+const REDIS_OPS: usize = 100_000;
+const REDIS_TASKS: usize = 64;
+
+/// Redis: 100k SET+GET pairs, sequential and from 64 concurrent tasks,
+/// through the redis plugin vs the redis crate's multiplexed async
+/// connection. Skipped (with a message) when no server answers.
+fn redis_group(rounds: usize, out: &mut Vec<Row>) {
+    let url =
+        std::env::var("BACKPLANE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let direct = match rt.block_on(async {
+        redis::Client::open(url.as_str())?
+            .get_multiplexed_async_connection()
+            .await
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("skip redis: no server at {url} ({e})");
+            return;
+        }
+    };
+    let scratch = bench_dir();
+    let ns = backplane_behavior::namespace();
+    let file = scratch.path("plugins.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[plugins]\nload = [\"{}\"]\n[cache.r]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"bp-bench:{ns}:\"\n",
+            library("backplane_plugin_redis").display()
+        ),
+    )
+    .unwrap();
+    let storage = Storage::open(&file).unwrap();
+    let store = storage.cache("r").unwrap();
+    let value = vec![b'x'; 64];
+    {
+        let mut variants = [
+            Variant {
+                name: "redis crate, multiplexed async",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    rt.block_on(async {
+                        let mut c = direct.clone();
+                        for i in 0..REDIS_OPS {
+                            let k = format!("bp-bench:{ns}:direct:{i}");
+                            redis::AsyncCommands::set::<_, _, ()>(&mut c, &k, &value)
+                                .await
+                                .unwrap();
+                            let v: Vec<u8> = redis::AsyncCommands::get(&mut c, &k).await.unwrap();
+                            assert_eq!(v.len(), 64);
+                        }
+                    })
+                }),
+            },
+            Variant {
+                name: "host redis, blocking API",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    let c = store.blocking();
+                    for i in 0..REDIS_OPS {
+                        let k = format!("b:{i}");
+                        c.set(&k, &value, None).unwrap();
+                        assert_eq!(c.get(&k).unwrap().unwrap().len(), 64);
+                    }
+                }),
+            },
+            Variant {
+                name: "host redis, async API",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    rt.block_on(async {
+                        for i in 0..REDIS_OPS {
+                            let k = format!("a:{i}");
+                            store.set(k.clone(), value.clone(), None).await.unwrap();
+                            assert_eq!(store.get(k).await.unwrap().unwrap().len(), 64);
+                        }
+                    })
+                }),
+            },
+        ];
+        interleaved(
+            "redis",
+            "100k SET+GET, sequential",
+            REDIS_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    {
+        let mut variants = [
+            Variant {
+                name: "redis crate, multiplexed async",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    rt.block_on(async {
+                        let tasks: Vec<_> = (0..REDIS_TASKS)
+                            .map(|t| {
+                                let mut c = direct.clone();
+                                let (ns, value) = (ns.clone(), value.clone());
+                                tokio::spawn(async move {
+                                    for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
+                                        let k = format!("bp-bench:{ns}:direct64:{i}");
+                                        redis::AsyncCommands::set::<_, _, ()>(&mut c, &k, &value)
+                                            .await
+                                            .unwrap();
+                                        let v: Vec<u8> =
+                                            redis::AsyncCommands::get(&mut c, &k).await.unwrap();
+                                        assert_eq!(v.len(), 64);
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    })
+                }),
+            },
+            Variant {
+                name: "host redis, async API",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    rt.block_on(async {
+                        let tasks: Vec<_> = (0..REDIS_TASKS)
+                            .map(|t| {
+                                let (store, value) = (store.clone(), value.clone());
+                                tokio::spawn(async move {
+                                    for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
+                                        let k = format!("a64:{i}");
+                                        store.set(k.clone(), value.clone(), None).await.unwrap();
+                                        assert_eq!(store.get(k).await.unwrap().unwrap().len(), 64);
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    })
+                }),
+            },
+        ];
+        interleaved(
+            "redis",
+            "100k SET+GET, 64 tasks",
+            REDIS_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    // Leave the shared server as it was.
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("bp-bench:{ns}:*"))
+        .query(&mut c)
+        .unwrap_or_default();
+    for chunk in keys.chunks(1000) {
+        let _: () = redis::cmd("DEL").arg(chunk).query(&mut c).unwrap_or(());
+    }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -578,6 +753,15 @@ fn main() {
     let mut rows = Vec::new();
     if want("relational") {
         relational(rounds, &mut rows);
+    }
+    if want("redis") {
+        // Round trips to a server are slow here (a 100k SET+GET round takes
+        // tens of seconds on loopback): one round unless asked for more.
+        let redis_rounds = std::env::var("BENCH_REDIS_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        redis_group(redis_rounds, &mut rows);
     }
     let vector_rounds = rounds.clamp(1, 3);
     if want("vector") {
