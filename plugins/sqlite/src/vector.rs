@@ -197,6 +197,24 @@ fn bad_blob(collection: &str, len: usize, m: Meta) -> Error {
     ))
 }
 
+/// The vector BLOB in column 1 of a scan row, checked against the
+/// collection's dimension.
+fn vector_blob<'r>(
+    row: &'r rusqlite::Row<'_>,
+    collection: &str,
+    m: Meta,
+    sql: &str,
+) -> Result<&'r [u8]> {
+    let blob = row
+        .get_ref(1)
+        .and_then(|v| v.as_blob().map_err(Into::into))
+        .map_err(|e| sql_error(e, sql))?;
+    if blob.len() != m.dimension as usize * 4 {
+        return Err(bad_blob(collection, blob.len(), m));
+    }
+    Ok(blob)
+}
+
 /// Rowids (and, when a filter is given, payloads) of a collection's
 /// records passing `filter`.
 fn matching_rowids(conn: &Connection, collection: &str, filter: &Filter) -> Result<Vec<i64>> {
@@ -252,7 +270,6 @@ fn search_table(
         "SELECT rowid, vector, norm, payload FROM _bp_vec_records WHERE collection = ?1";
     let q = req.vector.as_slice();
     let q_norm = norm(q);
-    let want = m.dimension as usize * 4;
     let mut top: TopK<i64> = TopK::new(req.k);
     let mut buf: Vec<f32> = Vec::with_capacity(m.dimension as usize);
     let sql = if req.filter.is_some() { SCAN_P } else { SCAN };
@@ -260,14 +277,7 @@ fn search_table(
     let mut stmt = conn.prepare_cached(sql).map_err(err)?;
     let mut rows = stmt.query([collection]).map_err(err)?;
     while let Some(row) = rows.next().map_err(err)? {
-        let blob = row
-            .get_ref(1)
-            .and_then(|v| v.as_blob().map_err(Into::into))
-            .map_err(err)?;
-        if blob.len() != want {
-            return Err(bad_blob(collection, blob.len(), m));
-        }
-        decode_into(blob, &mut buf);
+        decode_into(vector_blob(row, collection, m, sql)?, &mut buf);
         let r_norm = row
             .get_ref(2)
             .and_then(|v| v.as_f64().map_err(Into::into))
@@ -371,13 +381,7 @@ impl Snapshot {
         let mut stmt = conn.prepare_cached(SQL).map_err(err)?;
         let mut rows = stmt.query([collection]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
-            let blob = row
-                .get_ref(1)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(err)?;
-            if blob.len() != dim * 4 {
-                return Err(bad_blob(collection, blob.len(), m));
-            }
+            let blob = vector_blob(row, collection, m, SQL)?;
             snap.vectors.extend(
                 blob.chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
