@@ -25,6 +25,39 @@ fn cache_suite() {
     });
 }
 
+/// The cache suite on the redis backend pointed at a Redis Cluster of three
+/// masters, started here on loopback ports and stopped after.
+#[test]
+fn cache_suite_on_redis_cluster() {
+    use backplane_behavior::servers::{redis_binaries_available, RedisCluster};
+    if !redis_binaries_available("the cache suite on Redis Cluster") {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let (ran, failures) = backplane_behavior::run_cases(
+        "redis",
+        Capability::Cache,
+        &cache::cases(),
+        |s| s.cache("s").unwrap(),
+        |_| {
+            Some(format!(
+                "nodes = [{}]\nprefix = \"bp-test:{}:\"\n{}",
+                nodes.join(", "),
+                backplane_behavior::namespace(),
+                cache::OPTIONS
+            ))
+        },
+    );
+    assert_eq!(ran, cache::cases().len());
+    assert!(
+        failures.is_empty(),
+        "{} cache cases failed on Redis Cluster:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn graph_suite() {
     run_suite(Capability::Graph, &graph::cases(), "", |s| {

@@ -7,111 +7,21 @@
 //! it after. Without a `redis-server` binary it prints that it skipped, or
 //! fails under `CI=true`.
 
-use backplane_behavior::{in_ci, library, namespace, Scratch};
+use backplane_behavior::servers::{
+    free_port, raw_command, redis_binaries_available, RedisServer as Server,
+};
+use backplane_behavior::{library, namespace, Scratch};
 use backplane_host::{ErrorKind, Storage};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A redis-server child process, killed when dropped.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Server {
-    fn start(port: u16) -> Server {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let s = Server {
-            child: Some(child),
-            port,
-        };
-        s.wait_ready();
-        s
-    }
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut buf = [0u8; 7];
-                if c.write_all(b"PING\r\n").is_ok()
-                    && c.read_exact(&mut buf).is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "redis-server on port {} did not answer within 10 s",
-            self.port
-        );
-    }
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn redis_server_available() -> bool {
-    let ok = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            !in_ci(),
-            "redis-server is required in CI (.ci/run installs it)"
-        );
-        println!(
-            "skip faults: no redis-server binary on PATH; install redis-server to run this test"
-        );
-    }
-    ok
+    redis_binaries_available("faults")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `key` straight from the server with a raw RESP command.
+/// GET `key` straight from the server.
 fn raw_get(port: u16, key: &str) -> Option<String> {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    c.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes())
-        .ok()?;
-    let mut buf = [0u8; 256];
-    let n = c.read(&mut buf).ok()?;
-    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    let reply = raw_command(port, &format!("GET {key}"))?;
     // "$<len>\r\n<value>\r\n", or "$-1\r\n" when absent.
     reply
         .split("\r\n")
@@ -248,7 +158,7 @@ fn a_frozen_server_fails_within_the_timeout() {
     let server = Server::start(port);
     let storage = open(&scratch, port, &format!("bp-fault:{}:", namespace()), false);
     op(&storage, 0).expect("server up");
-    let pid = server.child.as_ref().unwrap().id().to_string();
+    let pid = server.pid().unwrap().to_string();
     let signal = |sig: &str| {
         assert!(Command::new("kill")
             .args([sig, &pid])

@@ -108,6 +108,21 @@ pub fn validate_ttl(ttl: Option<Duration>) -> Result<()> {
     Ok(())
 }
 
+/// Check that no id is given twice in a batch of messages (empty ids are
+/// assigned by the backend and never clash).
+pub fn check_batch_ids(messages: &[Message]) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(messages.len());
+    for m in messages {
+        if !m.id.is_empty() && !seen.insert(m.id.as_str()) {
+            return Err(Error::invalid(format!(
+                "message id '{}' appears twice in the batch: give each message its own id, or leave ids empty to have them assigned",
+                m.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Parse a duration as written in plugins.toml: `"30s"`, `"15m"`, `"2h"`,
 /// `"1d"`, `"250ms"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration> {
@@ -158,6 +173,37 @@ pub trait Cache: Send + Sync {
     /// Append a message to a channel; returns the stored message (with its
     /// id and timestamp filled in). The channel is trimmed to its bound.
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message>;
+    /// Append several messages to a channel, in order, in one call; returns
+    /// them as stored. All or nothing: when one is refused (a taken id, an
+    /// id given twice, a message over the size limit) none is added. The
+    /// channel is trimmed to its bound afterwards, so a batch longer than
+    /// the bound keeps only its newest messages.
+    ///
+    /// The default checks the batch's ids against each other and against
+    /// the channel (one `recent` of the whole channel), then adds the
+    /// messages one by one: a taken id refuses the batch before anything is
+    /// written, but a failure part way (the server going away, a writer
+    /// racing this one) leaves the earlier messages added. Backends that can
+    /// do it atomically override it (memory, sqlite and redis do).
+    fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
+        check_batch_ids(messages)?;
+        if messages.iter().any(|m| !m.id.is_empty()) {
+            let present = self.recent(channel, usize::MAX, None)?;
+            if let Some(m) = messages
+                .iter()
+                .find(|m| !m.id.is_empty() && present.iter().any(|p| p.id == m.id))
+            {
+                return Err(Error::already_exists(format!(
+                    "message '{}' exists already in channel '{channel}': give another id, or leave the id empty to have one assigned",
+                    m.id
+                )));
+            }
+        }
+        messages
+            .iter()
+            .map(|m| self.add_message(channel, m))
+            .collect()
+    }
     /// The last `limit` messages of a channel, oldest first, leaving out
     /// `exclude_id` if given.
     fn recent(&self, channel: &str, limit: usize, exclude_id: Option<&str>)

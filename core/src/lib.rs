@@ -38,7 +38,8 @@ pub mod value;
 pub mod vector;
 
 pub use cache::{
-    parse_duration, validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Message,
+    check_batch_ids, parse_duration, validate_key, validate_ttl, Cache, CacheStats, ChannelLimits,
+    Message,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{Condition, Filter, FilterOp, Range, Scalar};

@@ -188,9 +188,21 @@ impl StoreConfig {
         } else {
             self.options.clone()
         };
-        serde_json::from_value(opts).map_err(|e| {
+        serde_json::from_value(opts.clone()).map_err(|e| {
+            // serde_json does not say which key holds a value of the wrong
+            // type: the key without which the section parses is the one.
+            let culprit = opts.as_object().and_then(|o| {
+                o.keys()
+                    .find(|k| {
+                        let mut rest = o.clone();
+                        rest.remove(k.as_str());
+                        serde_json::from_value::<T>(serde_json::Value::Object(rest)).is_ok()
+                    })
+                    .cloned()
+            });
+            let at = culprit.map_or(String::new(), |k| format!("key '{k}': "));
             Error::config(format!(
-                "[{}.{}] (backend '{}'): {e}",
+                "[{}.{}] (backend '{}'): {at}{e}",
                 self.capability, self.store, self.backend
             ))
         })

@@ -146,6 +146,11 @@ pub enum CacheCall<'a> {
     Clear(#[serde(borrow)] Cow<'a, str>),
     Stats,
     Health,
+    AddMessages {
+        #[serde(borrow)]
+        channel: Cow<'a, str>,
+        messages: Cow<'a, [Message]>,
+    },
 }
 
 /// Graph calls.
@@ -282,6 +287,7 @@ pub fn dispatch_cache(s: &dyn crate::Cache, req: &[u8]) -> Result<Vec<u8>> {
         C::Clear(c) => encode(&s.clear(&c)?),
         C::Stats => encode(&s.stats()?),
         C::Health => encode(&s.health()?),
+        C::AddMessages { channel, messages } => encode(&s.add_messages(&channel, &messages)?),
     })
 }
 

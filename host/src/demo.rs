@@ -117,10 +117,16 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
         ("assistant", "Welcome to Lisbon! How can I help?"),
         ("user", "Where can I get a good flat white near the river?"),
     ];
-    let mut last_id = String::new();
-    for (role, text) in turns {
-        last_id = c.add_message(&channel, &Message::new(role, text))?.id;
-    }
+    // The history so far in one call, then the newest turn.
+    c.add_messages(
+        &channel,
+        &turns[..2]
+            .iter()
+            .map(|(role, text)| Message::new(*role, *text))
+            .collect::<Vec<_>>(),
+    )?;
+    let (role, text) = turns[2];
+    let last_id = c.add_message(&channel, &Message::new(role, text))?.id;
     let context = c.recent(&channel, 10, Some(&last_id))?;
     say!(
         "   {} messages in '{channel}'; context for the reply (newest excluded):",
@@ -141,6 +147,12 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
         stats.channels,
         stats.messages
     );
+    if cache.backend() != "redis" {
+        say!(
+            "   (to keep conversations on a Redis server instead, change [cache.{}] in plugins.toml to backend = \"redis\" and url = \"redis://127.0.0.1:6379/0\"; nothing else changes)",
+            cache.name()
+        );
+    }
 
     // 3. Long-term memories, in the vector store.
     let memories = storage.vector("memories")?;

@@ -143,6 +143,9 @@ impl Cache for FallbackCache {
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
         self.route(|c| c.add_message(channel, message))
     }
+    fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
+        self.route(|c| c.add_messages(channel, messages))
+    }
     fn recent(
         &self,
         channel: &str,

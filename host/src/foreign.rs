@@ -218,6 +218,12 @@ impl Cache for ForeignCache {
             message: Cow::Borrowed(message),
         })
     }
+    fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
+        self.0.call(&CacheCall::AddMessages {
+            channel: b(channel),
+            messages: Cow::Borrowed(messages),
+        })
+    }
     fn recent(
         &self,
         channel: &str,

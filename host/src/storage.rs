@@ -573,6 +573,8 @@ async_methods! { CacheStore:
     fn set_many([entries: Vec<(String, Vec<u8>)>], ttl: Option<Duration>) -> () => |s| s.set_many(&entries, ttl);
     /// See [`Cache::add_message`].
     fn add_message([channel: String, message: Message]) -> Message => |s| s.add_message(&channel, &message);
+    /// See [`Cache::add_messages`].
+    fn add_messages([channel: String, messages: Vec<Message>]) -> Vec<Message> => |s| s.add_messages(&channel, &messages);
     /// See [`Cache::recent`].
     fn recent([channel: String], limit: usize, exclude_id: Option<String>) -> Vec<Message> => |s| s.recent(&channel, limit, exclude_id.as_deref());
     /// See [`Cache::remove_message`].

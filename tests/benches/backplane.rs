@@ -15,7 +15,9 @@
 //!   without the boundary, to show which part of a gap is whose.
 //! - `redis`: 100k SET+GET pairs, sequential and from 64 concurrent tokio
 //!   tasks, through the redis plugin vs the redis crate's multiplexed async
-//!   connection (skipped when no Redis answers; `BACKPLANE_REDIS_URL`).
+//!   connection; and 100k conversation messages appended in batches of 100
+//!   (`add_messages` vs a pipelined RPUSH + LTRIM) and read back (skipped
+//!   when no Redis answers; `BACKPLANE_REDIS_URL`).
 //! - `vector`: 1k exact top-10 cosine searches over 20k 384-dimension
 //!   vectors through the sqlite and memory plugins vs a plain exact scan
 //!   over a `Vec<f32>` (the floor).
@@ -570,6 +572,10 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
 
 const REDIS_OPS: usize = 100_000;
 const REDIS_TASKS: usize = 64;
+const MSG_TOTAL: usize = 100_000;
+const MSG_BATCH: usize = 100;
+const MSG_CHANNELS: usize = 100;
+const MSG_BOUND: usize = 1_000;
 
 /// Redis: 100k SET+GET pairs, sequential and from 64 concurrent tasks,
 /// through the redis plugin vs the redis crate's multiplexed async
@@ -599,13 +605,14 @@ fn redis_group(rounds: usize, out: &mut Vec<Row>) {
     std::fs::write(
         &file,
         format!(
-            "[plugins]\nload = [\"{}\"]\n[cache.r]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"bp-bench:{ns}:\"\n",
+            "[plugins]\nload = [\"{}\"]\n[cache.r]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"bp-bench:{ns}:\"\n[cache.m]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"bp-bench:{ns}:msg:\"\nmax_messages = {MSG_BOUND}\n",
             library("backplane_plugin_redis").display()
         ),
     )
     .unwrap();
     let storage = Storage::open(&file).unwrap();
     let store = storage.cache("r").unwrap();
+    let msg_store = storage.cache("m").unwrap();
     let value = vec![b'x'; 64];
     {
         let mut variants = [
@@ -720,6 +727,130 @@ fn redis_group(rounds: usize, out: &mut Vec<Row>) {
             "redis",
             "100k SET+GET, 64 tasks",
             REDIS_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    {
+        // 100k messages: 100 channels of 1,000, appended in batches of 100
+        // and read back whole. The direct row does what an application
+        // without Backplane would: a MULTI of RPUSH (the batch's JSON) and
+        // LTRIM to the bound per batch, and LRANGE + JSON decoding to read
+        // back. The host's add_messages does more per batch: one Lua
+        // script that also refuses taken ids and keeps the id set.
+        let batches: Vec<Vec<backplane_host::Message>> = (0..MSG_TOTAL / MSG_BATCH)
+            .map(|b| {
+                (0..MSG_BATCH)
+                    .map(|i| {
+                        let mut m = backplane_host::Message::new(
+                            "user",
+                            format!("message {b}-{i} with some text in it"),
+                        );
+                        m.id = format!("m{b}-{i}");
+                        m.timestamp_ms = 1_700_000_000_000 + (b * MSG_BATCH + i) as i64;
+                        m
+                    })
+                    .collect()
+            })
+            .collect();
+        let channel_of = |b: usize| format!("ch{}", b % MSG_CHANNELS);
+        // Every round writes fresh channels (its number in the names).
+        let (batches, channel_of, rt, direct, ns, msg_store) =
+            (&batches, &channel_of, &rt, &direct, &ns, &msg_store);
+        let mut variants = [
+            Variant {
+                name: "redis crate, multiplexed async",
+                reset: Box::new(|| {}),
+                run: Box::new({
+                    let mut r = 0;
+                    move |_| {
+                        r += 1;
+                        rt.block_on(async {
+                            let mut c = direct.clone();
+                            for (b, batch) in batches.iter().enumerate() {
+                                let list =
+                                    format!("bp-bench:{ns}:direct-msg:{r}:{{{}}}", channel_of(b));
+                                let json: Vec<Vec<u8>> = batch
+                                    .iter()
+                                    .map(|m| serde_json::to_vec(m).unwrap())
+                                    .collect();
+                                let _: () = redis::pipe()
+                                    .atomic()
+                                    .rpush(&list, json)
+                                    .ignore()
+                                    .ltrim(&list, -(MSG_BOUND as isize), -1)
+                                    .ignore()
+                                    .query_async(&mut c)
+                                    .await
+                                    .unwrap();
+                            }
+                            for ch in 0..MSG_CHANNELS {
+                                let list = format!("bp-bench:{ns}:direct-msg:{r}:{{ch{ch}}}");
+                                let raw: Vec<Vec<u8>> =
+                                    redis::AsyncCommands::lrange(&mut c, &list, 0, -1)
+                                        .await
+                                        .unwrap();
+                                let ms: Vec<backplane_host::Message> = raw
+                                    .iter()
+                                    .map(|r| serde_json::from_slice(r).unwrap())
+                                    .collect();
+                                assert_eq!(ms.len(), MSG_BOUND);
+                            }
+                        })
+                    }
+                }),
+            },
+            Variant {
+                name: "host redis, blocking API",
+                reset: Box::new(|| {}),
+                run: Box::new({
+                    let mut r = 0;
+                    move |_| {
+                        r += 1;
+                        let c = msg_store.blocking();
+                        for (b, batch) in batches.iter().enumerate() {
+                            c.add_messages(&format!("b{r}:{}", channel_of(b)), batch)
+                                .unwrap();
+                        }
+                        for ch in 0..MSG_CHANNELS {
+                            let ms = c.recent(&format!("b{r}:ch{ch}"), MSG_BOUND, None).unwrap();
+                            assert_eq!(ms.len(), MSG_BOUND);
+                        }
+                    }
+                }),
+            },
+            Variant {
+                name: "host redis, async API",
+                reset: Box::new(|| {}),
+                run: Box::new({
+                    let mut r = 0;
+                    move |_| {
+                        r += 1;
+                        rt.block_on(async {
+                            for (b, batch) in batches.iter().enumerate() {
+                                msg_store
+                                    .add_messages(format!("a{r}:{}", channel_of(b)), batch.clone())
+                                    .await
+                                    .unwrap();
+                            }
+                            for ch in 0..MSG_CHANNELS {
+                                let ms = msg_store
+                                    .recent(format!("a{r}:ch{ch}"), MSG_BOUND, None)
+                                    .await
+                                    .unwrap();
+                                assert_eq!(ms.len(), MSG_BOUND);
+                            }
+                        })
+                    }
+                }),
+            },
+        ];
+        interleaved(
+            "redis",
+            "100k messages, batches of 100, read back",
+            MSG_TOTAL,
             rounds,
             1,
             &mut variants,

@@ -18,6 +18,7 @@ pub fn cases() -> Vec<Case<CacheStore>> {
         ("batch", batch),
         ("messages", messages),
         ("message_bound", message_bound),
+        ("message_batches", message_batches),
         ("channel_ttl", channel_ttl),
         ("bad_input", bad_input),
         ("stats", stats),
@@ -177,6 +178,69 @@ fn message_bound(s: &CacheStore) {
         ["m3", "m4", "m5", "m6", "m7"],
         "max_messages = 5 keeps the newest five"
     );
+}
+
+fn message_batches(s: &CacheStore) {
+    let c = s.blocking();
+    let ids = |ms: &[Message]| ms.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    assert!(c.add_messages("b", &[]).unwrap().is_empty());
+    let stored = c
+        .add_messages(
+            "b",
+            &[
+                Message::new("user", "one").with_id("b1"),
+                Message::new("assistant", "two"),
+                Message::new("user", "three").with_id("b3"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0].id, "b1");
+    assert!(!stored[1].id.is_empty(), "an empty id is assigned");
+    assert!(stored.iter().all(|m| m.timestamp_ms > 0));
+    assert_eq!(ids(&c.recent("b", 10, None).unwrap()), ids(&stored));
+    // All or nothing: one taken id refuses the whole batch.
+    let e = expect_err(
+        c.add_messages(
+            "b",
+            &[
+                Message::new("user", "four").with_id("b4"),
+                Message::new("user", "again").with_id("b3"),
+            ],
+        ),
+        ErrorKind::AlreadyExists,
+    );
+    assert!(e.message().contains("b3"), "{e}");
+    // An id given twice in one batch.
+    expect_err(
+        c.add_messages(
+            "b",
+            &[
+                Message::new("user", "x").with_id("d"),
+                Message::new("user", "y").with_id("d"),
+            ],
+        ),
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(
+        ids(&c.recent("b", 10, None).unwrap()),
+        ids(&stored),
+        "a refused batch adds nothing"
+    );
+    // A batch longer than the bound (5) keeps only its newest messages,
+    // and a trimmed id can be used again.
+    let many: Vec<Message> = (0..7)
+        .map(|i| Message::new("user", format!("m{i}")).with_id(format!("n{i}")))
+        .collect();
+    c.add_messages("b", &many).unwrap();
+    assert_eq!(
+        ids(&c.recent("b", 10, None).unwrap()),
+        vec!["n2", "n3", "n4", "n5", "n6"]
+    );
+    c.add_message("b", &Message::new("user", "back").with_id("n0"))
+        .unwrap();
+    c.add_message("b", &Message::new("user", "back").with_id("b1"))
+        .unwrap();
 }
 
 fn channel_ttl(s: &CacheStore) {

@@ -8,6 +8,7 @@
 //! - this file: finding the built libraries, fresh namespaces, per-backend
 //!   store options, the case runner, and the CI rule for absent servers;
 //! - [`relational`], [`vector`], [`cache`], [`graph`]: the cases;
+//! - [`servers`]: a `redis-server` and a Redis Cluster started by a test;
 //! - `behavior.rs` (a test target): runs every case on every backend;
 //! - `loading.rs` (a test target): the host's loading and failure cases,
 //!   with real broken libraries built from `fixtures/`.
@@ -15,6 +16,7 @@
 pub mod cache;
 pub mod graph;
 pub mod relational;
+pub mod servers;
 pub mod vector;
 
 use backplane_host::{Capability, Storage};
@@ -206,6 +208,12 @@ pub fn redis_server() -> (String, String, Option<String>) {
 /// its plugins loaded from the built libraries.
 pub fn open_one(backend: &str, cap: Capability, scratch: &Scratch, extra: &str) -> Option<Storage> {
     let opts = store_options(backend, cap, scratch, extra)?;
+    Some(open_with(backend, cap, scratch, &opts))
+}
+
+/// Open a Storage with one store named `s` of capability `cap` on
+/// `backend` with the section's other lines `opts`.
+pub fn open_with(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) -> Storage {
     let libs: Vec<String> = plugin_libraries()
         .iter()
         .map(|p| format!("\"{}\"", p.display()))
@@ -216,7 +224,7 @@ pub fn open_one(backend: &str, cap: Capability, scratch: &Scratch, extra: &str) 
     );
     let file = scratch.path(&format!("plugins-{}.toml", namespace()));
     std::fs::write(&file, text).expect("write plugins.toml");
-    Some(Storage::open(&file).unwrap_or_else(|e| panic!("open {backend} store: {e}")))
+    Storage::open(&file).unwrap_or_else(|e| panic!("open {backend} store: {e}"))
 }
 
 /// The backends of the built plugins that claim `cap`.
@@ -254,27 +262,11 @@ pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(
     let mut failures = Vec::new();
     let mut ran = 0;
     for backend in &backends {
-        for (name, case) in cases {
-            let scratch = Scratch::new();
-            let Some(storage) = open_one(backend, cap, &scratch, extra) else {
-                break;
-            };
-            let store = handle(&storage);
-            let r = catch_unwind(AssertUnwindSafe(|| case(&store)));
-            ran += 1;
-            match r {
-                Ok(()) => println!("  ok    {backend:<10} {cap}::{name}"),
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    println!("  FAIL  {backend:<10} {cap}::{name}: {msg}");
-                    failures.push(format!("{backend} {cap}::{name}: {msg}"));
-                }
-            }
-        }
+        let (r, f) = run_cases(backend, cap, cases, handle, |scratch| {
+            store_options(backend, cap, scratch, extra)
+        });
+        ran += r;
+        failures.extend(f);
     }
     assert!(ran > 0, "no {cap} case ran");
     assert!(
@@ -283,6 +275,43 @@ pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Run every case on `backend`, each on a fresh store whose section lines
+/// `options` gives (`None`: skip the backend). Returns how many cases ran
+/// and the failures, one line each.
+pub fn run_cases<S>(
+    backend: &str,
+    cap: Capability,
+    cases: &[Case<S>],
+    handle: fn(&Storage) -> S,
+    options: impl Fn(&Scratch) -> Option<String>,
+) -> (usize, Vec<String>) {
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for (name, case) in cases {
+        let scratch = Scratch::new();
+        let Some(opts) = options(&scratch) else {
+            break;
+        };
+        let storage = open_with(backend, cap, &scratch, &opts);
+        let store = handle(&storage);
+        let r = catch_unwind(AssertUnwindSafe(|| case(&store)));
+        ran += 1;
+        match r {
+            Ok(()) => println!("  ok    {backend:<10} {cap}::{name}"),
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                println!("  FAIL  {backend:<10} {cap}::{name}: {msg}");
+                failures.push(format!("{backend} {cap}::{name}: {msg}"));
+            }
+        }
+    }
+    (ran, failures)
 }
 
 /// Assert that `r` failed with `kind`, returning the error.

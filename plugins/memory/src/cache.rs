@@ -11,7 +11,8 @@
 //! lock is held briefly. Hit and miss counters are atomics outside it.
 
 use backplane_core::{
-    validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Error, Health, Message, Result,
+    check_batch_ids, validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Error, Health,
+    Message, Result,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,13 +257,21 @@ impl Cache for MemoryCache {
     }
 
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
+        let mut stored = self.add_messages(channel, std::slice::from_ref(message))?;
+        Ok(stored.remove(0))
+    }
+
+    fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
         validate_key(channel, "channel")?;
-        if message.content.len() > self.max_value_bytes {
-            return Err(Error::invalid(format!(
-                "the message for channel '{channel}' is {} bytes; this store accepts at most {} (max_value_bytes): shorten it or raise max_value_bytes",
-                message.content.len(),
-                self.max_value_bytes
-            )));
+        check_batch_ids(messages)?;
+        for m in messages {
+            if m.content.len() > self.max_value_bytes {
+                return Err(Error::invalid(format!(
+                    "the message for channel '{channel}' is {} bytes; this store accepts at most {} (max_value_bytes): shorten it or raise max_value_bytes",
+                    m.content.len(),
+                    self.max_value_bytes
+                )));
+            }
         }
         let now = Instant::now();
         let mut s = self.lock();
@@ -275,25 +284,36 @@ impl Cache for MemoryCache {
                 messages: VecDeque::new(),
                 expires: None,
             });
-        let mut stored = message.clone();
-        if stored.id.is_empty() {
-            stored.id = crate::fresh_id("m", |id| ch.messages.iter().any(|m| m.id == id));
-        } else if ch.messages.iter().any(|m| m.id == stored.id) {
+        // Every check before the first write: all or nothing.
+        if let Some(m) = messages
+            .iter()
+            .find(|m| !m.id.is_empty() && ch.messages.iter().any(|x| x.id == m.id))
+        {
             return Err(Error::already_exists(format!(
                 "message '{}' exists already in channel '{channel}': give another id, or leave the id empty to have one assigned",
-                stored.id
+                m.id
             )));
         }
-        if stored.timestamp_ms == 0 {
-            stored.timestamp_ms = now_ms();
+        let mut out = Vec::with_capacity(messages.len());
+        for message in messages {
+            let mut stored = message.clone();
+            if stored.id.is_empty() {
+                stored.id = crate::fresh_id("m", |id| {
+                    ch.messages.iter().any(|m| m.id == id) || messages.iter().any(|m| m.id == id)
+                });
+            }
+            if stored.timestamp_ms == 0 {
+                stored.timestamp_ms = now_ms();
+            }
+            ch.messages.push_back(stored.clone());
+            out.push(stored);
         }
-        ch.messages.push_back(stored.clone());
         while ch.messages.len() > self.limits.max_messages {
             ch.messages.pop_front();
         }
         ch.expires = deadline(now, self.limits.ttl);
         s.wrote(now);
-        Ok(stored)
+        Ok(out)
     }
 
     fn recent(

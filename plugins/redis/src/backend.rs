@@ -22,33 +22,44 @@
 //!
 //! # Atomicity
 //!
-//! `add_message` is one Lua script (EVALSHA, falling back to EVAL): the
-//! duplicate check, the push, the trim to `max_messages` (with the trimmed
-//! ids removed from the set) and the `PEXPIRE` of both keys when a channel
-//! TTL is configured all happen at once, and the script checks everything it
+//! `add_message` and `add_messages` are one Lua script (EVALSHA, the script
+//! loaded on every master when the server does not know it): the duplicate
+//! checks, the pushes, the trim to `max_messages` (with the trimmed ids
+//! removed from the set) and the `PEXPIRE` of both keys when a channel TTL
+//! is configured all happen at once, and the script checks everything it
 //! can fail on before it writes. `remove_message` finds the stored JSON of
-//! the id and removes it with a script (`LREM` + `SREM`); `clear` is `LLEN`
-//! and `DEL` in one `MULTI`; `set_many` is one `MULTI` of `SET`s.
+//! the id and removes it with a script (`LREM` + `SREM`); `clear` is a
+//! script too (`LLEN`, `DEL`). `set_many` is one `MULTI` of `SET`s on a
+//! single server; on a cluster its keys live in different slots, so it is
+//! a pipeline per node, each `SET` atomic on its own.
 //!
-//! # Connection
+//! # Connections
 //!
-//! One connection behind a mutex, opened on first use with the configured
-//! connect timeout and read/write timeouts. After an I/O error (refused,
-//! reset, timed out) it is dropped, and the next call connects again; the
-//! failing call returns `Unavailable`, which callers may retry. Opening a
-//! store never connects, so a host starts while Redis is down.
+//! A pool of up to `pool_size` connections (each a
+//! [`ClusterConnection`] in cluster mode, which holds one connection per
+//! node and follows `MOVED`/`ASK` redirections), opened on demand with the
+//! configured connect timeout and read/write timeouts; a call waits for a
+//! free connection at most `timeout_ms`. After an I/O error (refused,
+//! reset, timed out) the connection is dropped along with every idle one
+//! opened before the error (they are to the same server, likely broken
+//! too), and the next call connects again; the failing call returns
+//! `Unavailable`, which callers may retry. Opening a store never connects,
+//! so a host starts while Redis is down.
 
 use crate::config::{redact_url, RedisConfig};
 use backplane_core::{
-    validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Error, Health, Message, Result,
+    check_batch_ids, validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Error, Health,
+    Message, Result,
 };
-use redis::{Connection, IntoConnectionInfo, RedisError, Script};
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Connection, ConnectionInfo, ConnectionLike, IntoConnectionInfo, RedisError, Script};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Keys asked for per `SCAN` call, and commands per pipeline in `stats`.
 const SCAN_COUNT: usize = 1000;
@@ -61,15 +72,20 @@ const MAX_TTL_MS: u64 = 1 << 53;
 /// clients drawing the same random token in the same millisecond).
 const ID_ATTEMPTS: usize = 3;
 
-/// `add_message`. KEYS: list, ids. ARGV: id, message JSON, max_messages,
-/// channel TTL in ms (0: none). Returns 1 when added, 0 when the id is taken.
-/// Everything that can fail is checked before the first write.
+/// `add_messages`. KEYS: list, ids. ARGV: max_messages, channel TTL in ms
+/// (0: none), then an id and a message JSON per message. Returns 0 when
+/// all were added, else the (1-based) position of the first message whose
+/// id is taken, and adds nothing. Everything that can fail is checked
+/// before the first write.
 const ADD_SCRIPT: &str = r#"
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
-  return 0
+local n = (#ARGV - 2) / 2
+for i = 1, n do
+  if redis.call('SISMEMBER', KEYS[2], ARGV[1 + 2 * i]) == 1 then
+    return i
+  end
 end
-local max = tonumber(ARGV[3])
-local drop = redis.call('LLEN', KEYS[1]) + 1 - max
+local max = tonumber(ARGV[1])
+local drop = redis.call('LLEN', KEYS[1]) + n - max
 local gone = {}
 if drop > 0 then
   local old = redis.call('LRANGE', KEYS[1], 0, drop - 1)
@@ -81,20 +97,28 @@ if drop > 0 then
     gone[i] = m.id
   end
 end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
+for i = 1, n do
+  redis.call('RPUSH', KEYS[1], ARGV[2 + 2 * i])
+  redis.call('SADD', KEYS[2], ARGV[1 + 2 * i])
+end
 if drop > 0 then
   redis.call('LTRIM', KEYS[1], drop, -1)
   for _, id in ipairs(gone) do
     redis.call('SREM', KEYS[2], id)
   end
+  -- Messages of this batch trimmed at once never were in the list.
+  for i = 1, n do
+    if i <= drop - #gone then
+      redis.call('SREM', KEYS[2], ARGV[1 + 2 * i])
+    end
+  end
 end
-local ttl = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-return 1
+return 0
 "#;
 
 /// `remove_message`. KEYS: list, ids. ARGV: id, the message's stored JSON.
@@ -107,10 +131,54 @@ end
 return n
 "#;
 
-/// A cache store on a Redis (or Valkey) server.
+/// `clear`. KEYS: list, ids. Returns the list's length before.
+const CLEAR_SCRIPT: &str = r#"
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
+"#;
+
+/// How a store reaches its data.
+enum Server {
+    /// One server.
+    Single(redis::Client),
+    /// A Redis Cluster, found from its seed nodes.
+    Cluster(ClusterClient),
+}
+
+/// One connection of the pool.
+enum Conn {
+    Single(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Conn {
+    fn like(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Single(c) => c,
+            Conn::Cluster(c) => &mut **c,
+        }
+    }
+}
+
+/// The idle connections and how many are open.
+struct PoolState {
+    /// Idle connections, each with the generation it was opened in.
+    idle: Vec<(u64, Conn)>,
+    /// Connections open: idle plus in use.
+    open: usize,
+    /// Bumped when a connection breaks: connections of older generations
+    /// are closed instead of reused.
+    generation: u64,
+}
+
+/// A cache store on a Redis (or Valkey) server, or a Redis Cluster.
 pub struct RedisCache {
-    client: redis::Client,
-    /// `host:port` (or the socket path): for messages, never the URL.
+    server: Server,
+    /// `the redis server at host:port` or `the redis cluster at host:port,
+    /// …`: for messages, never the URL.
+    at: String,
+    /// `host:port` of the server (or its socket path), or the seed nodes.
     addr: String,
     db: i64,
     keys: Keys,
@@ -118,11 +186,14 @@ pub struct RedisCache {
     max_value_bytes: usize,
     connect_timeout: Duration,
     timeout: Duration,
-    conn: Mutex<Option<Connection>>,
+    pool_size: usize,
+    pool: Mutex<PoolState>,
+    freed: Condvar,
     hits: AtomicU64,
     misses: AtomicU64,
     add: Script,
     remove: Script,
+    clear: Script,
     /// Random per store, so ids generated by two processes differ.
     id_token: u32,
     id_seq: AtomicU64,
@@ -133,26 +204,68 @@ impl RedisCache {
     /// store `store`. Parses the URL but does not connect: the first call
     /// does. A URL that does not parse is a `Config` error.
     pub fn new(config: &RedisConfig, store: &str) -> Result<RedisCache> {
-        let mut info = config.url.as_str().into_connection_info().map_err(|e| {
-            Error::config(format!(
-                "url '{}' is not a usable Redis URL ({e}): write redis://[user:password@]host[:port][/db] or redis+unix:///path/to/socket",
-                redact_url(&config.url)
-            ))
-        })?;
-        if let Some(pw) = &config.password {
-            let settings = info.redis_settings().clone().set_password(pw);
-            info = info.set_redis_settings(settings);
-        }
-        let addr = info.addr().to_string();
-        let db = info.redis_settings().db();
-        let client = redis::Client::open(info).map_err(|e| {
-            Error::config(format!(
-                "url '{}' cannot be used ({e})",
-                redact_url(&config.url)
-            ))
-        })?;
+        let parse = |url: &str| -> Result<ConnectionInfo> {
+            let mut info = url.into_connection_info().map_err(|e| {
+                Error::config(format!(
+                    "url '{}' is not a usable Redis URL ({e}): write redis://[user:password@]host[:port][/db] or redis+unix:///path/to/socket",
+                    redact_url(url)
+                ))
+            })?;
+            if let Some(pw) = &config.password {
+                let settings = info.redis_settings().clone().set_password(pw);
+                info = info.set_redis_settings(settings);
+            }
+            Ok(info)
+        };
+        let (server, at, addr, db) = match &config.nodes {
+            None => {
+                let info = parse(config.url())?;
+                let addr = info.addr().to_string();
+                let db = info.redis_settings().db();
+                let client = redis::Client::open(info).map_err(|e| {
+                    Error::config(format!(
+                        "url '{}' cannot be used ({e})",
+                        redact_url(config.url())
+                    ))
+                })?;
+                let at = format!("the redis server at {addr}");
+                (Server::Single(client), at, addr, db)
+            }
+            Some(nodes) => {
+                let infos = nodes
+                    .iter()
+                    .map(|u| parse(u))
+                    .collect::<Result<Vec<ConnectionInfo>>>()?;
+                for (url, info) in nodes.iter().zip(&infos) {
+                    if info.redis_settings().db() != 0 {
+                        return Err(Error::config(format!(
+                            "node '{}' names database {}: Redis Cluster has database 0 only; remove the /{} at the end",
+                            redact_url(url),
+                            info.redis_settings().db(),
+                            info.redis_settings().db()
+                        )));
+                    }
+                }
+                let addr = infos
+                    .iter()
+                    .map(|i| i.addr().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let client = ClusterClient::builder(infos)
+                    .connection_timeout(config.connect_timeout())
+                    .response_timeout(config.timeout())
+                    .retries(CLUSTER_RETRIES)
+                    .build()
+                    .map_err(|e| {
+                        Error::config(format!("nodes cannot be used as a Redis Cluster ({e})"))
+                    })?;
+                let at = format!("the redis cluster at {addr}");
+                (Server::Cluster(client), at, addr, 0)
+            }
+        };
         Ok(RedisCache {
-            client,
+            server,
+            at,
             addr,
             db,
             keys: Keys::new(config.prefix(store)),
@@ -160,11 +273,18 @@ impl RedisCache {
             max_value_bytes: config.max_value_bytes,
             connect_timeout: config.connect_timeout(),
             timeout: config.timeout(),
-            conn: Mutex::new(None),
+            pool_size: config.pool_size,
+            pool: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+                generation: 0,
+            }),
+            freed: Condvar::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             add: Script::new(ADD_SCRIPT),
             remove: Script::new(REMOVE_SCRIPT),
+            clear: Script::new(CLEAR_SCRIPT),
             id_token: random_u32(),
             id_seq: AtomicU64::new(1),
         })
@@ -180,44 +300,95 @@ impl RedisCache {
         &self.addr
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether the store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.server, Server::Cluster(_))
     }
 
-    fn connect(&self) -> redis::RedisResult<Connection> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)?;
-        conn.set_read_timeout(Some(self.timeout))?;
-        conn.set_write_timeout(Some(self.timeout))?;
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn connect(&self) -> redis::RedisResult<Conn> {
+        let conn = match &self.server {
+            Server::Single(client) => {
+                let conn = client.get_connection_with_timeout(self.connect_timeout)?;
+                conn.set_read_timeout(Some(self.timeout))?;
+                conn.set_write_timeout(Some(self.timeout))?;
+                Conn::Single(conn)
+            }
+            Server::Cluster(client) => {
+                let conn = client.get_connection()?;
+                conn.set_read_timeout(Some(self.timeout))?;
+                conn.set_write_timeout(Some(self.timeout))?;
+                Conn::Cluster(Box::new(conn))
+            }
+        };
         log::debug!(
             "redis: connected to {} (prefix {})",
-            self.addr,
+            self.at,
             self.keys.prefix
         );
         Ok(conn)
     }
 
-    /// Run `f` on the connection, connecting first if there is none. An
-    /// error that leaves the connection unusable drops it, so the next call
-    /// reconnects.
-    fn run<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T> {
-        let mut guard = self.lock();
-        let conn = match &mut *guard {
-            Some(c) => c,
-            slot => slot.insert(self.connect().map_err(|e| self.error(what, &e))?),
-        };
+    /// An idle connection, or a new one when fewer than `pool_size` are
+    /// open; else wait for one to be freed, at most `timeout`.
+    fn checkout(&self, what: &str) -> Result<Lease<'_>> {
+        let deadline = Instant::now() + self.timeout;
+        let mut st = self.lock();
+        loop {
+            if let Some((generation, conn)) = st.idle.pop() {
+                return Ok(Lease {
+                    store: self,
+                    conn: Some(conn),
+                    generation,
+                });
+            }
+            if st.open < self.pool_size {
+                st.open += 1;
+                let generation = st.generation;
+                drop(st);
+                // The slot is given back by the lease's drop, also when
+                // the connect fails.
+                let mut lease = Lease {
+                    store: self,
+                    conn: None,
+                    generation,
+                };
+                lease.conn = Some(self.connect().map_err(|e| self.error(what, &e))?);
+                return Ok(lease);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::unavailable(format!(
+                    "{what}: all {} connections to {} stayed busy for {} ms: raise pool_size or timeout_ms; the call can be retried",
+                    self.pool_size,
+                    self.at,
+                    self.timeout.as_millis()
+                )));
+            }
+            st = self
+                .freed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Run `f` on a connection of the pool. An error that leaves the
+    /// connection unusable drops it and every idle connection opened
+    /// before it, so the next call reconnects.
+    fn run<T>(&self, what: &str, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
+        let mut lease = self.checkout(what)?;
+        let conn = lease.conn.as_mut().expect("a leased connection");
         f(conn).map_err(|e| {
             if breaks_connection(&e) {
                 log::warn!(
                     "redis: {what} on {} failed ({e}); reconnecting on the next call",
-                    self.addr
+                    self.at
                 );
-                *guard = None;
+                lease.broken();
             }
             self.error(what, &e)
         })
@@ -227,27 +398,27 @@ impl RedisCache {
     fn error(&self, what: &str, e: &RedisError) -> Error {
         use redis::{ErrorKind as K, ServerErrorKind as S};
         let text = e.to_string();
-        let at = &self.addr;
+        let at = &self.at;
         if e.is_timeout() {
             Error::unavailable(format!(
-                "{what}: the redis server at {at} did not answer within {} ms (connect timeout {} ms): it is unreachable or overloaded; the call can be retried",
+                "{what}: {at} did not answer within {} ms (connect timeout {} ms): it is unreachable or overloaded; the call can be retried",
                 self.timeout.as_millis(),
                 self.connect_timeout.as_millis()
             ))
         } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
             Error::unavailable(format!(
-                "{what}: the redis server at {at} is unreachable ({text}): start it or check `url`; the call can be retried"
+                "{what}: {at} is unreachable ({text}): start it or check `url` (or `nodes`); the call can be retried"
             ))
         } else if e.kind() == K::AuthenticationFailed
             || text.contains("WRONGPASS")
             || text.contains("NOAUTH")
         {
             Error::config(format!(
-                "{what}: the redis server at {at} refused the credentials ({text}): check `password` (or the password in `url`)"
+                "{what}: {at} refused the credentials ({text}): check `password` (or the password in `url`)"
             ))
         } else if text.contains("switch database") {
             Error::config(format!(
-                "{what}: the redis server at {at} refused database {} ({text}): fix the database number at the end of `url`",
+                "{what}: {at} refused database {} ({text}): fix the database number at the end of `url`",
                 self.db
             ))
         } else if text.contains("NOPERM") {
@@ -257,14 +428,15 @@ impl RedisCache {
         } else if matches!(
             e.kind(),
             K::Server(S::BusyLoading | S::TryAgain | S::MasterDown | S::ClusterDown)
+                | K::ClusterConnectionNotFound
         ) {
             Error::unavailable(format!(
-                "{what}: the redis server at {at} is busy ({text}): the call can be retried"
+                "{what}: {at} is busy or not serving every slot ({text}): the call can be retried"
             ))
         } else if e.kind() == K::InvalidClientConfig {
             Error::config(format!("{what}: {text}"))
         } else {
-            Error::backend(format!("{what}: redis at {at}: {text}"))
+            Error::backend(format!("{what}: {at}: {text}"))
         }
     }
 
@@ -302,6 +474,45 @@ impl RedisCache {
     }
 }
 
+/// A connection taken from the pool; given back (or, when broken, closed
+/// and its slot freed) when dropped.
+struct Lease<'a> {
+    store: &'a RedisCache,
+    conn: Option<Conn>,
+    generation: u64,
+}
+
+impl Lease<'_> {
+    /// The connection is unusable: close it, and every idle connection
+    /// opened before now.
+    fn broken(&mut self) {
+        self.conn = None;
+        let mut st = self.store.lock();
+        st.generation += 1;
+        let stale = st.idle.len();
+        st.idle.clear();
+        st.open -= stale;
+        drop(st);
+        self.store.freed.notify_all();
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut st = self.store.lock();
+        match self.conn.take() {
+            Some(conn) if self.generation == st.generation => st.idle.push((self.generation, conn)),
+            _ => st.open -= 1,
+        }
+        drop(st);
+        self.store.freed.notify_one();
+    }
+}
+
+/// Retries of a cluster command after `MOVED`, `TRYAGAIN` or a lost node
+/// before the error is returned (redis-rs waits a little between them).
+const CLUSTER_RETRIES: u32 = 2;
+
 /// Whether the connection must be replaced after `e`: anything but an
 /// error reply from the server leaves the stream in an unknown state.
 fn breaks_connection(e: &RedisError) -> bool {
@@ -316,7 +527,7 @@ impl Cache for RedisCache {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         validate_key(key, "key")?;
         let k = self.keys.kv(key);
-        let v: Option<Vec<u8>> = self.run("get", |c| redis::cmd("GET").arg(k).query(c))?;
+        let v: Option<Vec<u8>> = self.run("get", |c| redis::cmd("GET").arg(k).query(c.like()))?;
         self.count(v.is_some() as u64, v.is_none() as u64);
         Ok(v)
     }
@@ -330,20 +541,20 @@ impl Cache for RedisCache {
         if let Some(t) = ttl {
             cmd.arg("PX").arg(ttl_ms(t));
         }
-        self.run("set", |c| cmd.query(c))
+        self.run("set", |c| cmd.query(c.like()))
     }
 
     fn delete(&self, key: &str) -> Result<bool> {
         validate_key(key, "key")?;
         let k = self.keys.kv(key);
-        let n: u64 = self.run("delete", |c| redis::cmd("DEL").arg(k).query(c))?;
+        let n: u64 = self.run("delete", |c| redis::cmd("DEL").arg(k).query(c.like()))?;
         Ok(n > 0)
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
         validate_key(key, "key")?;
         let k = self.keys.kv(key);
-        let n: u64 = self.run("exists", |c| redis::cmd("EXISTS").arg(k).query(c))?;
+        let n: u64 = self.run("exists", |c| redis::cmd("EXISTS").arg(k).query(c.like()))?;
         Ok(n > 0)
     }
 
@@ -352,7 +563,10 @@ impl Cache for RedisCache {
         validate_ttl(Some(ttl))?;
         let k = self.keys.kv(key);
         let n: u64 = self.run("expire", |c| {
-            redis::cmd("PEXPIRE").arg(k).arg(ttl_ms(ttl)).query(c)
+            redis::cmd("PEXPIRE")
+                .arg(k)
+                .arg(ttl_ms(ttl))
+                .query(c.like())
         })?;
         Ok(n > 0)
     }
@@ -368,7 +582,7 @@ impl Cache for RedisCache {
         for k in keys {
             cmd.arg(self.keys.kv(k));
         }
-        let values: Vec<Option<Vec<u8>>> = self.run("get_many", |c| cmd.query(c))?;
+        let values: Vec<Option<Vec<u8>>> = self.run("get_many", |c| cmd.query(c.like()))?;
         if values.len() != keys.len() {
             return Err(Error::backend(format!(
                 "get_many: redis at {} answered {} values for {} keys",
@@ -397,42 +611,71 @@ impl Cache for RedisCache {
             RedisCache::set_cmd(&mut pipe, self.keys.kv(k), v, ttl);
             pipe.ignore();
         }
-        self.run("set_many", |c| pipe.query(c))
+        self.run("set_many", |c| match c {
+            Conn::Single(c) => pipe.query(c),
+            // The keys hash to different slots: one pipeline per node.
+            Conn::Cluster(c) => {
+                let mut cpipe = redis::cluster::cluster_pipe();
+                for cmd in pipe.cmd_iter() {
+                    cpipe.add_command(cmd.clone()).ignore();
+                }
+                cpipe.query(c)
+            }
+        })
     }
 
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
+        let mut stored = self.add_messages(channel, std::slice::from_ref(message))?;
+        Ok(stored.remove(0))
+    }
+
+    fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
         validate_key(channel, "channel")?;
-        self.check_value("message", channel, message.content.len())?;
+        check_batch_ids(messages)?;
+        for m in messages {
+            self.check_value("message", channel, m.content.len())?;
+        }
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let (list, ids) = self.keys.channel(channel);
         let ttl = self.limits.ttl.map_or(0, ttl_ms);
-        let mut stored = message.clone();
-        if stored.timestamp_ms == 0 {
-            stored.timestamp_ms = now_ms();
-        }
-        let assign = stored.id.is_empty();
+        let now = now_ms();
+        let mut stored: Vec<Message> = messages
+            .iter()
+            .map(|m| {
+                let mut s = m.clone();
+                if s.id.is_empty() {
+                    s.id = self.fresh_id();
+                }
+                if s.timestamp_ms == 0 {
+                    s.timestamp_ms = now;
+                }
+                s
+            })
+            .collect();
         for _ in 0..ID_ATTEMPTS {
-            if assign {
-                stored.id = self.fresh_id();
+            let mut call = self.add.key(&list);
+            call.key(&ids).arg(self.limits.max_messages).arg(ttl);
+            for m in &stored {
+                call.arg(&m.id).arg(encode(m)?);
             }
-            let json = encode(&stored)?;
-            let added: i64 = self.run("add_message", |c| {
-                self.add
-                    .key(&list)
-                    .key(&ids)
-                    .arg(&stored.id)
-                    .arg(json)
-                    .arg(self.limits.max_messages)
-                    .arg(ttl)
-                    .invoke(c)
-            })?;
-            if added == 1 {
+            let taken: usize = self.run("add_message", |c| call.invoke(c.like()))?;
+            if taken == 0 {
                 return Ok(stored);
             }
-            if !assign {
+            let i = taken - 1;
+            if i >= stored.len() || !messages[i].id.is_empty() {
                 return Err(Error::already_exists(format!(
                     "message '{}' exists already in channel '{channel}': give another id, or leave the id empty to have one assigned",
-                    stored.id
+                    stored.get(i).map_or("", |m| m.id.as_str())
                 )));
+            }
+            // A generated id was taken: draw fresh ones and try again.
+            for (s, m) in stored.iter_mut().zip(messages) {
+                if m.id.is_empty() {
+                    s.id = self.fresh_id();
+                }
             }
         }
         Err(Error::backend(format!(
@@ -459,7 +702,11 @@ impl Cache for RedisCache {
         };
         let start = -(want.min(i64::MAX as usize) as i64);
         let raw: Vec<Vec<u8>> = self.run("recent", |c| {
-            redis::cmd("LRANGE").arg(&list).arg(start).arg(-1).query(c)
+            redis::cmd("LRANGE")
+                .arg(&list)
+                .arg(start)
+                .arg(-1)
+                .query(c.like())
         })?;
         let mut out = raw
             .iter()
@@ -477,17 +724,21 @@ impl Cache for RedisCache {
         validate_key(channel, "channel")?;
         let (list, ids) = self.keys.channel(channel);
         self.run("remove_message", |c| {
-            let known: bool = redis::cmd("SISMEMBER").arg(&ids).arg(id).query(c)?;
+            let known: bool = redis::cmd("SISMEMBER").arg(&ids).arg(id).query(c.like())?;
             if !known {
                 return Ok(false);
             }
-            let raw: Vec<Vec<u8>> = redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query(c)?;
+            let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(&list)
+                .arg(0)
+                .arg(-1)
+                .query(c.like())?;
             let found = raw
                 .into_iter()
                 .find(|r| serde_json::from_slice::<IdOnly>(r).is_ok_and(|m| m.id == id));
             let Some(json) = found else {
                 // The set knew an id the list does not hold: repair it.
-                redis::cmd("SREM").arg(&ids).arg(id).exec(c)?;
+                redis::cmd("SREM").arg(&ids).arg(id).exec(c.like())?;
                 return Ok(false);
             };
             let n: i64 = self
@@ -496,7 +747,7 @@ impl Cache for RedisCache {
                 .key(&ids)
                 .arg(id)
                 .arg(json)
-                .invoke(c)?;
+                .invoke(c.like())?;
             Ok(n > 0)
         })
     }
@@ -504,17 +755,9 @@ impl Cache for RedisCache {
     fn clear(&self, channel: &str) -> Result<u64> {
         validate_key(channel, "channel")?;
         let (list, ids) = self.keys.channel(channel);
-        let (n, _): (u64, u64) = self.run("clear", |c| {
-            redis::pipe()
-                .atomic()
-                .cmd("LLEN")
-                .arg(&list)
-                .cmd("DEL")
-                .arg(&list)
-                .arg(&ids)
-                .query(c)
-        })?;
-        Ok(n)
+        self.run("clear", |c| {
+            self.clear.key(&list).key(&ids).invoke(c.like())
+        })
     }
 
     fn stats(&self) -> Result<CacheStats> {
@@ -522,46 +765,67 @@ impl Cache for RedisCache {
         let (keys, channels, messages, memory) = self.run("stats", |c| {
             let mut kv: HashSet<Vec<u8>> = HashSet::new();
             let mut lists: HashSet<Vec<u8>> = HashSet::new();
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT)
-                    .query(c)?;
-                for key in batch {
-                    match self.keys.classify(&key) {
-                        KeyKind::Value => {
-                            kv.insert(key);
+            let mut memory: Option<u64> = None;
+            // SCAN and INFO on the one server, or on every master.
+            for node in c.nodes()? {
+                let mut cursor: u64 = 0;
+                loop {
+                    let mut scan = redis::cmd("SCAN");
+                    scan.arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT);
+                    let (next, batch): (u64, Vec<Vec<u8>>) = c.query_on(node.as_ref(), &scan)?;
+                    for key in batch {
+                        match self.keys.classify(&key) {
+                            KeyKind::Value => {
+                                kv.insert(key);
+                            }
+                            KeyKind::ChannelList => {
+                                lists.insert(key);
+                            }
+                            KeyKind::Other => {}
                         }
-                        KeyKind::ChannelList => {
-                            lists.insert(key);
-                        }
-                        KeyKind::Other => {}
                     }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
                 }
-                if next == 0 {
-                    break;
+                let mut info = redis::cmd("INFO");
+                info.arg("memory");
+                let info: String = c.query_on(node.as_ref(), &info)?;
+                if let Some(m) =
+                    info_field(&info, "used_memory").and_then(|v| v.parse::<u64>().ok())
+                {
+                    *memory.get_or_insert(0) += m;
                 }
-                cursor = next;
             }
             let lists: Vec<Vec<u8>> = lists.into_iter().collect();
             let (mut channels, mut messages) = (0u64, 0u64);
             for chunk in lists.chunks(SCAN_COUNT) {
-                let mut pipe = redis::pipe();
-                for key in chunk {
-                    pipe.cmd("LLEN").arg(key);
-                }
-                let lens: Vec<u64> = pipe.query(c)?;
+                let lens: Vec<u64> = match c {
+                    Conn::Single(c) => {
+                        let mut pipe = redis::pipe();
+                        for key in chunk {
+                            pipe.cmd("LLEN").arg(key);
+                        }
+                        pipe.query(c)?
+                    }
+                    Conn::Cluster(c) => {
+                        let mut pipe = redis::cluster::cluster_pipe();
+                        for key in chunk {
+                            pipe.cmd("LLEN").arg(key);
+                        }
+                        pipe.query(c)?
+                    }
+                };
                 for n in lens.into_iter().filter(|&n| n > 0) {
                     channels += 1;
                     messages += n;
                 }
             }
-            let info: String = redis::cmd("INFO").arg("memory").query(c)?;
-            let memory = info_field(&info, "used_memory").and_then(|v| v.parse().ok());
             Ok((kv.len() as u64, channels, messages, memory))
         })?;
         Ok(CacheStats {
@@ -575,9 +839,27 @@ impl Cache for RedisCache {
     }
 
     fn health(&self) -> Result<Health> {
-        let info: String = self.run("health", |c| {
-            redis::cmd("PING").exec(c)?;
-            redis::cmd("INFO").arg("server").query(c)
+        let (info, cluster) = self.run("health", |c| {
+            redis::cmd("PING").exec(c.like())?;
+            // INFO of one server; on a cluster, of its first master (a
+            // plain INFO would answer one reply per node).
+            let nodes = c.nodes()?;
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg("server");
+            let info: String = c.query_on(nodes[0].as_ref(), &cmd)?;
+            let cluster = match c {
+                Conn::Single(_) => None,
+                Conn::Cluster(_) => {
+                    let mut cmd = redis::cmd("CLUSTER");
+                    cmd.arg("INFO");
+                    let state: String = c.query_on(nodes[0].as_ref(), &cmd)?;
+                    let state = info_field(&state, "cluster_state")
+                        .unwrap_or("unknown")
+                        .to_string();
+                    Some((nodes.len(), state))
+                }
+            };
+            Ok((info, cluster))
         })?;
         let name = info_field(&info, "server_name").unwrap_or("redis");
         let version = info_field(&info, &format!("{name}_version"))
@@ -588,10 +870,84 @@ impl Cache for RedisCache {
         } else {
             format!("db {}, ", self.db)
         };
-        Ok(Health::ok(format!(
-            "{name} {version} at {} ({db}prefix {})",
-            self.addr, self.keys.prefix
-        )))
+        Ok(match cluster {
+            None => Health::ok(format!(
+                "{name} {version} at {} ({db}prefix {})",
+                self.addr, self.keys.prefix
+            )),
+            // A cluster answers PING while some slots have no master:
+            // healthy only when it says it serves them all.
+            Some((masters, state)) => Health {
+                healthy: state == "ok",
+                detail: format!(
+                    "{name} {version} cluster of {masters} masters, state {state}, via {} (prefix {})",
+                    self.addr, self.keys.prefix
+                ),
+            },
+        })
+    }
+}
+
+/// A master of a cluster, as `host`, `port`.
+type Node = (String, u16);
+
+impl Conn {
+    /// The nodes to run a whole-database command on (`SCAN`, `INFO`):
+    /// `[None]` for one server, every master of a cluster.
+    fn nodes(&mut self) -> redis::RedisResult<Vec<Option<Node>>> {
+        let Conn::Cluster(c) = self else {
+            return Ok(vec![None]);
+        };
+        // CLUSTER SLOTS: [[start, end, [host, port, id, …], replicas…], …]
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(c)?;
+        let mut masters: Vec<Node> = Vec::new();
+        for range in slots {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let Some(redis::Value::Array(master)) = parts.get(2) else {
+                continue;
+            };
+            let host: Option<String> = master
+                .first()
+                .and_then(|v| redis::from_redis_value(v.clone()).ok());
+            let port: Option<u16> = master
+                .get(1)
+                .and_then(|v| redis::from_redis_value(v.clone()).ok());
+            if let (Some(h), Some(p)) = (host, port) {
+                if !masters.contains(&(h.clone(), p)) {
+                    masters.push((h, p));
+                }
+            }
+        }
+        if masters.is_empty() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::ClusterConnectionNotFound,
+                "CLUSTER SLOTS lists no master: the cluster serves no slot yet",
+            )));
+        }
+        Ok(masters.into_iter().map(Some).collect())
+    }
+
+    /// Run `cmd` on `node` (a cluster master), or on the one server.
+    fn query_on<T: redis::FromRedisValue>(
+        &mut self,
+        node: Option<&Node>,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        match (self, node) {
+            (Conn::Cluster(c), Some((host, port))) => {
+                let v = c.route_command(
+                    cmd,
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    }),
+                )?;
+                Ok(redis::from_redis_value(v)?)
+            }
+            (c, _) => cmd.query(c.like()),
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! The redis backend's store section in plugins.toml.
 //!
-//! Every key is optional. Unknown keys are configuration errors, and so are
-//! the keys of features not built yet (`nodes` for Redis Cluster, `tls`):
-//! a setting is never silently ignored.
+//! Every key is optional. Unknown keys are configuration errors, and so is
+//! the key of a feature not built yet (`tls`): a setting is never silently
+//! ignored.
 
 use backplane_core::{parse_duration, ChannelLimits, Result, StoreConfig};
 use serde::Deserialize;
@@ -19,6 +19,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_MAX_MESSAGES: usize = 1000;
 /// Default for [`RedisConfig::max_value_bytes`]: 16 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+/// Default for [`RedisConfig::pool_size`].
+pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// Options of a `backend = "redis"` store.
 ///
@@ -35,9 +37,15 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// The server: `redis://[user[:password]@]host[:port][/db]`, or
-    /// `redis+unix:///path/to/redis.sock[?db=N]`. Default:
-    /// `redis://127.0.0.1:6379/0`. `rediss://` (TLS) is not supported yet.
-    pub url: String,
+    /// `redis+unix:///path/to/redis.sock[?db=N]`. Default (when `nodes` is
+    /// not given either): `redis://127.0.0.1:6379/0`. `rediss://` (TLS) is
+    /// not supported yet.
+    pub url: Option<String>,
+    /// Redis Cluster: some of the cluster's nodes
+    /// (`["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`); the rest are
+    /// discovered from them. Instead of `url`, never with it. Database 0
+    /// only, as Redis Cluster has no other.
+    pub nodes: Option<Vec<String>>,
     /// The password; when given it replaces the one in `url`. Default: none
     /// (the URL's, if any). Never logged, never shown by `Debug`.
     pub password: Option<String>,
@@ -65,9 +73,10 @@ pub struct RedisConfig {
     /// ones are refused with `InvalidInput` before anything is sent.
     /// Default: 16 MiB (16777216).
     pub max_value_bytes: usize,
-    /// Redis Cluster seed nodes: not supported yet (refused with a `Config`
-    /// error rather than ignored).
-    nodes: Option<serde_json::Value>,
+    /// The most connections the store opens at once (each one a cluster
+    /// connection in cluster mode); calls beyond it wait for a free one,
+    /// up to `timeout_ms`. Default: 16.
+    pub pool_size: usize,
     /// TLS settings: not supported yet. `tls = false` is accepted; anything
     /// else is refused with a `Config` error rather than ignored.
     tls: Option<serde_json::Value>,
@@ -76,7 +85,8 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
-            url: DEFAULT_URL.to_string(),
+            url: None,
+            nodes: None,
             password: None,
             prefix: None,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
@@ -84,7 +94,7 @@ impl Default for RedisConfig {
             max_messages: DEFAULT_MAX_MESSAGES,
             ttl: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-            nodes: None,
+            pool_size: DEFAULT_POOL_SIZE,
             tls: None,
         }
     }
@@ -95,7 +105,14 @@ impl Default for RedisConfig {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field(
+                "nodes",
+                &self
+                    .nodes
+                    .as_ref()
+                    .map(|n| n.iter().map(|u| redact_url(u)).collect::<Vec<_>>()),
+            )
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("prefix", &self.prefix)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -103,6 +120,7 @@ impl fmt::Debug for RedisConfig {
             .field("max_messages", &self.max_messages)
             .field("ttl", &self.ttl)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("pool_size", &self.pool_size)
             .finish_non_exhaustive()
     }
 }
@@ -116,10 +134,17 @@ impl RedisConfig {
     }
 
     fn check(&self, config: &StoreConfig) -> Result<()> {
-        if self.nodes.is_some() {
-            return Err(config.error(
-                "key 'nodes' (Redis Cluster) is not supported yet by the redis backend: remove it and point `url` at a single server",
-            ));
+        if let Some(nodes) = &self.nodes {
+            if self.url.is_some() {
+                return Err(config.error(
+                    "both `url` and `nodes` are given: keep `url` for a single server, or `nodes` for Redis Cluster",
+                ));
+            }
+            if nodes.is_empty() {
+                return Err(config.error(
+                    "nodes is empty: list at least one node of the cluster, like nodes = [\"redis://127.0.0.1:7000\"]",
+                ));
+            }
         }
         // `tls = false` says what the backend does; anything else asks for
         // something it cannot do yet.
@@ -132,12 +157,14 @@ impl RedisConfig {
                 "key 'tls' is not supported yet by the redis backend: remove it and use a redis:// URL (for TLS, run a local TLS tunnel such as stunnel and point `url` at it)",
             ));
         }
-        let scheme = self.url.split("://").next().unwrap_or_default();
-        if scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys") {
-            return Err(config.error(format!(
-                "url '{}' asks for TLS ({scheme}://), which the redis backend does not support yet: use redis:// (for TLS, run a local TLS tunnel such as stunnel and point `url` at it)",
-                redact_url(&self.url)
-            )));
+        for url in self.urls() {
+            let scheme = url.split("://").next().unwrap_or_default();
+            if scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys") {
+                return Err(config.error(format!(
+                    "url '{}' asks for TLS ({scheme}://), which the redis backend does not support yet: use redis:// (for TLS, run a local TLS tunnel such as stunnel and point `url` at it)",
+                    redact_url(url)
+                )));
+            }
         }
         let prefix = self.prefix(&config.store);
         if prefix.is_empty() {
@@ -164,12 +191,29 @@ impl RedisConfig {
         if self.max_messages > i64::MAX as usize {
             return Err(config.error("max_messages is too large: give at most 2^63-1"));
         }
+        if self.pool_size == 0 {
+            return Err(config.error("pool_size is 0: give at least 1 connection"));
+        }
         if self.max_value_bytes == 0 {
             return Err(config.error("max_value_bytes is 0: give a positive size in bytes"));
         }
         self.channel_limits()
             .map_err(|e| config.error(e.message()))?;
         Ok(())
+    }
+
+    /// The single server's URL: `url`, or the default.
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or(DEFAULT_URL)
+    }
+
+    /// The URLs the store connects to: the cluster's nodes, or the one
+    /// server's.
+    pub fn urls(&self) -> Vec<&str> {
+        match &self.nodes {
+            Some(nodes) => nodes.iter().map(String::as_str).collect(),
+            None => vec![self.url()],
+        }
     }
 
     /// The key prefix for store `store`: the configured one, or `bp:<store>:`.
@@ -242,7 +286,9 @@ mod tests {
     fn defaults() {
         let c = cfg(serde_json::Value::Null).unwrap();
         assert_eq!(c, RedisConfig::default());
-        assert_eq!(c.url, DEFAULT_URL);
+        assert_eq!(c.url(), DEFAULT_URL);
+        assert_eq!(c.urls(), vec![DEFAULT_URL]);
+        assert_eq!(c.pool_size, DEFAULT_POOL_SIZE);
         assert_eq!(c.prefix("conv"), "bp:conv:");
         assert_eq!(c.channel_limits().unwrap(), ChannelLimits::default());
         assert_eq!(c.timeout(), Duration::from_secs(2));
@@ -270,13 +316,24 @@ mod tests {
         assert_eq!(l.ttl, Some(Duration::from_secs(1800)));
         assert_eq!(c.timeout(), Duration::from_millis(300));
         assert!(cfg(json!({"tls": false})).is_ok());
+        let c =
+            cfg(json!({"nodes": ["redis://a:7000", "redis://b:7001"], "pool_size": 4})).unwrap();
+        assert_eq!(c.urls(), vec!["redis://a:7000", "redis://b:7001"]);
+        assert_eq!(c.pool_size, 4);
     }
 
     #[test]
     fn rejects_bad_config() {
         for (opts, needle) in [
             (json!({"urll": "redis://x"}), "urll"),
-            (json!({"nodes": ["redis://a:7000"]}), "not supported yet"),
+            (json!({"nodes": []}), "nodes is empty"),
+            (json!({"nodes": "redis://a:7000"}), "nodes"),
+            (
+                json!({"nodes": ["redis://a:7000"], "url": "redis://b"}),
+                "both",
+            ),
+            (json!({"nodes": ["rediss://a:7000"]}), "TLS"),
+            (json!({"pool_size": 0}), "pool_size"),
             (json!({"tls": {"ca": "x.pem"}}), "not supported yet"),
             (json!({"tls": true}), "not supported yet"),
             (json!({"url": "rediss://h:6379"}), "TLS"),
@@ -297,17 +354,23 @@ mod tests {
 
     #[test]
     fn debug_hides_passwords() {
-        let c = cfg(json!({
-            "url": "redis://alice:url-secret@h:6379/0",
-            "password": "key-secret",
-        }))
-        .unwrap();
-        let d = format!("{c:?}");
-        assert!(
-            !d.contains("url-secret") && !d.contains("key-secret"),
-            "{d}"
-        );
-        assert!(d.contains("redis://alice:***@h:6379/0"), "{d}");
+        for (opts, shown) in [
+            (
+                json!({"url": "redis://alice:url-secret@h:6379/0", "password": "key-secret"}),
+                "redis://alice:***@h:6379/0",
+            ),
+            (
+                json!({"nodes": ["redis://alice:url-secret@h:7000/0"], "password": "key-secret"}),
+                "redis://alice:***@h:7000/0",
+            ),
+        ] {
+            let d = format!("{:?}", cfg(opts).unwrap());
+            assert!(
+                !d.contains("url-secret") && !d.contains("key-secret"),
+                "{d}"
+            );
+            assert!(d.contains(shown), "{d}");
+        }
         let e = cfg(json!({"url": "rediss://:pw@h"})).unwrap_err();
         assert!(!e.message().contains("pw@"), "{e}");
     }

@@ -5,14 +5,17 @@
 //! server keeps its data (the descriptor says `persistent: true`).
 //!
 //! Redis enforces the TTLs (`native_ttl: true`) and, through one Lua
-//! script per `add_message`, the channel bound. The plugin talks to the
-//! server with redis-rs's synchronous client, one connection per store;
-//! it owns no async runtime. Opening a store does not connect, so a host
-//! starts while Redis is down; calls then fail with `Unavailable` until the
-//! server answers, and the connection is re-established by itself.
+//! script per `add_message`/`add_messages` call, the channel bound. The
+//! plugin talks to the server with redis-rs's synchronous client through a
+//! small pool of connections per store; it owns no async runtime. The same
+//! store runs on one server (`url`) or on a Redis Cluster (`nodes`): a
+//! channel's keys share a hash tag, so its scripts stay atomic on a
+//! cluster. Opening a store does not connect, so a host starts while Redis
+//! is down; calls then fail with `Unavailable` until the server answers,
+//! and connections are re-established by themselves.
 //!
-//! Not built yet: Redis Cluster (`nodes`), TLS (`tls`, `rediss://`); both
-//! are refused with a `Config` error rather than ignored.
+//! Not built yet: TLS (`tls`, `rediss://`), refused with a `Config` error
+//! rather than ignored.
 //!
 //! # Layout
 //!
@@ -20,7 +23,8 @@
 //!   [`export_plugin!`](backplane_core::export_plugin).
 //! - [`config`]: [`RedisConfig`], the store section of plugins.toml.
 //! - [`backend`]: [`RedisCache`], the cache capability: key names, the
-//!   Lua scripts, the connection and the error mapping.
+//!   Lua scripts, the connection pool (single server or cluster) and the
+//!   error mapping.
 #![warn(missing_docs)]
 
 pub mod backend;
@@ -42,7 +46,7 @@ impl RedisPlugin {
     /// What the `redis` backend declares.
     pub fn descriptor() -> BackendDescriptor {
         let mut d = BackendDescriptor::new(BACKEND, &[Capability::Cache]).describe(
-            "cache on a Redis or Valkey server: TTLs enforced by the server, bounded channels kept atomic by Lua scripts",
+            "cache on a Redis or Valkey server or a Redis Cluster: TTLs enforced by the server, bounded channels kept atomic by Lua scripts",
         );
         d.native_ttl = true;
         d.persistent = true;

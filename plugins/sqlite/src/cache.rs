@@ -12,7 +12,7 @@
 //! is purged at most once a minute on a write.
 
 use backplane_core::{
-    validate_key, validate_ttl, Cache, CacheStats, Error, Health, Message, Result,
+    check_batch_ids, validate_key, validate_ttl, Cache, CacheStats, Error, Health, Message, Result,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -307,10 +307,18 @@ impl Cache for SqliteCache {
     }
 
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
+        let mut stored = self.add_messages(channel, std::slice::from_ref(message))?;
+        Ok(stored.remove(0))
+    }
+
+    fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
         validate_key(channel, "channel")?;
-        if !message.id.is_empty() {
-            validate_key(&message.id, "message id")?;
+        for m in messages {
+            if !m.id.is_empty() {
+                validate_key(&m.id, "message id")?;
+            }
         }
+        check_batch_ids(messages)?;
         const EXISTS: &str = "SELECT 1 FROM _bp_cache_messages WHERE channel = ?1 AND id = ?2";
         const SEQ: &str =
             "SELECT coalesce(max(seq), 0) + 1 FROM _bp_cache_messages WHERE channel = ?1";
@@ -324,47 +332,52 @@ impl Cache for SqliteCache {
              (SELECT seq FROM _bp_cache_messages WHERE channel = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)";
 
         let now = now_ms();
-        let mut stored = message.clone();
-        if stored.id.is_empty() {
-            stored.id = new_id("m");
-        }
-        if stored.timestamp_ms == 0 {
-            stored.timestamp_ms = now;
-        }
-        let metadata = (!stored.metadata.is_null()).then(|| stored.metadata.to_string());
         let expires_at = self.channel_ttl.map(|t| expiry(now, t));
         let keep = (self.max_messages - 1).min(i64::MAX as usize) as i64;
+        let mut out: Vec<Message> = Vec::with_capacity(messages.len());
 
         let conn = self.db.lock();
+        // One transaction: a refused message rolls back the whole batch.
         write_tx(&conn, |tx| {
             Self::channel_live(tx, channel, now)?;
-            let taken = tx
-                .prepare_cached(EXISTS)
-                .and_then(|mut s| s.exists([channel, &stored.id]))
-                .map_err(|e| sql_error(e, EXISTS))?;
-            if taken {
-                return Err(Error::already_exists(format!(
-                    "message '{}' exists in channel '{channel}': give a new id, or leave it empty to have one assigned",
-                    stored.id
-                )));
-            }
-            let seq: i64 = tx
+            let first: i64 = tx
                 .prepare_cached(SEQ)
                 .and_then(|mut s| s.query_row([channel], |r| r.get(0)))
                 .map_err(|e| sql_error(e, SEQ))?;
-            tx.prepare_cached(INSERT)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        channel,
-                        seq,
-                        stored.id,
-                        stored.role,
-                        stored.content,
-                        stored.timestamp_ms,
-                        metadata
-                    ])
-                })
-                .map_err(|e| sql_error(e, INSERT))?;
+            for (seq, message) in (first..).zip(messages) {
+                let mut stored = message.clone();
+                if stored.id.is_empty() {
+                    stored.id = new_id("m");
+                }
+                if stored.timestamp_ms == 0 {
+                    stored.timestamp_ms = now;
+                }
+                let taken = tx
+                    .prepare_cached(EXISTS)
+                    .and_then(|mut s| s.exists([channel, &stored.id]))
+                    .map_err(|e| sql_error(e, EXISTS))?;
+                if taken {
+                    return Err(Error::already_exists(format!(
+                        "message '{}' exists in channel '{channel}': give a new id, or leave it empty to have one assigned",
+                        stored.id
+                    )));
+                }
+                let metadata = (!stored.metadata.is_null()).then(|| stored.metadata.to_string());
+                tx.prepare_cached(INSERT)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            channel,
+                            seq,
+                            stored.id,
+                            stored.role,
+                            stored.content,
+                            stored.timestamp_ms,
+                            metadata
+                        ])
+                    })
+                    .map_err(|e| sql_error(e, INSERT))?;
+                out.push(stored);
+            }
             tx.prepare_cached(TOUCH)
                 .and_then(|mut s| s.execute(params![channel, expires_at]))
                 .map_err(|e| sql_error(e, TOUCH))?;
@@ -374,7 +387,7 @@ impl Cache for SqliteCache {
             Ok(())
         })?;
         self.maybe_purge(&conn, now);
-        Ok(stored)
+        Ok(out)
     }
 
     fn recent(

@@ -1,0 +1,227 @@
+//! Servers the tests start for themselves on loopback ports, and stop when
+//! dropped: a plain `redis-server`, and a Redis Cluster of several masters
+//! made from `redis-server --cluster-enabled yes` and
+//! `redis-cli --cluster create`.
+
+use crate::{in_ci, Scratch};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether `redis-server` (and, for a cluster, `redis-cli`) can be run.
+/// Outside CI a missing binary prints that `what` is skipped and why; in
+/// CI it is a failure.
+pub fn redis_binaries_available(what: &str) -> bool {
+    let runs = |bin: &str| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let ok = runs("redis-server") && runs("redis-cli");
+    if !ok {
+        assert!(
+            !in_ci(),
+            "redis-server and redis-cli are required in CI for {what} (.ci/run installs them)"
+        );
+        println!("skip {what}: redis-server or redis-cli is not on PATH; install redis-server (it brings redis-cli) to run it");
+    }
+    ok
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Send one inline command to `127.0.0.1:port` and return the raw reply,
+/// or `None` when nothing answers.
+pub fn raw_command(port: u16, command: &str) -> Option<String> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    c.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = c.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).to_string())
+}
+
+/// A `redis-server` child process, killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Start a server on `port` with nothing kept on disk, and wait until it
+    /// answers `PING`.
+    pub fn start(port: u16) -> RedisServer {
+        RedisServer::start_with(port, &[])
+    }
+
+    /// Start a server with extra command-line arguments.
+    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        let port_s = port.to_string();
+        let mut args = vec![
+            "--port",
+            &port_s,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let s = RedisServer {
+            child: Some(child),
+            port,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if raw_command(self.port, "PING").is_some_and(|r| r.starts_with("+PONG")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "redis-server on port {} did not answer within 10 s",
+            self.port
+        );
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kill the server and wait for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis Cluster of masters without replicas on loopback ports, its
+/// nodes' files in a scratch folder; every node is killed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    _dir: Scratch,
+}
+
+impl RedisCluster {
+    /// Start `masters` nodes, join them with `redis-cli --cluster create`
+    /// (slots spread evenly), and wait until every node reports
+    /// `cluster_state:ok`.
+    pub fn start(masters: usize) -> RedisCluster {
+        let dir = Scratch::new();
+        let ports = cluster_ports(masters);
+        let nodes: Vec<RedisServer> = ports
+            .iter()
+            .map(|&p| {
+                let conf = dir.path(&format!("nodes-{p}.conf"));
+                let conf = conf.to_str().expect("utf-8 temp path");
+                let dir = dir.0.to_str().expect("utf-8 temp path");
+                RedisServer::start_with(
+                    p,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf,
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--dir",
+                        dir,
+                    ],
+                )
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for p in &ports {
+            create.arg(format!("127.0.0.1:{p}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = ports.iter().all(|&p| {
+                raw_command(p, "CLUSTER INFO").is_some_and(|r| r.contains("cluster_state:ok"))
+            });
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster on ports {ports:?} did not reach cluster_state:ok within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RedisCluster { nodes, _dir: dir }
+    }
+
+    /// The nodes' URLs, for `nodes = [...]` in plugins.toml.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The nodes' ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+}
+
+/// `n` ports free on loopback whose cluster bus ports (port + 10000) are
+/// free too.
+fn cluster_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(n);
+    let mut tries = 0;
+    while ports.len() < n {
+        tries += 1;
+        assert!(tries < 1000, "no free port pairs for a Redis Cluster");
+        let p = free_port();
+        if p > 55535 || ports.contains(&p) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            ports.push(p);
+        }
+    }
+    ports
+}
