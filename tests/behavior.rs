@@ -103,3 +103,60 @@ async fn async_api() {
         }
     }
 }
+
+/// The cache's async `get`/`set`: awaited without a blocking thread where
+/// the backend has a non-blocking form (redis), on tokio's blocking pool
+/// elsewhere; the same results and errors either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_cache_calls() {
+    use backplane_host::ErrorKind;
+    for backend in backplane_behavior::backends_for(Capability::Cache) {
+        let scratch = backplane_behavior::Scratch::new();
+        let Some(storage) = backplane_behavior::open_one(&backend, Capability::Cache, &scratch, "")
+        else {
+            continue;
+        };
+        let c = storage.cache("s").unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..32 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..20 {
+                    let k = format!("k{t}:{i}");
+                    c.set(k.clone(), k.clone().into_bytes(), None).await?;
+                    assert_eq!(c.get(k.clone()).await?, Some(k.into_bytes()));
+                }
+                c.get(format!("missing{t}")).await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), None, "{backend}");
+        }
+        // A TTL set through the async path is kept.
+        c.set(
+            "short",
+            b"x".to_vec(),
+            Some(std::time::Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(c.get("short").await.unwrap(), None, "{backend}");
+        // Bad input fails the same way, naming the store.
+        for e in [
+            c.get("").await.unwrap_err(),
+            c.set("", b"v".to_vec(), None).await.unwrap_err(),
+            c.set("k", b"v".to_vec(), Some(std::time::Duration::ZERO))
+                .await
+                .unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{backend}: {e}");
+            assert_eq!(e.store(), Some("s"), "{backend}: {e}");
+        }
+        let stats = c.blocking().stats().unwrap();
+        assert!(
+            stats.hits >= 640 && stats.misses >= 33,
+            "{backend}: {stats:?}"
+        );
+    }
+}

@@ -184,3 +184,54 @@ fn a_frozen_server_fails_within_the_timeout() {
             .unwrap_or_else(|e| panic!("operation {i} after the server resumed failed: {e}"));
     }
 }
+
+/// The async API's non-blocking path (one multiplexed connection on the
+/// plugin's runtime) under the same stop and restart.
+#[test]
+fn server_restart_on_the_async_path() {
+    if !redis_server_available() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let scratch = Scratch::new();
+    let port = free_port();
+    let mut server = Server::start(port);
+    let storage = open(&scratch, port, &format!("bp-fault:{}:", namespace()), false);
+    let c = storage.cache("c").unwrap();
+    assert!(
+        c.blocking().as_async().is_some(),
+        "redis has a non-blocking form"
+    );
+    let op = |i: usize| {
+        let c = c.clone();
+        rt.block_on(async move {
+            let k = format!("k{i}");
+            c.set(k.clone(), k.clone().into_bytes(), None).await?;
+            assert_eq!(c.get(k.clone()).await?, Some(k.into_bytes()));
+            Ok::<(), backplane_host::Error>(())
+        })
+    };
+    for i in 0..20 {
+        op(i).expect("server up");
+    }
+    server.stop();
+    for i in 20..30 {
+        let t = Instant::now();
+        let e = op(i).expect_err("the server is down");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "an async call hung {:?} while the server was down (timeouts are 300 ms)",
+            t.elapsed()
+        );
+    }
+    let _server = Server::start(port);
+    let _ = op(30);
+    for i in 31..50 {
+        op(i).unwrap_or_else(|e| panic!("async operation {i} after the restart failed: {e}"));
+    }
+}

@@ -154,8 +154,33 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// Called once with the result of a call started through [`AsyncCache`].
+pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send + 'static>;
+
+/// The non-blocking form of a cache's two hottest calls, for a backend that
+/// owns an async runtime (the redis backend does). Each method starts the
+/// call and returns at once; `done` is called exactly once, from any thread,
+/// when the call has finished. The host's async API awaits these directly
+/// instead of handing the blocking call to a thread, so many concurrent
+/// tasks can share one multiplexed connection.
+///
+/// A backend offers it through [`Cache::as_async`]; the blocking methods
+/// of [`Cache`] stay the reference semantics and must agree with it.
+pub trait AsyncCache: Send + Sync {
+    /// Start [`Cache::get`].
+    fn get(&self, key: &str, done: Done<Option<Vec<u8>>>);
+    /// Start [`Cache::set`].
+    fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>, done: Done<()>);
+}
+
 /// A cache store. Implemented by plugins; used through the host.
 pub trait Cache: Send + Sync {
+    /// The store's non-blocking form of `get` and `set`, if it has one.
+    /// Default: none; the host's async API then runs the blocking call on
+    /// a blocking thread.
+    fn as_async(&self) -> Option<&dyn AsyncCache> {
+        None
+    }
     /// The value of `key`, if set and not expired.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Set `key`, expiring after `ttl` if given.

@@ -336,8 +336,30 @@ pub struct FfiStore {
     /// Run a relational fast-path call (other capabilities answer
     /// `Unsupported`).
     pub call_sql: unsafe extern "C" fn(object: *const c_void, call: &FfiSql<'_>) -> FfiResult,
+    /// Start one encoded call without blocking: a cache `get` or `set` on a
+    /// store whose [`Cache::as_async`](crate::Cache::as_async) is `Some`.
+    /// Returns true when started; `done(ctx, result)` is then called
+    /// exactly once, from any thread (also when the plugin drops the call,
+    /// with an error). Returns false, never calling `done`, for any other
+    /// call; the host then uses `call`.
+    pub call_async: unsafe extern "C" fn(
+        object: *const c_void,
+        request: RSlice<'_, u8>,
+        ctx: *mut c_void,
+        done: FfiDone,
+    ) -> bool,
+    /// Whether `call_async` serves this store's `get` and `set`.
+    pub has_async: bool,
     /// Free the object.
     pub drop: unsafe extern "C" fn(object: *mut c_void),
+}
+
+/// The host's completion callback for [`FfiStore::call_async`].
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct FfiDone {
+    /// Called once with the call's result and the host's `ctx`.
+    pub func: unsafe extern "C" fn(ctx: *mut c_void, result: FfiResult),
 }
 
 // SAFETY: the object behind `FfiStore` is a `Box<dyn Relational|Vector|…>`,
@@ -355,10 +377,29 @@ impl FfiStore {
     /// Encode `call`, run it, decode the result as `T`.
     pub fn call<T: serde::de::DeserializeOwned>(&self, call: &impl serde::Serialize) -> Result<T> {
         let req = encode(call);
-        match self.call_raw(&req) {
-            RResult::ROk(bytes) => decode(&bytes),
-            RResult::RErr(bytes) => Err(decode(&bytes)?),
-        }
+        decode_result(self.call_raw(&req))
+    }
+
+    /// Start one encoded call without blocking (see
+    /// [`FfiStore::call_async`]): true when started, and then `done` is
+    /// called exactly once with `ctx`.
+    ///
+    /// # Safety
+    ///
+    /// `ctx` must stay valid until `done` is called with it, and `done`
+    /// must be safe to call from any thread.
+    pub unsafe fn call_async_raw(&self, request: &[u8], ctx: *mut c_void, done: FfiDone) -> bool {
+        // SAFETY: `object` stays valid until `drop` runs in `Drop`; the
+        // caller vouches for `ctx` and `done`.
+        unsafe { (self.call_async)(self.object, RSlice::from_slice(request), ctx, done) }
+    }
+}
+
+/// Decode a call's result: the encoded value, or the encoded error.
+pub fn decode_result<T: serde::de::DeserializeOwned>(r: FfiResult) -> Result<T> {
+    match r {
+        RResult::ROk(bytes) => decode(&bytes),
+        RResult::RErr(bytes) => Err(decode(&bytes)?),
     }
 }
 
@@ -465,6 +506,102 @@ store_fns!(
     "a graph call"
 );
 
+/// The host's side of one started call: calls `done` exactly once, with
+/// the result, or with an error when dropped unanswered.
+struct Completion {
+    ctx: *mut c_void,
+    done: FfiDone,
+    fired: bool,
+}
+
+// SAFETY: `ctx` belongs to the host's callback, which may run on any
+// thread (`call_async`'s contract).
+unsafe impl Send for Completion {}
+
+impl Completion {
+    fn fire(mut self, r: FfiResult) {
+        self.fired = true;
+        // SAFETY: `done` and `ctx` come from the host's `call_async` call;
+        // `fired` makes this the only call.
+        unsafe { (self.done.func)(self.ctx, r) }
+    }
+    fn answer<T: serde::Serialize>(self, r: Result<T>) {
+        self.fire(to_ffi(r.map(|v| encode(&v))))
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.fired {
+            self.fired = true;
+            let e = Error::backend(
+                "the plugin dropped a started call without answering it (its runtime stopped, or it panicked): retry",
+            );
+            // SAFETY: as in `fire`; not fired before.
+            unsafe { (self.done.func)(self.ctx, to_ffi(Err(e))) }
+        }
+    }
+}
+
+unsafe extern "C" fn call_async_cache(
+    object: *const c_void,
+    request: RSlice<'_, u8>,
+    ctx: *mut c_void,
+    done: FfiDone,
+) -> bool {
+    // SAFETY: `object` is the `Box<dyn Cache>` made in `into_ffi`.
+    let store: &dyn crate::Cache = unsafe { &**(object as *const Box<dyn crate::Cache>) };
+    let made = std::cell::Cell::new(false);
+    let started = catch_unwind(AssertUnwindSafe(|| {
+        let Some(a) = store.as_async() else {
+            return false;
+        };
+        let Ok(call) = decode::<proto::CacheCall<'_>>(request.as_slice()) else {
+            return false;
+        };
+        // Once a completion is made, `done` is owed exactly once: the
+        // completion answers it, or its drop does (also when the plugin
+        // panics).
+        let completion = || {
+            made.set(true);
+            Completion {
+                ctx,
+                done,
+                fired: false,
+            }
+        };
+        match call {
+            proto::CacheCall::Get(key) => {
+                let c = completion();
+                a.get(&key, Box::new(move |r| c.answer(r)));
+            }
+            proto::CacheCall::Set { key, value, ttl_ms } => {
+                let c = completion();
+                a.set(
+                    &key,
+                    &value,
+                    ttl_ms.map(std::time::Duration::from_millis),
+                    Box::new(move |r| c.answer(r)),
+                );
+            }
+            _ => return false,
+        }
+        true
+    }));
+    // After a panic: if the completion was made, its drop has answered;
+    // if not, nothing was started and the host uses `call`.
+    started.unwrap_or(made.get())
+}
+
+unsafe extern "C" fn call_async_none(
+    _: *const c_void,
+    _: RSlice<'_, u8>,
+    _: *mut c_void,
+    _: FfiDone,
+) -> bool {
+    false
+}
+
 unsafe extern "C" fn call_sql_relational(object: *const c_void, call: &FfiSql<'_>) -> FfiResult {
     // SAFETY: `object` is the `Box<dyn Relational>` made in `into_ffi`.
     let store: &dyn crate::Relational = unsafe { &**(object as *const Box<dyn crate::Relational>) };
@@ -558,6 +695,14 @@ impl OpenedStore {
         type Call = unsafe extern "C" fn(*const c_void, RSlice<'_, u8>) -> FfiResult;
         type Sql = unsafe extern "C" fn(*const c_void, &FfiSql<'_>) -> FfiResult;
         type Drop = unsafe extern "C" fn(*mut c_void);
+        type Async =
+            unsafe extern "C" fn(*const c_void, RSlice<'_, u8>, *mut c_void, FfiDone) -> bool;
+        let has_async = matches!(&self, OpenedStore::Cache(s) if s.as_async().is_some());
+        let call_async: Async = if has_async {
+            call_async_cache
+        } else {
+            call_async_none
+        };
         let (capability, object, call, call_sql, drop): (Capability, *mut c_void, Call, Sql, Drop) =
             match self {
                 OpenedStore::Relational(s) => (
@@ -594,6 +739,8 @@ impl OpenedStore {
             object,
             call,
             call_sql,
+            call_async,
+            has_async,
             drop,
         }
     }

@@ -38,8 +38,8 @@ pub mod value;
 pub mod vector;
 
 pub use cache::{
-    check_batch_ids, parse_duration, validate_key, validate_ttl, Cache, CacheStats, ChannelLimits,
-    Message,
+    check_batch_ids, parse_duration, validate_key, validate_ttl, AsyncCache, Cache, CacheStats,
+    ChannelLimits, Done, Message,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{Condition, Filter, FilterOp, Range, Scalar};
@@ -68,4 +68,4 @@ pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Bumped whenever the wire format of [`proto`] changes. The host refuses
 /// plugins built with another.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;

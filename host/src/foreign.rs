@@ -3,26 +3,45 @@
 //! traits by encoding each call, running it in the plugin, and decoding the
 //! result. Errors gain the store name and backend here.
 
-use backplane_core::ffi::{FfiParams, FfiStore, SQL_EXECUTE, SQL_EXECUTE_MANY, SQL_QUERY};
+use backplane_core::ffi::{
+    decode_result, FfiDone, FfiParams, FfiResult, FfiStore, SQL_EXECUTE, SQL_EXECUTE_MANY,
+    SQL_QUERY,
+};
 use backplane_core::proto::{decode_owned, CacheCall, GraphCall, RelationalCall, VectorCall};
 use backplane_core::rows::{decode_rows_with, ColumnsMemo};
 use backplane_core::*;
 use std::borrow::Cow;
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// What the host hands a plugin as `ctx` of a started call: the callback
+/// that decodes the result and completes the caller's future.
+type Callback = Box<dyn FnOnce(FfiResult) + Send>;
+
+/// The host's completion function for started calls; `ctx` is a boxed
+/// [`Callback`], freed here.
+unsafe extern "C" fn host_done(ctx: *mut c_void, r: FfiResult) {
+    // SAFETY: made by `Box::into_raw` in `Foreign::start`; the plugin calls
+    // this once per started call.
+    let cb = unsafe { Box::from_raw(ctx as *mut Callback) };
+    let _ = catch_unwind(AssertUnwindSafe(move || cb(r)));
+}
 
 /// A store opened in a plugin, with the names its errors carry.
 pub struct Foreign {
     ffi: FfiStore,
-    store: String,
-    backend: String,
+    store: Arc<str>,
+    backend: Arc<str>,
 }
 
 impl Foreign {
     pub(crate) fn new(ffi: FfiStore, store: &str, backend: &str) -> Self {
         Foreign {
             ffi,
-            store: store.to_string(),
-            backend: backend.to_string(),
+            store: store.into(),
+            backend: backend.into(),
         }
     }
     #[inline]
@@ -180,7 +199,53 @@ impl Vector for ForeignVector {
     }
 }
 
+impl Foreign {
+    /// Start `call` in the plugin without blocking; `done` gets the
+    /// decoded result (run here, blocking, if the plugin did not start it).
+    fn start<T: serde::de::DeserializeOwned + 'static>(
+        &self,
+        call: &impl serde::Serialize,
+        done: Done<T>,
+    ) {
+        let req = backplane_core::proto::encode(call);
+        let (store, backend) = (self.store.clone(), self.backend.clone());
+        let cb: Callback =
+            Box::new(move |r| done(decode_result(r).map_err(|e| e.in_store(&store, &backend))));
+        let ctx = Box::into_raw(Box::new(cb)) as *mut c_void;
+        // SAFETY: `ctx` lives until `host_done` frees it, which may run on
+        // any thread.
+        let started = unsafe {
+            self.ffi
+                .call_async_raw(&req, ctx, FfiDone { func: host_done })
+        };
+        if !started {
+            // SAFETY: not started, so the plugin never saw `ctx`.
+            let cb = unsafe { Box::from_raw(ctx as *mut Callback) };
+            cb(self.ffi.call_raw(&req));
+        }
+    }
+}
+
+impl AsyncCache for ForeignCache {
+    fn get(&self, key: &str, done: Done<Option<Vec<u8>>>) {
+        self.0.start(&CacheCall::Get(b(key)), done)
+    }
+    fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>, done: Done<()>) {
+        self.0.start(
+            &CacheCall::Set {
+                key: b(key),
+                value: Cow::Borrowed(value),
+                ttl_ms: ttl.map(ms),
+            },
+            done,
+        )
+    }
+}
+
 impl Cache for ForeignCache {
+    fn as_async(&self) -> Option<&dyn AsyncCache> {
+        self.0.ffi.has_async.then_some(self as &dyn AsyncCache)
+    }
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.0.call(&CacheCall::Get(b(key)))
     }

@@ -45,12 +45,21 @@
 //! too), and the next call connects again; the failing call returns
 //! `Unavailable`, which callers may retry. Opening a store never connects,
 //! so a host starts while Redis is down.
+//!
+//! # Async calls
+//!
+//! On a single server, `get` and `set` also have a non-blocking form
+//! ([`AsyncCache`]): each is a task on the store's own tokio runtime (one
+//! worker, started on first use) over one multiplexed connection
+//! (`AsyncConn`), answering through the host's callback. A cluster store
+//! has none (redis-rs's async cluster client is not compiled in).
 
 use crate::config::{redact_url, RedisConfig};
 use backplane_core::{
-    check_batch_ids, validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Error, Health,
-    Message, Result,
+    check_batch_ids, validate_key, validate_ttl, AsyncCache, Cache, CacheStats, ChannelLimits,
+    Done, Error, Health, Message, Result,
 };
+use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Connection, ConnectionInfo, ConnectionLike, IntoConnectionInfo, RedisError, Script};
@@ -58,7 +67,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Keys asked for per `SCAN` call, and commands per pipeline in `stats`.
@@ -175,22 +184,20 @@ struct PoolState {
 /// A cache store on a Redis (or Valkey) server, or a Redis Cluster.
 pub struct RedisCache {
     server: Server,
-    /// `the redis server at host:port` or `the redis cluster at host:port,
-    /// …`: for messages, never the URL.
-    at: String,
+    /// What errors say, and the counters; shared with async calls.
+    shared: Arc<Shared>,
     /// `host:port` of the server (or its socket path), or the seed nodes.
     addr: String,
-    db: i64,
     keys: Keys,
     limits: ChannelLimits,
     max_value_bytes: usize,
-    connect_timeout: Duration,
-    timeout: Duration,
     pool_size: usize,
     pool: Mutex<PoolState>,
     freed: Condvar,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// The non-blocking side (single server only): a multiplexed
+    /// connection on the store's own runtime, both made on first use.
+    aio: Option<Arc<AsyncConn>>,
+    runtime: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
     add: Script,
     remove: Script,
     clear: Script,
@@ -263,16 +270,33 @@ impl RedisCache {
                 (Server::Cluster(client), at, addr, 0)
             }
         };
+        let shared = Arc::new(Shared {
+            at,
+            db,
+            connect_timeout: config.connect_timeout(),
+            timeout: config.timeout(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        });
+        let aio = match &server {
+            Server::Single(client) => Some(Arc::new(AsyncConn {
+                client: client.clone(),
+                config: redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(shared.connect_timeout))
+                    .set_response_timeout(Some(shared.timeout)),
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                shared: shared.clone(),
+            })),
+            Server::Cluster(_) => None,
+        };
         Ok(RedisCache {
             server,
-            at,
+            shared,
             addr,
-            db,
             keys: Keys::new(config.prefix(store)),
             limits: config.channel_limits()?,
             max_value_bytes: config.max_value_bytes,
-            connect_timeout: config.connect_timeout(),
-            timeout: config.timeout(),
             pool_size: config.pool_size,
             pool: Mutex::new(PoolState {
                 idle: Vec::new(),
@@ -280,8 +304,8 @@ impl RedisCache {
                 generation: 0,
             }),
             freed: Condvar::new(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            aio,
+            runtime: OnceLock::new(),
             add: Script::new(ADD_SCRIPT),
             remove: Script::new(REMOVE_SCRIPT),
             clear: Script::new(CLEAR_SCRIPT),
@@ -312,21 +336,21 @@ impl RedisCache {
     fn connect(&self) -> redis::RedisResult<Conn> {
         let conn = match &self.server {
             Server::Single(client) => {
-                let conn = client.get_connection_with_timeout(self.connect_timeout)?;
-                conn.set_read_timeout(Some(self.timeout))?;
-                conn.set_write_timeout(Some(self.timeout))?;
+                let conn = client.get_connection_with_timeout(self.shared.connect_timeout)?;
+                conn.set_read_timeout(Some(self.shared.timeout))?;
+                conn.set_write_timeout(Some(self.shared.timeout))?;
                 Conn::Single(conn)
             }
             Server::Cluster(client) => {
                 let conn = client.get_connection()?;
-                conn.set_read_timeout(Some(self.timeout))?;
-                conn.set_write_timeout(Some(self.timeout))?;
+                conn.set_read_timeout(Some(self.shared.timeout))?;
+                conn.set_write_timeout(Some(self.shared.timeout))?;
                 Conn::Cluster(Box::new(conn))
             }
         };
         log::debug!(
             "redis: connected to {} (prefix {})",
-            self.at,
+            self.shared.at,
             self.keys.prefix
         );
         Ok(conn)
@@ -335,7 +359,7 @@ impl RedisCache {
     /// An idle connection, or a new one when fewer than `pool_size` are
     /// open; else wait for one to be freed, at most `timeout`.
     fn checkout(&self, what: &str) -> Result<Lease<'_>> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.shared.timeout;
         let mut st = self.lock();
         loop {
             if let Some((generation, conn)) = st.idle.pop() {
@@ -364,8 +388,8 @@ impl RedisCache {
                 return Err(Error::unavailable(format!(
                     "{what}: all {} connections to {} stayed busy for {} ms: raise pool_size or timeout_ms; the call can be retried",
                     self.pool_size,
-                    self.at,
-                    self.timeout.as_millis()
+                    self.shared.at,
+                    self.shared.timeout.as_millis()
                 )));
             }
             st = self
@@ -386,7 +410,7 @@ impl RedisCache {
             if breaks_connection(&e) {
                 log::warn!(
                     "redis: {what} on {} failed ({e}); reconnecting on the next call",
-                    self.at
+                    self.shared.at
                 );
                 lease.broken();
             }
@@ -394,6 +418,58 @@ impl RedisCache {
         })
     }
 
+    /// Translate a client or server error into Backplane's kinds.
+    fn error(&self, what: &str, e: &RedisError) -> Error {
+        self.shared.error(what, e)
+    }
+
+    fn check_value(&self, what: &str, name: &str, len: usize) -> Result<()> {
+        if len > self.max_value_bytes {
+            return Err(Error::invalid(format!(
+                "the {what} for '{name}' is {len} bytes; this store accepts at most {} (max_value_bytes): store it elsewhere or raise max_value_bytes",
+                self.max_value_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn count(&self, hits: u64, misses: u64) {
+        self.shared.count(hits, misses)
+    }
+
+    /// `m<epoch ms>-<random token>-<counter>`.
+    fn fresh_id(&self) -> String {
+        format!(
+            "m{}-{:08x}-{}",
+            now_ms(),
+            self.id_token,
+            self.id_seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// `SET key value [PX ttl]` for one entry.
+    fn set_cmd(pipe: &mut redis::Pipeline, key: String, value: &[u8], ttl: Option<Duration>) {
+        let c = pipe.cmd("SET").arg(key).arg(value);
+        if let Some(t) = ttl {
+            c.arg("PX").arg(ttl_ms(t));
+        }
+    }
+}
+
+/// What a store's errors say about its server, and its hit counters:
+/// shared by the blocking calls and the async calls' tasks.
+struct Shared {
+    /// `the redis server at host:port` or `the redis cluster at host:port,
+    /// …`: for messages, never the URL.
+    at: String,
+    db: i64,
+    connect_timeout: Duration,
+    timeout: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Shared {
     /// Translate a client or server error into Backplane's kinds.
     fn error(&self, what: &str, e: &RedisError) -> Error {
         use redis::{ErrorKind as K, ServerErrorKind as S};
@@ -440,36 +516,151 @@ impl RedisCache {
         }
     }
 
-    fn check_value(&self, what: &str, name: &str, len: usize) -> Result<()> {
-        if len > self.max_value_bytes {
-            return Err(Error::invalid(format!(
-                "the {what} for '{name}' is {len} bytes; this store accepts at most {} (max_value_bytes): store it elsewhere or raise max_value_bytes",
-                self.max_value_bytes
-            )));
-        }
-        Ok(())
-    }
-
     fn count(&self, hits: u64, misses: u64) {
         self.hits.fetch_add(hits, Ordering::Relaxed);
         self.misses.fetch_add(misses, Ordering::Relaxed);
     }
+}
 
-    /// `m<epoch ms>-<random token>-<counter>`.
-    fn fresh_id(&self) -> String {
-        format!(
-            "m{}-{:08x}-{}",
-            now_ms(),
-            self.id_token,
-            self.id_seq.fetch_add(1, Ordering::Relaxed)
-        )
+/// A single server's multiplexed async connection, made on first use and
+/// again after an error broke it.
+struct AsyncConn {
+    client: redis::Client,
+    config: redis::AsyncConnectionConfig,
+    current: Mutex<Option<MultiplexedConnection>>,
+    /// Held while connecting, so concurrent calls make one connection.
+    connecting: tokio::sync::Mutex<()>,
+    shared: Arc<Shared>,
+}
+
+impl AsyncConn {
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// `SET key value [PX ttl]` for one entry.
-    fn set_cmd(pipe: &mut redis::Pipeline, key: String, value: &[u8], ttl: Option<Duration>) {
-        let c = pipe.cmd("SET").arg(key).arg(value);
+    async fn connection(&self, what: &str) -> Result<MultiplexedConnection> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let c = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .map_err(|e| self.shared.error(what, &e))?;
+        log::debug!("redis: async connection to {}", self.shared.at);
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Run `cmd`; an error that breaks the connection drops it, so the
+    /// next call connects again.
+    async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: redis::Cmd) -> Result<T> {
+        let mut c = self.connection(what).await?;
+        cmd.query_async(&mut c).await.map_err(|e| {
+            if breaks_connection(&e) {
+                log::warn!(
+                    "redis: {what} on {} failed ({e}); reconnecting on the next call",
+                    self.shared.at
+                );
+                *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            self.shared.error(what, &e)
+        })
+    }
+}
+
+impl RedisCache {
+    /// The store's runtime for async calls, started on first use: one
+    /// worker thread drives every task and the multiplexed connection.
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        self.runtime
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    // Two workers measured no faster than one at 64
+                    // concurrent tasks on two cores (BENCHMARKS.md).
+                    .worker_threads(1)
+                    .thread_name("backplane-redis")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| {
+                Error::backend(format!(
+                    "the redis plugin cannot start its async runtime: {e}"
+                ))
+            })
+    }
+
+    /// Spawn `task` on the runtime, or answer `done` with why not.
+    fn spawn<T: Send + 'static>(
+        &self,
+        done: Done<T>,
+        task: impl FnOnce(Arc<AsyncConn>) -> BoxFuture<Result<T>>,
+    ) {
+        let Some(aio) = self.aio.clone() else {
+            return done(Err(Error::unsupported(
+                "async calls are served on a single server only; a cluster store runs them blocking",
+            )));
+        };
+        let rt = match self.runtime() {
+            Ok(rt) => rt,
+            Err(e) => return done(Err(e)),
+        };
+        let fut = task(aio);
+        rt.spawn(async move { done(fut.await) });
+    }
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+impl AsyncCache for RedisCache {
+    fn get(&self, key: &str, done: Done<Option<Vec<u8>>>) {
+        if let Err(e) = validate_key(key, "key") {
+            return done(Err(e));
+        }
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.kv(key));
+        self.spawn(done, move |aio| {
+            Box::pin(async move {
+                let v: Option<Vec<u8>> = aio.query("get", cmd).await?;
+                aio.shared.count(v.is_some() as u64, v.is_none() as u64);
+                Ok(v)
+            })
+        })
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>, done: Done<()>) {
+        if let Err(e) = validate_key(key, "key")
+            .and_then(|_| validate_ttl(ttl))
+            .and_then(|_| self.check_value("value", key, value.len()))
+        {
+            return done(Err(e));
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.kv(key)).arg(value);
         if let Some(t) = ttl {
-            c.arg("PX").arg(ttl_ms(t));
+            cmd.arg("PX").arg(ttl_ms(t));
+        }
+        self.spawn(done, move |aio| {
+            Box::pin(async move { aio.query("set", cmd).await })
+        })
+    }
+}
+
+impl Drop for RedisCache {
+    fn drop(&mut self) {
+        // Tasks still running are dropped; each answers its caller with an
+        // error through the plugin boundary.
+        if let Some(Ok(rt)) = self.runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -524,6 +715,10 @@ fn breaks_connection(e: &RedisError) -> bool {
 }
 
 impl Cache for RedisCache {
+    fn as_async(&self) -> Option<&dyn AsyncCache> {
+        self.aio.is_some().then_some(self as &dyn AsyncCache)
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         validate_key(key, "key")?;
         let k = self.keys.kv(key);
@@ -829,8 +1024,8 @@ impl Cache for RedisCache {
             Ok((kv.len() as u64, channels, messages, memory))
         })?;
         Ok(CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.shared.hits.load(Ordering::Relaxed),
+            misses: self.shared.misses.load(Ordering::Relaxed),
             keys,
             channels,
             messages,
@@ -865,10 +1060,10 @@ impl Cache for RedisCache {
         let version = info_field(&info, &format!("{name}_version"))
             .or_else(|| info_field(&info, "redis_version"))
             .unwrap_or("(unknown version)");
-        let db = if self.db == 0 {
+        let db = if self.shared.db == 0 {
             String::new()
         } else {
-            format!("db {}, ", self.db)
+            format!("db {}, ", self.shared.db)
         };
         Ok(match cluster {
             None => Health::ok(format!(

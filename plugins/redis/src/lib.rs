@@ -7,7 +7,8 @@
 //! Redis enforces the TTLs (`native_ttl: true`) and, through one Lua
 //! script per `add_message`/`add_messages` call, the channel bound. The
 //! plugin talks to the server with redis-rs's synchronous client through a
-//! small pool of connections per store; it owns no async runtime. The same
+//! small pool of connections per store, and serves the host's async
+//! `get`/`set` from a multiplexed connection on a tokio runtime it owns. The same
 //! store runs on one server (`url`) or on a Redis Cluster (`nodes`): a
 //! channel's keys share a hash tag, so its scripts stay atomic on a
 //! cluster. Opening a store does not connect, so a host starts while Redis
