@@ -1,7 +1,9 @@
 //! Faults: a real Redis server stopped and restarted in the middle of a
 //! stream of operations. Without a fallback, calls fail fast with
 //! `Unavailable` while it is down and the store reconnects by itself after;
-//! with `fallback = "memory"`, no call fails at all.
+//! with `fallback = "memory"`, no call fails at all. The same holds on the
+//! async API's non-blocking path; a frozen server fails calls within the
+//! timeout; a wrong or missing password is one clear `Config` error.
 //!
 //! The test starts its own `redis-server` on a free loopback port and stops
 //! it after. Without a `redis-server` binary it prints that it skipped, or
@@ -234,4 +236,51 @@ fn server_restart_on_the_async_path() {
     for i in 31..50 {
         op(i).unwrap_or_else(|e| panic!("async operation {i} after the restart failed: {e}"));
     }
+}
+
+/// A server that wants a password: a wrong or missing one is one clear
+/// `Config` error that never shows the password; the right one works.
+#[test]
+fn wrong_password_is_a_clear_config_error() {
+    if !redis_server_available() {
+        return;
+    }
+    let port = free_port();
+    let _server = Server::start_with(port, &["--requirepass", "right-s3cret"]);
+    let scratch = Scratch::new();
+    let open_with = |password: Option<&str>| {
+        let file = scratch.path(&format!("plugins-{}.toml", namespace()));
+        std::fs::write(
+            &file,
+            format!(
+                "[plugins]\nload = [\"{}\"]\n\n[cache.c]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}/0\"\nprefix = \"bp-auth:\"\n{}",
+                library("backplane_plugin_redis").display(),
+                password.map_or(String::new(), |p| format!("password = \"{p}\"\n"))
+            ),
+        )
+        .unwrap();
+        Storage::open(&file).unwrap()
+    };
+    for (password, what) in [(Some("wrong-s3cret"), "wrong"), (None, "missing")] {
+        let storage = open_with(password);
+        let e = storage
+            .cache("c")
+            .unwrap()
+            .blocking()
+            .set("k", b"v", None)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{what} password: {e}");
+        assert!(
+            e.message().contains("password"),
+            "{what}: says what to fix: {e}"
+        );
+        assert!(
+            !e.to_string().contains("s3cret"),
+            "{what}: shows no password: {e}"
+        );
+    }
+    let storage = open_with(Some("right-s3cret"));
+    let c = storage.cache("c").unwrap();
+    c.blocking().set("k", b"v", None).unwrap();
+    assert_eq!(c.blocking().get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }

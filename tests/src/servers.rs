@@ -95,7 +95,10 @@ impl RedisServer {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if raw_command(self.port, "PING").is_some_and(|r| r.starts_with("+PONG")) {
+            // A server with a password answers, but refuses PING.
+            if raw_command(self.port, "PING")
+                .is_some_and(|r| r.starts_with("+PONG") || r.starts_with("-NOAUTH"))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
