@@ -14,10 +14,12 @@
 //!   into Rust types. A middle row runs the plugin's own engine in-process,
 //!   without the boundary, to show which part of a gap is whose.
 //! - `redis`: 100k SET+GET pairs, sequential and from 64 concurrent tokio
-//!   tasks, through the redis plugin vs the redis crate's multiplexed async
-//!   connection; and 100k conversation messages appended in batches of 100
-//!   (`add_messages` vs a pipelined RPUSH + LTRIM) and read back (skipped
-//!   when no Redis answers; `BACKPLANE_REDIS_URL`).
+//!   tasks, through the redis plugin (the async API both ways: awaited
+//!   through the plugin's callback, and on tokio's blocking pool) vs the
+//!   redis crate's multiplexed async connection; and 100k conversation
+//!   messages appended in batches of 100 (`add_messages` vs a pipelined
+//!   RPUSH + LTRIM) and read back (skipped when no Redis answers;
+//!   `BACKPLANE_REDIS_URL`).
 //! - `vector`: 1k exact top-10 cosine searches over 20k 384-dimension
 //!   vectors through the sqlite and memory plugins vs a plain exact scan
 //!   over a `Vec<f32>` (the floor).
@@ -712,6 +714,34 @@ fn redis_group(rounds: usize, out: &mut Vec<Row>) {
                                         let k = format!("a64:{i}");
                                         store.set(k.clone(), value.clone(), None).await.unwrap();
                                         assert_eq!(store.get(k).await.unwrap().unwrap().len(), 64);
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    })
+                }),
+            },
+            // The other way futures can cross: each call run blocking on
+            // tokio's blocking pool (`run`), what the async API does for
+            // calls without a non-blocking form.
+            Variant {
+                name: "host redis, async API on the blocking pool",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    rt.block_on(async {
+                        let tasks: Vec<_> = (0..REDIS_TASKS)
+                            .map(|t| {
+                                let (store, value) = (store.clone(), value.clone());
+                                tokio::spawn(async move {
+                                    for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
+                                        let k = format!("p64:{i}");
+                                        let (k2, v) = (k.clone(), value.clone());
+                                        store.run(move |s| s.set(&k2, &v, None)).await.unwrap();
+                                        let got = store.run(move |s| s.get(&k)).await.unwrap();
+                                        assert_eq!(got.unwrap().len(), 64);
                                     }
                                 })
                             })
