@@ -35,6 +35,16 @@ fn cache_suite_on_redis_cluster() {
     }
     let cluster = RedisCluster::start(3);
     let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    run_redis_cases(
+        "on Redis Cluster",
+        &format!("nodes = [{}]", nodes.join(", ")),
+    );
+}
+
+/// The whole cache suite on the redis backend with the section lines
+/// `connection` (plus a fresh prefix and the suite's options), failing with
+/// every failed case.
+fn run_redis_cases(on: &str, connection: &str) {
     let (ran, failures) = backplane_behavior::run_cases(
         "redis",
         Capability::Cache,
@@ -42,8 +52,7 @@ fn cache_suite_on_redis_cluster() {
         |s| s.cache("s").unwrap(),
         |_| {
             Some(format!(
-                "nodes = [{}]\nprefix = \"bp-test:{}:\"\n{}",
-                nodes.join(", "),
+                "{connection}\nprefix = \"bp-test:{}:\"\n{}",
                 backplane_behavior::namespace(),
                 cache::OPTIONS
             ))
@@ -52,10 +61,66 @@ fn cache_suite_on_redis_cluster() {
     assert_eq!(ran, cache::cases().len());
     assert!(
         failures.is_empty(),
-        "{} cache cases failed on Redis Cluster:\n{}",
+        "{} cache cases failed {on}:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The cache suite on the redis backend over TLS: a `redis-server` that
+/// speaks only TLS, its certificate signed by a CA made for the test
+/// (`tls.ca_file`). Without that CA the server's certificate is refused
+/// with one `Config` error.
+#[test]
+fn cache_suite_on_redis_tls() {
+    use backplane_behavior::servers::{
+        free_port, redis_binaries_available, RedisServer, TestCerts,
+    };
+    if !redis_binaries_available("the cache suite over TLS")
+        || !TestCerts::available("the cache suite over TLS")
+    {
+        return;
+    }
+    let certs = TestCerts::generate();
+    let port = free_port();
+    let _server = RedisServer::start_tls(port, &certs);
+    let ca = certs.path("ca.crt");
+    run_redis_cases(
+        "over TLS",
+        &format!("url = \"rediss://127.0.0.1:{port}/0\"\ntls = {{ ca_file = \"{ca}\" }}"),
+    );
+    // The async API's non-blocking path goes over TLS too.
+    let scratch = backplane_behavior::Scratch::new();
+    let storage = backplane_behavior::open_with(
+        "redis",
+        Capability::Cache,
+        &scratch,
+        &format!(
+            "url = \"redis://127.0.0.1:{port}/0\"\ntls = {{ ca_file = \"{ca}\" }}\nprefix = \"bp-test:{}:\"",
+            backplane_behavior::namespace()
+        ),
+    );
+    let c = storage.cache("s").unwrap();
+    assert!(c.blocking().as_async().is_some());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            c.set("a", b"over tls".to_vec(), None).await.unwrap();
+            assert_eq!(c.get("a").await.unwrap().as_deref(), Some(&b"over tls"[..]));
+        });
+    // The system's roots do not know the test CA.
+    let scratch = backplane_behavior::Scratch::new();
+    let storage = backplane_behavior::open_with(
+        "redis",
+        Capability::Cache,
+        &scratch,
+        &format!("url = \"redis://127.0.0.1:{port}/0\"\ntls = true"),
+    );
+    let e = storage.cache("s").unwrap().blocking().get("k").unwrap_err();
+    assert_eq!(e.kind(), backplane_host::ErrorKind::Config, "{e}");
+    assert!(e.message().contains("tls.ca_file"), "{e}");
 }
 
 #[test]

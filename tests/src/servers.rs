@@ -1,5 +1,6 @@
 //! Servers the tests start for themselves on loopback ports, and stop when
-//! dropped: a plain `redis-server`, and a Redis Cluster of several masters
+//! dropped: a plain `redis-server`, one that speaks only TLS (certificates
+//! made with the `openssl` command), and a Redis Cluster of several masters
 //! made from `redis-server --cluster-enabled yes` and
 //! `redis-cli --cluster create`.
 
@@ -67,29 +68,25 @@ impl RedisServer {
     /// Start a server with extra command-line arguments.
     pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         let port_s = port.to_string();
-        let mut args = vec![
-            "--port",
-            &port_s,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ];
-        args.extend_from_slice(extra);
+        let s = RedisServer::spawn(port, &[&["--port", &port_s], extra].concat());
+        s.wait_ready();
+        s
+    }
+
+    /// Spawn `redis-server` on loopback with nothing kept on disk and
+    /// `args` (which say the port), not waiting for it.
+    fn spawn(port: u16, args: &[&str]) -> RedisServer {
         let child = Command::new("redis-server")
-            .args(&args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let s = RedisServer {
+        RedisServer {
             child: Some(child),
             port,
-        };
-        s.wait_ready();
-        s
+        }
     }
 
     fn wait_ready(&self) {
@@ -227,4 +224,149 @@ fn cluster_ports(n: usize) -> Vec<u16> {
         }
     }
     ports
+}
+
+/// A throwaway certificate authority and a server certificate it signed for
+/// 127.0.0.1 and localhost, made with the `openssl` command in a scratch
+/// folder.
+pub struct TestCerts {
+    dir: Scratch,
+}
+
+impl TestCerts {
+    /// Whether the `openssl` command runs; outside CI a missing one prints
+    /// that `what` is skipped, in CI it fails.
+    pub fn available(what: &str) -> bool {
+        let ok = Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            assert!(!in_ci(), "the openssl command is required in CI for {what}");
+            println!("skip {what}: the openssl command is not on PATH; install openssl to run it");
+        }
+        ok
+    }
+
+    /// Make the CA and the server certificate.
+    pub fn generate() -> TestCerts {
+        let dir = Scratch::new();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir.0)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            dir.path("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=backplane test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        TestCerts { dir }
+    }
+
+    /// A file of the set: `ca.crt`, `server.crt`, `server.key`.
+    pub fn path(&self, name: &str) -> String {
+        self.dir
+            .path(name)
+            .to_str()
+            .expect("utf-8 temp path")
+            .to_string()
+    }
+}
+
+impl RedisServer {
+    /// Start a server that speaks only TLS on `port`, with `certs`' server
+    /// certificate, not asking clients for one.
+    pub fn start_tls(port: u16, certs: &TestCerts) -> RedisServer {
+        let (cert, key, ca) = (
+            certs.path("server.crt"),
+            certs.path("server.key"),
+            certs.path("ca.crt"),
+        );
+        let port_s = port.to_string();
+        let s = RedisServer::spawn(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &port_s,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+            ],
+        );
+        // Ready when redis-cli gets PONG over TLS.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pong = Command::new("redis-cli")
+                .args(["--tls", "--cacert", &ca, "-p", &port_s, "ping"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"));
+            if pong {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server with TLS on port {port} did not answer within 10 s (is it built with TLS?)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -211,7 +211,17 @@ impl RedisCache {
     /// store `store`. Parses the URL but does not connect: the first call
     /// does. A URL that does not parse is a `Config` error.
     pub fn new(config: &RedisConfig, store: &str) -> Result<RedisCache> {
+        let tls = config.tls();
+        let certs = tls.map(tls_certificates).transpose()?;
         let parse = |url: &str| -> Result<ConnectionInfo> {
+            // `tls` on a redis:// URL: the same server, over TLS.
+            let url = match (tls, url.split_once("://")) {
+                (Some(_), Some((scheme, rest))) if scheme.eq_ignore_ascii_case("redis") => {
+                    format!("rediss://{rest}")
+                }
+                _ => url.to_string(),
+            };
+            let url = url.as_str();
             let mut info = url.into_connection_info().map_err(|e| {
                 Error::config(format!(
                     "url '{}' is not a usable Redis URL ({e}): write redis://[user:password@]host[:port][/db] or redis+unix:///path/to/socket",
@@ -229,7 +239,11 @@ impl RedisCache {
                 let info = parse(config.url())?;
                 let addr = info.addr().to_string();
                 let db = info.redis_settings().db();
-                let client = redis::Client::open(info).map_err(|e| {
+                let client = match &certs {
+                    Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
+                    None => redis::Client::open(info),
+                }
+                .map_err(|e| {
                     Error::config(format!(
                         "url '{}' cannot be used ({e})",
                         redact_url(config.url())
@@ -258,7 +272,11 @@ impl RedisCache {
                     .map(|i| i.addr().to_string())
                     .collect::<Vec<_>>()
                     .join(",");
-                let client = ClusterClient::builder(infos)
+                let mut builder = ClusterClient::builder(infos);
+                if let Some(certs) = certs {
+                    builder = builder.tls(redis::TlsMode::Secure).certs(certs);
+                }
+                let client = builder
                     .connection_timeout(config.connect_timeout())
                     .response_timeout(config.timeout())
                     .retries(CLUSTER_RETRIES)
@@ -273,6 +291,7 @@ impl RedisCache {
         let shared = Arc::new(Shared {
             at,
             db,
+            tls: tls.is_some(),
             connect_timeout: config.connect_timeout(),
             timeout: config.timeout(),
             hits: AtomicU64::new(0),
@@ -463,6 +482,8 @@ struct Shared {
     /// …`: for messages, never the URL.
     at: String,
     db: i64,
+    /// Whether the store talks TLS (TLS failures are then `Config`).
+    tls: bool,
     connect_timeout: Duration,
     timeout: Duration,
     hits: AtomicU64,
@@ -475,6 +496,22 @@ impl Shared {
         use redis::{ErrorKind as K, ServerErrorKind as S};
         let text = e.to_string();
         let at = &self.at;
+        let lower = text.to_lowercase();
+        if self.tls
+            && [
+                "certificate",
+                "handshake",
+                "unknownissuer",
+                "corrupt message",
+                "tls",
+            ]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            return Error::config(format!(
+                "{what}: the TLS connection to {at} failed ({text}): check that the server speaks TLS on that port, and tls.ca_file (the CA that signed its certificate) or, for a server that asks for one, tls.cert_file and tls.key_file"
+            ));
+        }
         if e.is_timeout() {
             Error::unavailable(format!(
                 "{what}: {at} did not answer within {} ms (connect timeout {} ms): it is unreachable or overloaded; the call can be retried",
@@ -663,6 +700,35 @@ impl Drop for RedisCache {
             rt.shutdown_background();
         }
     }
+}
+
+/// Read the certificate files of `tls` for redis-rs (an empty set: the
+/// system's trusted roots, no client certificate).
+fn tls_certificates(tls: &crate::config::TlsFiles) -> Result<redis::TlsCertificates> {
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| {
+            Error::config(format!(
+                "tls.{what} '{}' cannot be read ({e}): give the path of a PEM file (relative paths start at plugins.toml's folder)",
+                p.display()
+            ))
+        })
+    };
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+            client_cert: read("cert_file", c)?,
+            client_key: read("key_file", k)?,
+        }),
+        _ => None,
+    };
+    let root_cert = tls
+        .ca_file
+        .as_deref()
+        .map(|p| read("ca_file", p))
+        .transpose()?;
+    Ok(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    })
 }
 
 /// A connection taken from the pool; given back (or, when broken, closed

@@ -1,8 +1,7 @@
 //! The redis backend's store section in plugins.toml.
 //!
-//! Every key is optional. Unknown keys are configuration errors, and so is
-//! the key of a feature not built yet (`tls`): a setting is never silently
-//! ignored.
+//! Every key is optional. Unknown keys are configuration errors: a setting
+//! is never silently ignored.
 
 use backplane_core::{parse_duration, ChannelLimits, Result, StoreConfig};
 use serde::Deserialize;
@@ -38,8 +37,8 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 pub struct RedisConfig {
     /// The server: `redis://[user[:password]@]host[:port][/db]`, or
     /// `redis+unix:///path/to/redis.sock[?db=N]`. Default (when `nodes` is
-    /// not given either): `redis://127.0.0.1:6379/0`. `rediss://` (TLS) is
-    /// not supported yet.
+    /// not given either): `redis://127.0.0.1:6379/0`. `rediss://` asks for
+    /// TLS (see [`tls`](Self::tls)).
     pub url: Option<String>,
     /// Redis Cluster: some of the cluster's nodes
     /// (`["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`); the rest are
@@ -77,9 +76,18 @@ pub struct RedisConfig {
     /// connection in cluster mode); calls beyond it wait for a free one,
     /// up to `timeout_ms`. Default: 16.
     pub pool_size: usize,
-    /// TLS settings: not supported yet. `tls = false` is accepted; anything
-    /// else is refused with a `Config` error rather than ignored.
+    /// TLS: `true` (verify the server against the system's trusted
+    /// roots), `false` (plain TCP; the default, unless a URL says
+    /// `rediss://`), or a table `{ ca_file = "...", cert_file = "...",
+    /// key_file = "..." }`: the CA that signed the server's certificate
+    /// (instead of the system's roots), and a client certificate and key
+    /// for servers that ask for one (both or neither). Paths are relative
+    /// to plugins.toml's folder. Read through [`RedisConfig::tls`].
     tls: Option<serde_json::Value>,
+    /// The TLS settings with their paths resolved (filled in by
+    /// [`RedisConfig::from_store`]).
+    #[serde(skip)]
+    tls_resolved: Option<TlsFiles>,
 }
 
 impl Default for RedisConfig {
@@ -96,6 +104,7 @@ impl Default for RedisConfig {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             pool_size: DEFAULT_POOL_SIZE,
             tls: None,
+            tls_resolved: None,
         }
     }
 }
@@ -128,9 +137,77 @@ impl fmt::Debug for RedisConfig {
 impl RedisConfig {
     /// Parse and check a store section.
     pub fn from_store(config: &StoreConfig) -> Result<RedisConfig> {
-        let parsed: RedisConfig = config.parse()?;
+        let mut parsed: RedisConfig = config.parse()?;
         parsed.check(config)?;
+        parsed.tls_resolved = parsed.parse_tls(config)?;
         Ok(parsed)
+    }
+
+    /// The TLS settings: `None` for plain TCP.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls_resolved.as_ref()
+    }
+
+    fn parse_tls(&self, config: &StoreConfig) -> Result<Option<TlsFiles>> {
+        let url_asks = self.urls().iter().any(|u| {
+            let scheme = u.split("://").next().unwrap_or_default();
+            scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys")
+        });
+        let files = match &self.tls {
+            None => url_asks.then(TlsFiles::default),
+            Some(serde_json::Value::Bool(false)) => {
+                if url_asks {
+                    return Err(config.error(
+                        "tls = false, but a URL says rediss:// (TLS): write redis:// for plain TCP, or drop `tls = false`",
+                    ));
+                }
+                None
+            }
+            Some(serde_json::Value::Bool(true)) => Some(TlsFiles::default()),
+            Some(serde_json::Value::Object(table)) => {
+                let mut files = TlsFiles::default();
+                for (k, v) in table {
+                    let slot = match k.as_str() {
+                        "ca_file" => &mut files.ca_file,
+                        "cert_file" => &mut files.cert_file,
+                        "key_file" => &mut files.key_file,
+                        other => {
+                            return Err(config.error(format!(
+                                "tls has unknown key '{other}': use ca_file, cert_file and key_file"
+                            )))
+                        }
+                    };
+                    let Some(path) = v.as_str().filter(|p| !p.is_empty()) else {
+                        return Err(config.error(format!(
+                            "tls.{k} must be a file path (a string), like \"certs/ca.crt\""
+                        )));
+                    };
+                    *slot = Some(config.resolve_path(path));
+                }
+                if files.cert_file.is_some() != files.key_file.is_some() {
+                    return Err(config.error(
+                        "tls has only one of cert_file and key_file: a client certificate needs both (or neither)",
+                    ));
+                }
+                Some(files)
+            }
+            Some(other) => {
+                return Err(config.error(format!(
+                    "tls = {other} is not a TLS setting: write tls = true, tls = false, or tls = {{ ca_file = \"...\" }}"
+                )))
+            }
+        };
+        if files.is_some()
+            && self
+                .urls()
+                .iter()
+                .any(|u| u.starts_with("redis+unix:") || u.starts_with("unix:"))
+        {
+            return Err(config.error(
+                "TLS over a unix socket is not supported: use a redis:// URL with host and port, or drop the TLS settings",
+            ));
+        }
+        Ok(files)
     }
 
     fn check(&self, config: &StoreConfig) -> Result<()> {
@@ -144,26 +221,6 @@ impl RedisConfig {
                 return Err(config.error(
                     "nodes is empty: list at least one node of the cluster, like nodes = [\"redis://127.0.0.1:7000\"]",
                 ));
-            }
-        }
-        // `tls = false` says what the backend does; anything else asks for
-        // something it cannot do yet.
-        if self
-            .tls
-            .as_ref()
-            .is_some_and(|t| *t != serde_json::Value::Bool(false))
-        {
-            return Err(config.error(
-                "key 'tls' is not supported yet by the redis backend: remove it and use a redis:// URL (for TLS, run a local TLS tunnel such as stunnel and point `url` at it)",
-            ));
-        }
-        for url in self.urls() {
-            let scheme = url.split("://").next().unwrap_or_default();
-            if scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys") {
-                return Err(config.error(format!(
-                    "url '{}' asks for TLS ({scheme}://), which the redis backend does not support yet: use redis:// (for TLS, run a local TLS tunnel such as stunnel and point `url` at it)",
-                    redact_url(url)
-                )));
             }
         }
         let prefix = self.prefix(&config.store);
@@ -243,6 +300,18 @@ impl RedisConfig {
     }
 }
 
+/// A store's TLS settings, paths resolved. All `None`: TLS, verifying the
+/// server against the system's trusted roots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificate (PEM) that signed the server's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM), for servers that ask for one.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub key_file: Option<std::path::PathBuf>,
+}
+
 /// `url` with the password of its user-info part replaced by `***`
 /// (`redis://user:***@host:6379/0`); a URL without one is returned as is.
 pub fn redact_url(url: &str) -> String {
@@ -315,7 +384,25 @@ mod tests {
         assert_eq!(l.max_messages, 5);
         assert_eq!(l.ttl, Some(Duration::from_secs(1800)));
         assert_eq!(c.timeout(), Duration::from_millis(300));
-        assert!(cfg(json!({"tls": false})).is_ok());
+        assert!(cfg(json!({"tls": false})).unwrap().tls().is_none());
+        assert_eq!(
+            cfg(json!({"tls": true})).unwrap().tls(),
+            Some(&TlsFiles::default())
+        );
+        assert!(cfg(json!({"url": "rediss://h:6380"}))
+            .unwrap()
+            .tls()
+            .is_some());
+        let c = cfg(
+            json!({"tls": {"ca_file": "/etc/ca.crt", "cert_file": "c.pem", "key_file": "k.pem"}}),
+        )
+        .unwrap();
+        let t = c.tls().unwrap();
+        assert_eq!(
+            t.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.crt"))
+        );
+        assert!(t.cert_file.as_ref().unwrap().ends_with("c.pem"));
         let c =
             cfg(json!({"nodes": ["redis://a:7000", "redis://b:7001"], "pool_size": 4})).unwrap();
         assert_eq!(c.urls(), vec!["redis://a:7000", "redis://b:7001"]);
@@ -332,11 +419,16 @@ mod tests {
                 json!({"nodes": ["redis://a:7000"], "url": "redis://b"}),
                 "both",
             ),
-            (json!({"nodes": ["rediss://a:7000"]}), "TLS"),
             (json!({"pool_size": 0}), "pool_size"),
-            (json!({"tls": {"ca": "x.pem"}}), "not supported yet"),
-            (json!({"tls": true}), "not supported yet"),
-            (json!({"url": "rediss://h:6379"}), "TLS"),
+            (json!({"tls": {"ca": "x.pem"}}), "unknown key 'ca'"),
+            (json!({"tls": {"ca_file": 3}}), "tls.ca_file"),
+            (json!({"tls": {"cert_file": "c.pem"}}), "both"),
+            (json!({"tls": "yes"}), "not a TLS setting"),
+            (json!({"tls": false, "url": "rediss://h:6379"}), "rediss://"),
+            (
+                json!({"tls": true, "url": "redis+unix:///tmp/r.sock"}),
+                "unix socket",
+            ),
             (json!({"ttl": "5 parsecs"}), "parsecs"),
             (json!({"max_messages": 0}), "max_messages"),
             (json!({"max_value_bytes": 0}), "max_value_bytes"),
@@ -371,7 +463,7 @@ mod tests {
             );
             assert!(d.contains(shown), "{d}");
         }
-        let e = cfg(json!({"url": "rediss://:pw@h"})).unwrap_err();
+        let e = cfg(json!({"url": "rediss://:pw@h", "tls": false})).unwrap_err();
         assert!(!e.message().contains("pw@"), "{e}");
     }
 

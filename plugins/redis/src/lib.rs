@@ -15,8 +15,7 @@
 //! is down; calls then fail with `Unavailable` until the server answers,
 //! and connections are re-established by themselves.
 //!
-//! Not built yet: TLS (`tls`, `rediss://`), refused with a `Config` error
-//! rather than ignored.
+//! TLS (`rediss://`, `tls`) goes through rustls with the `ring` provider.
 //!
 //! # Layout
 //!
