@@ -264,15 +264,50 @@ pub fn postgres_server() -> (String, String, Option<String>) {
         }
         None => url.clone(),
     };
-    let why = (|| -> Result<(), String> {
-        let mut cfg: postgres::Config = url.parse().map_err(|e| format!("bad URL: {e}"))?;
+    let u = url.clone();
+    let why = off_runtime(move || -> Result<(), String> {
+        let mut cfg: postgres::Config = u.parse().map_err(|e| format!("bad URL: {e}"))?;
         cfg.connect_timeout(Duration::from_secs(2));
         let mut c = cfg.connect(postgres::NoTls).map_err(|e| e.to_string())?;
         c.simple_query("SELECT 1").map_err(|e| e.to_string())?;
         Ok(())
-    })()
+    })
     .err();
     (url, shown, why)
+}
+
+/// Run `f` on a thread of its own: the `postgres` client blocks on a
+/// runtime of its own, which tokio refuses inside an async test.
+fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f)
+        .join()
+        .expect("the PostgreSQL helper thread panicked")
+}
+
+/// Whether the suite's PostgreSQL server can use pgvector: `Ok(version)`
+/// when the extension is installed or installable, else why not.
+pub fn postgres_pgvector() -> Result<String, String> {
+    let (url, shown, unreachable) = postgres_server();
+    if let Some(reason) = unreachable {
+        return Err(format!("no PostgreSQL at {shown} ({reason})"));
+    }
+    let row = off_runtime(move || {
+        let mut c = url
+            .parse::<postgres::Config>()
+            .and_then(|c| c.connect(postgres::NoTls))
+            .map_err(|e| e.to_string())?;
+        c.query_opt(
+            "SELECT coalesce(installed_version, default_version) FROM pg_available_extensions WHERE name = 'vector'",
+            &[],
+        )
+        .map_err(|e| e.to_string())
+    })?;
+    match row {
+        Some(r) => Ok(r.get(0)),
+        None => Err(format!(
+            "the server at {shown} has no pgvector extension (no 'vector' in pg_available_extensions); install pgvector for PostgreSQL to run this path"
+        )),
+    }
 }
 
 /// Drop a test's schema and everything in it.
@@ -280,10 +315,13 @@ pub fn drop_postgres_schema(url: &str, schema: &str) {
     let Ok(mut cfg) = url.parse::<postgres::Config>() else {
         return;
     };
-    cfg.connect_timeout(Duration::from_secs(2));
-    if let Ok(mut c) = cfg.connect(postgres::NoTls) {
-        let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
-    }
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    off_runtime(move || {
+        cfg.connect_timeout(Duration::from_secs(2));
+        if let Ok(mut c) = cfg.connect(postgres::NoTls) {
+            let _ = c.batch_execute(&sql);
+        }
+    });
 }
 
 /// Open a Storage with one store named `s` of capability `cap` on `backend`,
@@ -335,9 +373,21 @@ pub type Case<S> = (&'static str, fn(&S));
 pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(&Storage) -> S) {
     let backends = backends_for(cap);
     assert!(!backends.is_empty(), "no backend claims {cap}");
+    run_suite_on(cap, &backends, cases, extra, handle);
+}
+
+/// [`run_suite`] on the given backends only, with store options `extra`
+/// that they understand.
+pub fn run_suite_on<S>(
+    cap: Capability,
+    backends: &[String],
+    cases: &[Case<S>],
+    extra: &str,
+    handle: fn(&Storage) -> S,
+) {
     let mut failures = Vec::new();
     let mut ran = 0;
-    for backend in &backends {
+    for backend in backends {
         for (name, case) in cases {
             let scratch = Scratch::new();
             let Some(storage) = open_one(backend, cap, &scratch, extra) else {

@@ -214,9 +214,11 @@ impl Graph for PgGraph {
         let mut prepared = Vec::with_capacity(nodes.len());
         for (i, n) in nodes.iter().enumerate() {
             let id = match &n.id {
-                Some(id) if id.is_empty() => return Err(Error::invalid(format!(
+                Some(id) if id.is_empty() => {
+                    return Err(Error::invalid(format!(
                     "node {i} has an empty id: give a non-empty id, or None to have one assigned"
-                ))),
+                )))
+                }
                 Some(id) => id.clone(),
                 None => new_id("n"),
             };

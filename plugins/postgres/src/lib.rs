@@ -85,9 +85,7 @@ pub fn open_pool(config: &StoreConfig) -> Result<Arc<Pool>> {
     let settings = PgConfig::settings(config)?;
     let pool = Arc::new(Pool::new(settings));
     {
-        let mut conn = pool
-            .get()
-            .map_err(|e| e.context(format!("[{}.{}]", config.capability, config.store)))?;
+        let mut conn = pool.get()?;
         const EXISTS: &str = "SELECT 1 FROM pg_namespace WHERE nspname = $1";
         let schema = pool.schema().to_string();
         let exists = match conn.client.query_opt(EXISTS, &[&schema]) {

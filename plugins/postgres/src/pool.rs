@@ -398,7 +398,7 @@ pub fn connect_error(e: &postgres::Error, s: &Settings) -> Error {
         ));
     }
     Error::unavailable(format!(
-        "cannot reach the PostgreSQL server at {} within {} ms ({text}): start it or check `url`; the call can be retried",
+        "cannot reach the PostgreSQL server at {} ({text}; connect timeout {} ms): start it or check `url`; the call can be retried",
         s.shown,
         s.connect_timeout.as_millis()
     ))
