@@ -5,7 +5,11 @@
 //!   pool reconnects by itself;
 //! - an SQL error in the middle of a transaction rolls back all of it;
 //! - an unknown role, an unknown database or an unreachable host is one
-//!   clear error at open.
+//!   clear error at open;
+//! - a backup holds everything the schema's tables need (enum types,
+//!   sequences, identity and generated columns, constraints, indexes,
+//!   views, and the graph and vector tables of stores sharing the schema),
+//!   and a restore brings it all back, sequences where they were.
 //!
 //! The restart needs the local cluster's `pg_ctlcluster` (Debian's
 //! postgresql-common) and a server at 127.0.0.1:5432; elsewhere it prints
@@ -15,7 +19,10 @@
 use backplane_behavior::{
     drop_postgres_schema, in_ci, library, namespace, postgres_server, Scratch,
 };
-use backplane_host::{params, ErrorKind, Params, Statement, Storage, Value};
+use backplane_host::{
+    params, Distance, ErrorKind, NewEdge, NewNode, Params, SearchRequest, Statement, Storage,
+    Value, VectorRecord,
+};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -322,5 +329,174 @@ fn bad_credentials_or_host_fail_once_at_open() {
     assert!(
         !text.contains("hunter2"),
         "the password stays hidden: {text}"
+    );
+}
+
+#[test]
+fn backup_and_restore_keep_the_whole_schema() {
+    let _one = serial();
+    let Some(url) = server() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let file = config(&scratch, &url, "");
+    // Graph and vector stores in the same schema as the relational one.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let section = text.split("[relational.db]").nth(1).unwrap().to_string();
+    std::fs::write(
+        &file,
+        format!("{text}\n[graph.g]{section}\n[vector.v]{section}"),
+    )
+    .unwrap();
+    let storage = Storage::open(&file).unwrap();
+    let db = storage.relational("db").unwrap();
+    let db = db.blocking();
+    let g = storage.graph("g").unwrap();
+    let v = storage.vector("v").unwrap();
+    for sql in [
+        "CREATE TYPE mood AS ENUM ('happy', 'sad')",
+        "CREATE TABLE owners (id SERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+        "CREATE TABLE pets (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+             owner INTEGER NOT NULL REFERENCES owners (id) ON DELETE CASCADE, \
+             name TEXT NOT NULL CHECK (name <> ''), mood mood DEFAULT 'happy', \
+             weight NUMERIC(6,2), shout TEXT GENERATED ALWAYS AS (upper(name)) STORED, \
+             tags TEXT[], born DATE, seen TIMESTAMPTZ)",
+        "CREATE INDEX pets_by_name ON pets (lower(name))",
+        "CREATE VIEW happy_pets AS SELECT name FROM pets WHERE mood = 'happy'",
+    ] {
+        db.execute(sql, &Params::None)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    db.execute(
+        "INSERT INTO owners (name) VALUES ('ann'), ('ben')",
+        &Params::None,
+    )
+    .unwrap();
+    let r = db
+        .execute(
+            "INSERT INTO pets (owner, name, mood, weight, tags, born, seen) VALUES (1, 'rex', 'sad', 12.5, '{a,\"b c\"}', '2020-02-29', ?)",
+            &params![Value::Timestamp(1_700_000_000_123_456)],
+        )
+        .unwrap();
+    assert_eq!(r.last_insert_id, Some(1));
+    db.execute(
+        "INSERT INTO pets (owner, name) VALUES (2, E'tab\\there\\nnewline')",
+        &Params::None,
+    )
+    .unwrap();
+    g.blocking()
+        .create_nodes(&[
+            NewNode::new("p", serde_json::json!({"k": 1})).with_id("a"),
+            NewNode::new("p", serde_json::json!({})).with_id("b"),
+        ])
+        .unwrap();
+    g.blocking()
+        .create_edges(&[NewEdge::new("a", "b", "knows")])
+        .unwrap();
+    v.blocking()
+        .create_collection("c", 2, Distance::Cosine)
+        .unwrap();
+    v.blocking()
+        .upsert("c", &[VectorRecord::new("x", vec![1.0, 0.5])])
+        .unwrap();
+
+    let all = |db: &dyn backplane_host::traits::Relational| {
+        db.query(
+            "SELECT p.id, o.name, p.name, p.mood::text, p.weight, p.shout, p.tags, p.born, p.seen \
+             FROM pets p JOIN owners o ON o.id = p.owner ORDER BY p.id",
+            &Params::None,
+        )
+        .unwrap()
+        .rows
+    };
+    let before = all(db);
+    let backup = scratch.path("dump/all.bpdump");
+    db.backup(backup.to_str().unwrap()).unwrap();
+
+    db.execute("DROP VIEW happy_pets", &Params::None).unwrap();
+    db.execute("DELETE FROM owners WHERE id = 1", &Params::None)
+        .unwrap();
+    db.execute("CREATE TABLE stray (x INTEGER)", &Params::None)
+        .unwrap();
+    g.blocking().delete_node("a").unwrap();
+    v.blocking().drop_collection("c").unwrap();
+
+    db.restore(backup.to_str().unwrap()).unwrap();
+    assert_eq!(all(db), before, "every row and value comes back");
+    assert!(!db.tables().unwrap().contains(&"stray".to_string()));
+    let happy = db
+        .query("SELECT name FROM happy_pets", &Params::None)
+        .unwrap();
+    assert_eq!(happy.rows.len(), 1, "the view is back");
+    // Sequences continue where they were; constraints are enforced again.
+    let r = db
+        .execute(
+            "INSERT INTO pets (owner, name) VALUES (1, 'new')",
+            &Params::None,
+        )
+        .unwrap();
+    assert_eq!(r.last_insert_id, Some(3));
+    let r = db
+        .execute("INSERT INTO owners (name) VALUES ('cid')", &Params::None)
+        .unwrap();
+    assert_eq!(r.last_insert_id, Some(3));
+    assert_eq!(
+        db.execute(
+            "INSERT INTO pets (owner, name) VALUES (99, 'x')",
+            &Params::None
+        )
+        .unwrap_err()
+        .kind(),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        db.execute(
+            "INSERT INTO pets (owner, name) VALUES (1, '')",
+            &Params::None
+        )
+        .unwrap_err()
+        .kind(),
+        ErrorKind::Conflict
+    );
+    let d = db.describe("pets").unwrap();
+    assert!(
+        d.columns
+            .iter()
+            .any(|c| c.name == "weight" && c.data_type == "numeric(6,2)"),
+        "{d:?}"
+    );
+    // The graph and vector stores sharing the schema are back too.
+    assert!(g.blocking().get_node("a").unwrap().is_some());
+    assert_eq!(
+        g.blocking()
+            .neighbors("a", backplane_host::Direction::Outgoing, &[], 1)
+            .unwrap()
+            .len(),
+        1
+    );
+    let hits = v
+        .blocking()
+        .search("c", &SearchRequest::new(vec![1.0, 0.5], 1))
+        .unwrap();
+    assert_eq!(hits[0].id, "x");
+    // A file that is not a backup is refused, and changes nothing.
+    let junk = scratch.path("junk.bpdump");
+    std::fs::write(&junk, "hello").unwrap();
+    assert_eq!(
+        db.restore(junk.to_str().unwrap()).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    // A cut-short backup rolls back entirely.
+    let full = std::fs::read_to_string(&backup).unwrap();
+    let cut = scratch.path("cut.bpdump");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    assert_eq!(
+        db.restore(cut.to_str().unwrap()).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        all(db).len(),
+        3,
+        "a failed restore leaves the schema as it was"
     );
 }

@@ -650,29 +650,45 @@ fn detect_pgvector(conn: &mut PooledConn<'_>) -> Result<(Option<Pgvector>, Strin
             "the pgvector extension is not installed on the server (no 'vector' in pg_available_extensions)".into(),
         ));
     }
-    // Installable: try, inside a savepoint so a refusal leaves the
-    // transaction usable.
-    conn.batch("SAVEPOINT bp_pgvector")?;
-    match conn
-        .client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
-    {
-        Ok(()) => {
-            conn.batch("RELEASE SAVEPOINT bp_pgvector")?;
-            log::info!("postgres: created extension vector");
-            Ok((found(conn)?, String::new()))
-        }
-        Err(e) => {
-            conn.batch("ROLLBACK TO SAVEPOINT bp_pgvector")?;
-            Ok((
-                None,
-                format!(
-                    "CREATE EXTENSION vector failed ({}); an administrator can run it once",
-                    crate::pool::error_text(&e)
-                ),
-            ))
+    // Installable: try, one store of the database at a time, inside a
+    // savepoint so a refusal leaves the transaction usable. The extension
+    // goes to `public` (where every schema's search path finds it) when
+    // the user may create objects there, else to the store's schema.
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('backplane.pgvector'))",
+        &[],
+    )?;
+    if let Some(pv) = found(conn)? {
+        return Ok((Some(pv), String::new()));
+    }
+    let mut why = String::new();
+    for create in [
+        "CREATE EXTENSION IF NOT EXISTS vector SCHEMA public",
+        "CREATE EXTENSION IF NOT EXISTS vector",
+    ] {
+        conn.batch("SAVEPOINT bp_pgvector")?;
+        match conn.client.batch_execute(create) {
+            Ok(()) => {
+                conn.batch("RELEASE SAVEPOINT bp_pgvector")?;
+                if let Some(pv) = found(conn)? {
+                    log::info!(
+                        "postgres: created extension vector {} in {}",
+                        pv.version,
+                        pv.schema
+                    );
+                    return Ok((Some(pv), String::new()));
+                }
+            }
+            Err(e) => {
+                conn.batch("ROLLBACK TO SAVEPOINT bp_pgvector")?;
+                why = crate::pool::error_text(&e);
+            }
         }
     }
+    Ok((
+        None,
+        format!("CREATE EXTENSION vector failed ({why}); an administrator can run it once"),
+    ))
 }
 
 fn version_at_least(v: &str, major: u32, minor: u32) -> bool {
