@@ -379,8 +379,12 @@ impl Graph for PgGraph {
         let types: Option<Vec<String>> = (!edge_types.is_empty()).then(|| edge_types.to_vec());
         let depth = depth as i32;
         let mut conn = self.pool.get()?;
-        require_node(&mut conn, id, "start")?;
         let rows = conn.query(&sql, &[&id, &depth, &types])?;
+        // Only an empty result needs the second look: no neighbours, or no
+        // such node.
+        if rows.is_empty() {
+            require_node(&mut conn, id, "start")?;
+        }
         Ok(rows
             .iter()
             .map(|r| Neighbor {

@@ -39,6 +39,10 @@ pub struct Prepared {
     /// statement got `RETURNING <key>` appended, so `last_insert_id` is
     /// known.
     pub returning_id: bool,
+    /// Whether the statement may change the schema.
+    pub ddl: bool,
+    /// Whether it is a `SELECT` (whose row count is not "rows affected").
+    pub select: bool,
 }
 
 /// One connection and its statements.

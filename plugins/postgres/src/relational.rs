@@ -22,7 +22,7 @@ use backplane_core::{
     Relational, Result, RowSink, Rows, RowsBuilder, Statement, TableSchema, ValueRef,
 };
 use postgres::error::SqlState;
-use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
 use std::sync::Arc;
 
 /// A relational store: tables in one schema of one PostgreSQL database.
@@ -103,6 +103,8 @@ pub fn prepared(conn: &mut PooledConn<'_>, sql: &str) -> Result<Arc<Prepared>, F
         param_names: rw.names,
         positional: rw.positional,
         returning_id,
+        ddl: is_ddl(sql),
+        select: first_keyword(sql) == "SELECT",
     });
     conn.keep(sql, p.clone());
     Ok(p)
@@ -184,43 +186,32 @@ pub fn exec_on(
 ) -> Result<ExecResult, Fail> {
     let p = prepared(conn, sql)?;
     let binds = binds(&p, params, sql)?;
-    let mut it = conn.client.query_raw(&p.stmt, binds.iter())?;
-    let mut last: Option<i64> = None;
-    let mut returned = 0u64;
-    while let Some(row) = it.next()? {
-        returned += 1;
-        if p.returning_id {
+    let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+    let (affected, last) = if p.returning_id {
+        let rows = conn.client.query(&p.stmt, &refs)?;
+        let mut last = None;
+        if let Some(row) = rows.last() {
             let raw: Raw<'_> = row.try_get(0)?;
             if let Some(b) = raw.bytes {
-                last = with_value(&raw.ty, b, |v| v.as_i64()).ok().flatten();
+                last = with_value(&raw.ty, b, |v| match v {
+                    ValueRef::Integer(i) => Some(i),
+                    _ => None,
+                })
+                .ok()
+                .flatten();
             }
         }
-    }
-    let affected = it.rows_affected().unwrap_or(returned);
-    drop(it);
-    if is_ddl(sql) {
+        (rows.len() as u64, last)
+    } else {
+        (conn.client.execute(&p.stmt, &refs)?, None)
+    };
+    if p.ddl {
         conn.forget_statements();
     }
     Ok(ExecResult {
-        rows_affected: if first_keyword(sql) == "SELECT" {
-            0
-        } else {
-            affected
-        },
+        rows_affected: if p.select { 0 } else { affected },
         last_insert_id: last,
     })
-}
-
-trait AsI64 {
-    fn as_i64(&self) -> Option<i64>;
-}
-impl AsI64 for ValueRef<'_> {
-    fn as_i64(&self) -> Option<i64> {
-        match *self {
-            ValueRef::Integer(i) => Some(i),
-            _ => None,
-        }
-    }
 }
 
 /// Run a query on `conn`, writing its rows into `sink`.
@@ -242,12 +233,14 @@ pub fn query_on(
         }
     }
     let binds = binds(&p, params, sql)?;
-    let ncols = p.names.len();
+    let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+    // One round trip collects every row: fewer hand-offs to the client's
+    // runtime than pulling rows one by one.
+    let rows = conn.client.query(&p.stmt, &refs)?;
     sink.columns(&p.names);
-    let mut it = conn.client.query_raw(&p.stmt, binds.iter())?;
-    while let Some(row) = it.next()? {
+    for row in &rows {
         sink.begin_row();
-        for i in 0..ncols {
+        for i in 0..p.names.len() {
             let raw: Raw<'_> = row.try_get(i)?;
             match raw.bytes {
                 None => sink.value(ValueRef::Null),
