@@ -130,6 +130,42 @@ fn graph_suite() {
     });
 }
 
+/// The postgres backend's two vector search paths, each forced: exact
+/// search (`pgvector = "off"`) always, and pgvector's HNSW index
+/// (`pgvector = "require"`) when the server has the extension; without it,
+/// that half prints that it skipped and why.
+#[test]
+fn vector_suite_postgres_paths() {
+    if !backplane_behavior::backends_for(Capability::Vector).contains(&"postgres".to_string()) {
+        println!("  skip postgres/vector paths: the postgres plugin is not built");
+        return;
+    }
+    let (_, shown, unreachable) = backplane_behavior::postgres_server();
+    if let (Some(reason), false) = (&unreachable, backplane_behavior::in_ci()) {
+        println!("  skip postgres/vector paths: no PostgreSQL at {shown} ({reason})");
+        return;
+    }
+    let postgres = ["postgres".to_string()];
+    let run = |extra: &str| {
+        backplane_behavior::run_suite_on(
+            Capability::Vector,
+            &postgres,
+            &vector::cases(),
+            extra,
+            |s| s.vector("s").unwrap(),
+        )
+    };
+    println!("  postgres/vector, exact search (pgvector = \"off\"):");
+    run("pgvector = \"off\"");
+    match backplane_behavior::postgres_pgvector() {
+        Ok(version) => {
+            println!("  postgres/vector, pgvector {version} (pgvector = \"require\"):");
+            run("pgvector = \"require\"");
+        }
+        Err(why) => println!("  skip postgres/vector with pgvector: {why}"),
+    }
+}
+
 /// The async API runs the same calls on tokio's blocking pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_api() {

@@ -20,6 +20,14 @@
 //!   messages appended in batches of 100 (`add_messages` vs a pipelined
 //!   RPUSH + LTRIM) and read back (skipped when no Redis answers;
 //!   `BACKPLANE_REDIS_URL`).
+//! - `postgres`: the relational work at a tenth of the size (10k inserts in
+//!   transactions of 1,000, 10k point selects), with 1 and with 32
+//!   concurrent tasks, through the postgres plugin vs the `postgres` crate
+//!   (the driver the plugin uses) called directly; and 3-hop neighbourhoods
+//!   on a 100k-node, 1M-edge graph, through the plugin vs the same recursive
+//!   query sent directly (skipped when no PostgreSQL answers;
+//!   `BACKPLANE_POSTGRES_URL`). Everything lives in a fresh schema, dropped
+//!   at the end.
 //! - `vector`: 1k exact top-10 cosine searches over 20k 384-dimension
 //!   vectors through the sqlite and memory plugins vs a plain exact scan
 //!   over a `Vec<f32>` (the floor).
@@ -901,6 +909,405 @@ fn redis_group(rounds: usize, out: &mut Vec<Row>) {
     }
 }
 
+const PG_OPS: usize = 10_000;
+const PG_TASKS: usize = 32;
+const GRAPH_NODES: usize = 100_000;
+const GRAPH_EDGES: usize = 1_000_000;
+const GRAPH_QUERIES: usize = 200;
+
+/// The postgres plugin vs the `postgres` crate: relational work with 1 and
+/// 32 concurrent tasks, and 3-hop neighbourhoods on a 1M-edge graph.
+fn postgres_group(rounds: usize, out: &mut Vec<Row>) {
+    let (url, shown, unreachable) = backplane_behavior::postgres_server();
+    if let Some(why) = unreachable {
+        println!("skip postgres: no server at {shown} ({why})");
+        return;
+    }
+    let schema = format!("bp_bench_{}", backplane_behavior::namespace());
+    let connect = || {
+        let mut c: postgres::Client = url
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .unwrap();
+        c.batch_execute(&format!("SET search_path = {schema}"))
+            .unwrap();
+        c
+    };
+    let scratch = bench_dir();
+    let file = scratch.path("plugins.toml");
+    let section = format!(
+        "backend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\npool_size = {PG_TASKS}\n"
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "[plugins]\nload = [\"{}\"]\n[relational.r]\n{section}[graph.g]\n{section}",
+            library("backplane_plugin_postgres").display()
+        ),
+    )
+    .unwrap();
+    let storage = Storage::open(&file).unwrap();
+    let r = storage.relational("r").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let direct = std::cell::RefCell::new(connect());
+    let pool: Vec<std::sync::Mutex<postgres::Client>> = (0..PG_TASKS)
+        .map(|_| std::sync::Mutex::new(connect()))
+        .collect();
+    const PG_INSERT: &str = "INSERT INTO {t} (id, name, score) VALUES ($1, $2, $3)";
+    const PG_SELECT: &str = "SELECT id, name, score FROM bench_read WHERE id = $1";
+    let create = |t: &str| {
+        direct
+            .borrow_mut()
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, score DOUBLE PRECISION NOT NULL)"
+            ))
+            .unwrap();
+    };
+    let direct_insert = |c: &mut postgres::Client, t: &str, keys: std::ops::Range<usize>| {
+        let mut tx = c.transaction().unwrap();
+        let st = tx.prepare(&PG_INSERT.replace("{t}", t)).unwrap();
+        for i in keys {
+            tx.execute(&st, &[&(i as i64), &format!("user-{i}"), &(i as f64 * 0.5)])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    };
+    let host_insert = |t: &str| format!("INSERT INTO {t} (id, name, score) VALUES (?, ?, ?)");
+    let sets = |keys: std::ops::Range<usize>| -> Vec<Params> {
+        keys.map(|i| params![i as i64, format!("user-{i}"), i as f64 * 0.5])
+            .collect()
+    };
+    // Per task: a share of the keys, in transactions of at most 1,000.
+    let share = |t: usize| (t * PG_OPS / PG_TASKS)..((t + 1) * PG_OPS / PG_TASKS);
+    {
+        let mut variants = [
+            Variant {
+                name: "postgres crate direct",
+                reset: Box::new(|| create("bench_d1")),
+                run: Box::new(|_| {
+                    let mut c = direct.borrow_mut();
+                    for b in 0..PG_OPS / TX_SIZE {
+                        direct_insert(&mut c, "bench_d1", b * TX_SIZE..(b + 1) * TX_SIZE);
+                    }
+                }),
+            },
+            Variant {
+                name: "host postgres, blocking API",
+                reset: Box::new(|| create("bench_h1")),
+                run: Box::new(|_| {
+                    let sql = host_insert("bench_h1");
+                    for b in 0..PG_OPS / TX_SIZE {
+                        r.blocking()
+                            .execute_many(&sql, &sets(b * TX_SIZE..(b + 1) * TX_SIZE))
+                            .unwrap();
+                    }
+                }),
+            },
+        ];
+        interleaved(
+            "postgres",
+            "10k inserts, tx of 1k",
+            PG_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    {
+        let mut variants = [
+            Variant {
+                name: "postgres crate direct, 32 threads",
+                reset: Box::new(|| create("bench_d32")),
+                run: Box::new(|_| {
+                    std::thread::scope(|s| {
+                        for (t, c) in pool.iter().enumerate() {
+                            s.spawn(move || {
+                                direct_insert(&mut c.lock().unwrap(), "bench_d32", share(t))
+                            });
+                        }
+                    })
+                }),
+            },
+            Variant {
+                name: "host postgres, blocking API, 32 threads",
+                reset: Box::new(|| create("bench_b32")),
+                run: Box::new(|_| {
+                    let sql = host_insert("bench_b32");
+                    std::thread::scope(|s| {
+                        for t in 0..PG_TASKS {
+                            let (r, sql) = (&r, &sql);
+                            s.spawn(move || {
+                                r.blocking().execute_many(sql, &sets(share(t))).unwrap()
+                            });
+                        }
+                    })
+                }),
+            },
+            Variant {
+                name: "host postgres, async API, 32 tasks",
+                reset: Box::new(|| create("bench_h32")),
+                run: Box::new(|_| {
+                    let sql = host_insert("bench_h32");
+                    rt.block_on(async {
+                        let tasks: Vec<_> = (0..PG_TASKS)
+                            .map(|t| {
+                                let (r, sql, set) = (r.clone(), sql.clone(), sets(share(t)));
+                                tokio::spawn(async move { r.execute_many(sql, set).await.unwrap() })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    })
+                }),
+            },
+        ];
+        interleaved(
+            "postgres",
+            "10k inserts, 32 tasks",
+            PG_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    // Point selects on one table of PG_OPS rows.
+    create("bench_read");
+    direct_insert(&mut direct.borrow_mut(), "bench_read", 0..PG_OPS);
+    let mut rng = Rng(0x5eed);
+    let keys: Vec<i64> = (0..PG_OPS)
+        .map(|_| (rng.next() % PG_OPS as u64) as i64)
+        .collect();
+    let keys = &keys;
+    let host_select = "SELECT id, name, score FROM bench_read WHERE id = ?";
+    let sums = std::sync::Mutex::new([0i64; 5]);
+    let add = |i: usize, v: i64| sums.lock().unwrap()[i] += v;
+    let read_direct = |c: &mut postgres::Client, ks: &[i64]| -> i64 {
+        let st = c.prepare(PG_SELECT).unwrap();
+        ks.iter()
+            .map(|k| {
+                let row = c.query_one(&st, &[k]).unwrap();
+                let (id, name, score): (i64, String, f64) = (row.get(0), row.get(1), row.get(2));
+                id + name.len() as i64 + score as i64
+            })
+            .sum()
+    };
+    {
+        let mut variants = [
+            Variant {
+                name: "postgres crate direct",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| add(0, read_direct(&mut direct.borrow_mut(), keys))),
+            },
+            Variant {
+                name: "host postgres, blocking API",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    for k in keys {
+                        let rows = r.blocking().query(host_select, &params![*k]).unwrap();
+                        add(1, row_sum(&rows.rows[0]));
+                    }
+                }),
+            },
+        ];
+        interleaved(
+            "postgres",
+            "10k point selects",
+            PG_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    {
+        let mut variants = [
+            Variant {
+                name: "postgres crate direct, 32 threads",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    std::thread::scope(|s| {
+                        for (t, c) in pool.iter().enumerate() {
+                            let add = &add;
+                            s.spawn(move || {
+                                add(2, read_direct(&mut c.lock().unwrap(), &keys[share(t)]))
+                            });
+                        }
+                    })
+                }),
+            },
+            Variant {
+                name: "host postgres, blocking API, 32 threads",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    std::thread::scope(|s| {
+                        for t in 0..PG_TASKS {
+                            let (r, add) = (&r, &add);
+                            s.spawn(move || {
+                                for k in &keys[share(t)] {
+                                    let rows =
+                                        r.blocking().query(host_select, &params![*k]).unwrap();
+                                    add(4, row_sum(&rows.rows[0]));
+                                }
+                            });
+                        }
+                    })
+                }),
+            },
+            Variant {
+                name: "host postgres, async API, 32 tasks",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    let total: i64 = rt.block_on(async {
+                        let tasks: Vec<_> = (0..PG_TASKS)
+                            .map(|t| {
+                                let (r, ks) = (r.clone(), keys[share(t)].to_vec());
+                                tokio::spawn(async move {
+                                    let mut sum = 0;
+                                    for k in ks {
+                                        let rows = r.query(host_select, params![k]).await.unwrap();
+                                        sum += row_sum(&rows.rows[0]);
+                                    }
+                                    sum
+                                })
+                            })
+                            .collect();
+                        let mut total = 0;
+                        for t in tasks {
+                            total += t.await.unwrap();
+                        }
+                        total
+                    });
+                    add(3, total);
+                }),
+            },
+        ];
+        interleaved(
+            "postgres",
+            "10k point selects, 32 tasks",
+            PG_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    {
+        let s = sums.lock().unwrap();
+        assert!(
+            s.iter().all(|x| *x == s[0]),
+            "every variant read the same data: {s:?}"
+        );
+    }
+
+    // The graph: loaded with COPY into the store's own tables.
+    let g = storage.graph("g").unwrap();
+    eprintln!("postgres: loading {GRAPH_NODES} nodes and {GRAPH_EDGES} edges");
+    {
+        use std::io::Write;
+        let mut c = direct.borrow_mut();
+        let mut w = c
+            .copy_in("COPY _bp_graph_nodes (id, label, properties) FROM STDIN")
+            .unwrap();
+        for i in 0..GRAPH_NODES {
+            writeln!(w, "n{i}\tperson\t{{\"i\": {i}}}").unwrap();
+        }
+        w.finish().unwrap();
+        let mut rng = Rng(0xed9e);
+        let mut w = c
+            .copy_in("COPY _bp_graph_edges (id, from_id, to_id, edge_type, properties) FROM STDIN")
+            .unwrap();
+        for j in 0..GRAPH_EDGES {
+            let (a, b) = (
+                rng.next() % GRAPH_NODES as u64,
+                rng.next() % GRAPH_NODES as u64,
+            );
+            let ty = if j % 2 == 0 { "knows" } else { "likes" };
+            writeln!(w, "e{j}\tn{a}\tn{b}\t{ty}\t{{}}").unwrap();
+        }
+        w.finish().unwrap();
+        c.batch_execute("ANALYZE _bp_graph_nodes; ANALYZE _bp_graph_edges")
+            .unwrap();
+    }
+    let mut rng = Rng(0x3407);
+    let starts: Vec<String> = (0..GRAPH_QUERIES)
+        .map(|_| format!("n{}", rng.next() % GRAPH_NODES as u64))
+        .collect();
+    let starts = &starts;
+    // The plugin's own query (Direction::Outgoing), sent directly.
+    const HOPS: &str = "WITH RECURSIVE walk(id, depth) AS (
+        SELECT $1::text COLLATE \"C\", 0
+      UNION
+        SELECT x.next, w.depth + 1 FROM walk w
+        CROSS JOIN LATERAL (SELECT e.to_id AS next, e.edge_type FROM _bp_graph_edges e WHERE e.from_id = w.id) x
+        WHERE w.depth < $2
+    )
+    SELECT n.id, n.label, n.properties, min(w.depth) AS d
+    FROM walk w JOIN _bp_graph_nodes n ON n.id = w.id
+    WHERE w.id <> $1
+    GROUP BY n.id ORDER BY d, n.id";
+    let found = std::cell::RefCell::new([0usize; 2]);
+    {
+        let mut variants = [
+            Variant {
+                name: "postgres crate direct (same recursive query)",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    let mut c = direct.borrow_mut();
+                    let st = c.prepare(HOPS).unwrap();
+                    for s in starts {
+                        for row in c.query(&st, &[s, &3i32]).unwrap() {
+                            let (_, _, _, _): (String, String, serde_json::Value, i32) =
+                                (row.get(0), row.get(1), row.get(2), row.get(3));
+                            found.borrow_mut()[0] += 1;
+                        }
+                    }
+                }),
+            },
+            Variant {
+                name: "host postgres graph, blocking API",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    for s in starts {
+                        let n = g
+                            .blocking()
+                            .neighbors(s, backplane_host::Direction::Outgoing, &[], 3)
+                            .unwrap();
+                        found.borrow_mut()[1] += n.len();
+                    }
+                }),
+            },
+        ];
+        interleaved(
+            "postgres",
+            "200 3-hop neighbourhoods, 100k nodes / 1M edges",
+            GRAPH_QUERIES,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    let f = found.borrow();
+    assert_eq!(f[0], f[1], "both found the same neighbourhoods");
+    eprintln!(
+        "postgres: {} nodes per 3-hop neighbourhood on average",
+        f[0] / (GRAPH_QUERIES * rounds)
+    );
+    drop(storage);
+    direct
+        .borrow_mut()
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -923,6 +1330,13 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
         redis_group(redis_rounds, &mut rows);
+    }
+    if want("postgres") {
+        let pg_rounds = std::env::var("BENCH_PG_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        postgres_group(pg_rounds, &mut rows);
     }
     let vector_rounds = rounds.clamp(1, 3);
     if want("vector") {

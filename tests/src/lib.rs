@@ -23,6 +23,7 @@ use backplane_host::{Capability, Storage};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The cargo target folder of the running test (`target/debug`).
@@ -90,8 +91,9 @@ pub fn namespace() -> String {
     )
 }
 
-/// A scratch folder that is removed when dropped.
-pub struct Scratch(pub PathBuf);
+/// A scratch folder that is removed when dropped, with clean-up work for
+/// what a test created elsewhere (a PostgreSQL schema), run at the same time.
+pub struct Scratch(pub PathBuf, Mutex<Vec<Box<dyn FnOnce() + Send>>>);
 
 impl Scratch {
     /// A new empty folder under the system temp dir.
@@ -102,7 +104,15 @@ impl Scratch {
     pub fn under(parent: &Path) -> Scratch {
         let p = parent.join(format!("backplane-{}", namespace()));
         std::fs::create_dir_all(&p).expect("create scratch folder");
-        Scratch(p)
+        Scratch(p, Mutex::new(Vec::new()))
+    }
+    /// Run `f` when the scratch is dropped (after the stores opened on it,
+    /// which are declared later and so dropped first).
+    pub fn on_drop(&self, f: impl FnOnce() + Send + 'static) {
+        self.1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(f));
     }
     /// A path inside it.
     pub fn path(&self, name: &str) -> PathBuf {
@@ -118,6 +128,14 @@ impl Default for Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        for f in self
+            .1
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            f();
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -153,6 +171,25 @@ pub fn store_options(
                 return None;
             }
             format!("url = \"{url}\"\nprefix = \"bp-test:{ns}:\"")
+        }
+        "postgres" => {
+            let (url, shown, unreachable) = postgres_server();
+            if let Some(reason) = unreachable {
+                if in_ci() {
+                    panic!(
+                        "PostgreSQL is required in CI, but none answers at {shown} ({reason}): .ci/run starts the cluster with pg_ctlcluster when `pg_isready -h 127.0.0.1 -p 5432` fails; check that it is installed, or set BACKPLANE_POSTGRES_URL"
+                    );
+                }
+                println!(
+                    "  skip postgres/{cap}: no PostgreSQL at {shown} ({reason}); set BACKPLANE_POSTGRES_URL or start the server"
+                );
+                return None;
+            }
+            // A fresh schema per store, dropped with the scratch folder.
+            let schema = format!("bp_test_{ns}");
+            let (drop_url, drop_schema) = (url.clone(), schema.clone());
+            scratch.on_drop(move || drop_postgres_schema(&drop_url, &drop_schema));
+            format!("url = \"{url}\"\nschema = \"{schema}\"")
         }
         "panicking" => return None,
         other => {
@@ -202,6 +239,91 @@ pub fn redis_server() -> (String, String, Option<String>) {
     };
     let why = reach().err();
     (url, shown, why)
+}
+
+/// The PostgreSQL server the suite uses: its URL
+/// (`BACKPLANE_POSTGRES_URL`, or `postgres://postgres@127.0.0.1:5432/test`),
+/// the URL as printed (any password shown as `***`), and why no session can
+/// be had there, if none can (a connection with a 2 s timeout).
+pub fn postgres_server() -> (String, String, Option<String>) {
+    let url = std::env::var("BACKPLANE_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let shown = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+            match authority
+                .rsplit_once('@')
+                .and_then(|(u, _)| u.split_once(':'))
+            {
+                Some((user, pw)) => format!(
+                    "{scheme}://{}",
+                    rest.replacen(&format!("{user}:{pw}@"), &format!("{user}:***@"), 1)
+                ),
+                None => url.clone(),
+            }
+        }
+        None => url.clone(),
+    };
+    let u = url.clone();
+    let why = off_runtime(move || -> Result<(), String> {
+        let mut cfg: postgres::Config = u.parse().map_err(|e| format!("bad URL: {e}"))?;
+        cfg.connect_timeout(Duration::from_secs(2));
+        let mut c = cfg.connect(postgres::NoTls).map_err(|e| e.to_string())?;
+        c.simple_query("SELECT 1").map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .err();
+    (url, shown, why)
+}
+
+/// Run `f` on a thread of its own: the `postgres` client blocks on a
+/// runtime of its own, which tokio refuses inside an async test.
+fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f)
+        .join()
+        .expect("the PostgreSQL helper thread panicked")
+}
+
+/// Whether the suite's PostgreSQL server can use pgvector: `Ok(version)`
+/// when the extension is installed or installable, else why not.
+pub fn postgres_pgvector() -> Result<String, String> {
+    let (url, shown, unreachable) = postgres_server();
+    if let Some(reason) = unreachable {
+        return Err(format!("no PostgreSQL at {shown} ({reason})"));
+    }
+    let row = off_runtime(move || {
+        let mut c = url
+            .parse::<postgres::Config>()
+            .and_then(|c| c.connect(postgres::NoTls))
+            .map_err(|e| e.to_string())?;
+        c.query_opt(
+            "SELECT coalesce(installed_version, default_version) FROM pg_available_extensions WHERE name = 'vector'",
+            &[],
+        )
+        .map_err(|e| e.to_string())
+    })?;
+    match row {
+        Some(r) => Ok(r.get(0)),
+        None => Err(format!(
+            "the server at {shown} has no pgvector extension (no 'vector' in pg_available_extensions); install pgvector for PostgreSQL to run this path"
+        )),
+    }
+}
+
+/// Drop a test's schema and everything in it.
+pub fn drop_postgres_schema(url: &str, schema: &str) {
+    let Ok(mut cfg) = url.parse::<postgres::Config>() else {
+        return;
+    };
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    off_runtime(move || {
+        cfg.connect_timeout(Duration::from_secs(2));
+        if let Ok(mut c) = cfg.connect(postgres::NoTls) {
+            let _ = c.batch_execute(&sql);
+        }
+    });
 }
 
 /// Open a Storage with one store named `s` of capability `cap` on `backend`,
@@ -259,9 +381,21 @@ pub type Case<S> = (&'static str, fn(&S));
 pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(&Storage) -> S) {
     let backends = backends_for(cap);
     assert!(!backends.is_empty(), "no backend claims {cap}");
+    run_suite_on(cap, &backends, cases, extra, handle);
+}
+
+/// [`run_suite`] on the given backends only, with store options `extra`
+/// that they understand.
+pub fn run_suite_on<S>(
+    cap: Capability,
+    backends: &[String],
+    cases: &[Case<S>],
+    extra: &str,
+    handle: fn(&Storage) -> S,
+) {
     let mut failures = Vec::new();
     let mut ran = 0;
-    for backend in &backends {
+    for backend in backends {
         let (r, f) = run_cases(backend, cap, cases, handle, |scratch| {
             store_options(backend, cap, scratch, extra)
         });

@@ -1,0 +1,561 @@
+//! The graph capability: nodes and edges in two tables of the store's
+//! schema.
+//!
+//! ```sql
+//! _bp_graph_nodes(id TEXT COLLATE "C" PRIMARY KEY, label TEXT, properties JSONB)
+//! _bp_graph_edges(id TEXT COLLATE "C" PRIMARY KEY,
+//!                 from_id → nodes ON DELETE CASCADE, to_id → nodes ON DELETE CASCADE,
+//!                 edge_type TEXT, properties JSONB)
+//!     -- indexed on (from_id, edge_type) and (to_id, edge_type)
+//! ```
+//!
+//! Ids use the "C" collation, so ordering (and export cursors) is by
+//! bytes, as on every other backend, whatever the database's locale.
+//!
+//! - `neighbors` is one recursive query (`WITH RECURSIVE`): each step joins
+//!   the frontier with the edges through the `(from_id, edge_type)` or
+//!   `(to_id, edge_type)` index, and `UNION` keeps each (node, depth) once,
+//!   so a step's work is bounded by the nodes at that depth, not by the
+//!   number of walks.
+//! - `shortest_path` is a breadth-first search run by the plugin, one
+//!   indexed query per level for the whole frontier (`from_id = ANY($1)`),
+//!   stopping at the first level that reaches the target. A recursive query
+//!   cannot share a visited set between branches, so it would enumerate
+//!   every walk up to `max_depth` before the shortest could be picked.
+//! - `update_node`/`update_edge` merge in one statement: `properties ||
+//!   patch`, minus the keys the patch sets to `null`.
+//! - `find_nodes` runs the label and the payload filter in SQL (see
+//!   [`crate::filter`]); the text search is evaluated by the plugin.
+
+use crate::filter::{refs, translate};
+use crate::pool::{Pool, PooledConn};
+use crate::relational::{health, in_transaction};
+use backplane_core::graph::json_contains_text;
+use backplane_core::{
+    Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
+    Result, MAX_DEPTH,
+};
+use postgres::types::ToSql;
+use postgres::Row;
+use serde_json::Value as Json;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS _bp_graph_nodes (
+    id         TEXT COLLATE "C" PRIMARY KEY,
+    label      TEXT NOT NULL,
+    properties JSONB NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS _bp_graph_nodes_label ON _bp_graph_nodes (label, id);
+CREATE TABLE IF NOT EXISTS _bp_graph_edges (
+    id         TEXT COLLATE "C" PRIMARY KEY,
+    from_id    TEXT COLLATE "C" NOT NULL REFERENCES _bp_graph_nodes (id) ON DELETE CASCADE,
+    to_id      TEXT COLLATE "C" NOT NULL REFERENCES _bp_graph_nodes (id) ON DELETE CASCADE,
+    edge_type  TEXT NOT NULL,
+    properties JSONB NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS _bp_graph_edges_from ON _bp_graph_edges (from_id, edge_type);
+CREATE INDEX IF NOT EXISTS _bp_graph_edges_to ON _bp_graph_edges (to_id, edge_type);
+"#;
+
+const NODE_COLS: &str = "id, label, properties";
+const EDGE_COLS: &str = "id, from_id, to_id, edge_type, properties";
+
+/// A graph store on PostgreSQL.
+pub struct PgGraph {
+    pool: Arc<Pool>,
+}
+
+impl PgGraph {
+    /// Create the tables and indexes if missing (serialised with an
+    /// advisory lock, so stores opening at once do not race).
+    pub fn open(pool: Arc<Pool>) -> Result<Self> {
+        {
+            let mut conn = pool.get()?;
+            let key = format!("{}._bp_graph", pool.schema());
+            in_transaction(&mut conn, "creating the graph tables", |conn| {
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key])?;
+                conn.batch(SCHEMA)
+            })?;
+        }
+        Ok(PgGraph { pool })
+    }
+}
+
+/// A new unique id: time, a per-process random salt and a counter, in hex.
+fn new_id(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SALT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let salt = *SALT.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish() as u32
+    });
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{micros:013x}{salt:08x}{n:06x}")
+}
+
+fn node(r: &Row) -> Node {
+    Node {
+        id: r.get(0),
+        label: r.get(1),
+        properties: r.get(2),
+    }
+}
+
+fn edge(r: &Row) -> Edge {
+    Edge {
+        id: r.get(0),
+        from: r.get(1),
+        to: r.get(2),
+        edge_type: r.get(3),
+        properties: r.get(4),
+    }
+}
+
+/// Properties as given for a new node or edge: an object, or null for none.
+fn check_props(p: &Json, what: &str) -> Result<Json> {
+    match p {
+        Json::Null => Ok(Json::Object(Default::default())),
+        Json::Object(_) => Ok(p.clone()),
+        other => Err(Error::invalid(format!(
+            "{what} has properties that are not a JSON object ({other}): pass an object like {{\"name\": \"x\"}}"
+        ))),
+    }
+}
+
+fn get_node(conn: &mut PooledConn<'_>, id: &str) -> Result<Option<Node>> {
+    const SQL: &str = "SELECT id, label, properties FROM _bp_graph_nodes WHERE id = $1";
+    Ok(conn.query(SQL, &[&id])?.first().map(node))
+}
+
+fn get_edge(conn: &mut PooledConn<'_>, id: &str) -> Result<Option<Edge>> {
+    const SQL: &str =
+        "SELECT id, from_id, to_id, edge_type, properties FROM _bp_graph_edges WHERE id = $1";
+    Ok(conn.query(SQL, &[&id])?.first().map(edge))
+}
+
+fn require_node(conn: &mut PooledConn<'_>, id: &str, role: &str) -> Result<()> {
+    const SQL: &str = "SELECT 1 FROM _bp_graph_nodes WHERE id = $1";
+    if conn.query(SQL, &[&id])?.is_empty() {
+        return Err(Error::not_found(format!(
+            "{role} node '{id}' does not exist: create it first, or check the id"
+        )));
+    }
+    Ok(())
+}
+
+fn check_page_limit(limit: usize) -> Result<i64> {
+    if limit == 0 {
+        return Err(Error::invalid("page limit is 0: ask for at least one item"));
+    }
+    // One more than asked, to know whether another page follows.
+    Ok(limit.saturating_add(1).min(i64::MAX as usize) as i64)
+}
+
+fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> &str) -> Page<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = if more {
+        items.last().map(|x| id(x).to_string())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// The merge of `update_node` / `update_edge`: shallow, `null` removes.
+const MERGE: &str =
+    "(properties || $2::jsonb) - COALESCE(ARRAY(SELECT k FROM jsonb_each($2::jsonb) AS t(k, v) \
+     WHERE v = 'null'::jsonb), '{}'::text[])";
+
+fn neighbors_sql(direction: Direction) -> String {
+    let step = match direction {
+        Direction::Outgoing => {
+            "SELECT e.to_id AS next, e.edge_type FROM _bp_graph_edges e WHERE e.from_id = w.id"
+        }
+        Direction::Incoming => {
+            "SELECT e.from_id AS next, e.edge_type FROM _bp_graph_edges e WHERE e.to_id = w.id"
+        }
+        Direction::Both => {
+            "SELECT e.to_id AS next, e.edge_type FROM _bp_graph_edges e WHERE e.from_id = w.id \
+             UNION ALL SELECT e.from_id, e.edge_type FROM _bp_graph_edges e WHERE e.to_id = w.id"
+        }
+    };
+    format!(
+        "WITH RECURSIVE walk(id, depth) AS (\n\
+             SELECT $1::text COLLATE \"C\", 0\n\
+           UNION\n\
+             SELECT x.next, w.depth + 1 FROM walk w\n\
+             CROSS JOIN LATERAL ({step}) x\n\
+             WHERE w.depth < $2 AND ($3::text[] IS NULL OR x.edge_type = ANY($3::text[]))\n\
+         )\n\
+         SELECT n.id, n.label, n.properties, min(w.depth) AS d\n\
+         FROM walk w JOIN _bp_graph_nodes n ON n.id = w.id\n\
+         WHERE w.id <> $1\n\
+         GROUP BY n.id ORDER BY d, n.id"
+    )
+}
+
+impl Graph for PgGraph {
+    fn create_nodes(&self, nodes: &[NewNode]) -> Result<Vec<Node>> {
+        const SQL: &str =
+            "INSERT INTO _bp_graph_nodes (id, label, properties) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING";
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut prepared = Vec::with_capacity(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            let id = match &n.id {
+                Some(id) if id.is_empty() => {
+                    return Err(Error::invalid(format!(
+                    "node {i} has an empty id: give a non-empty id, or None to have one assigned"
+                )))
+                }
+                Some(id) => id.clone(),
+                None => new_id("n"),
+            };
+            let properties = check_props(&n.properties, &format!("node '{id}'"))?;
+            prepared.push(Node {
+                id,
+                label: n.label.clone(),
+                properties,
+            });
+        }
+        let mut conn = self.pool.get()?;
+        in_transaction(&mut conn, "create_nodes", |conn| {
+            for n in &prepared {
+                if conn.execute(SQL, &[&n.id, &n.label, &n.properties])? == 0 {
+                    return Err(Error::already_exists(format!(
+                        "node '{}' exists already: use update_node to change it, or another id; nothing was created",
+                        n.id
+                    )));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(prepared)
+    }
+
+    fn get_node(&self, id: &str) -> Result<Option<Node>> {
+        get_node(&mut self.pool.get()?, id)
+    }
+
+    fn update_node(&self, id: &str, properties: &Json) -> Result<Node> {
+        if !properties.is_object() {
+            return Err(Error::invalid(format!(
+                "the update for node '{id}' is not a JSON object: pass the properties to set (null removes a key)"
+            )));
+        }
+        let sql = format!(
+            "UPDATE _bp_graph_nodes SET properties = {MERGE} WHERE id = $1 RETURNING {NODE_COLS}"
+        );
+        let mut conn = self.pool.get()?;
+        conn.query(&sql, &[&id, properties])?
+            .first()
+            .map(node)
+            .ok_or_else(|| Error::not_found(format!("node '{id}' does not exist: create it first")))
+    }
+
+    fn delete_node(&self, id: &str) -> Result<bool> {
+        // Its edges go with it (ON DELETE CASCADE).
+        const SQL: &str = "DELETE FROM _bp_graph_nodes WHERE id = $1";
+        Ok(self.pool.get()?.execute(SQL, &[&id])? > 0)
+    }
+
+    fn create_edges(&self, edges: &[NewEdge]) -> Result<Vec<Edge>> {
+        const SQL: &str =
+            "INSERT INTO _bp_graph_edges (id, from_id, to_id, edge_type, properties) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
+        const ENDS: &str = "SELECT id FROM _bp_graph_nodes WHERE id = ANY($1)";
+        if edges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(edges.len());
+        for (i, e) in edges.iter().enumerate() {
+            let what = format!("edge {i} ('{}' -[{}]-> '{}')", e.from, e.edge_type, e.to);
+            if e.edge_type.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{what} has an empty type: give every edge a type such as \"knows\""
+                )));
+            }
+            let id = match &e.id {
+                Some(id) if id.is_empty() => {
+                    return Err(Error::invalid(format!(
+                        "{what} has an empty id: give a non-empty id, or None to have one assigned"
+                    )))
+                }
+                Some(id) => id.clone(),
+                None => new_id("e"),
+            };
+            out.push((
+                what.clone(),
+                Edge {
+                    id,
+                    from: e.from.clone(),
+                    to: e.to.clone(),
+                    edge_type: e.edge_type.clone(),
+                    properties: check_props(&e.properties, &what)?,
+                },
+            ));
+        }
+        let mut conn = self.pool.get()?;
+        in_transaction(&mut conn, "create_edges", |conn| {
+            let ends: Vec<&str> = out
+                .iter()
+                .flat_map(|(_, e)| [e.from.as_str(), e.to.as_str()])
+                .collect();
+            let found: HashSet<String> = conn
+                .query(ENDS, &[&ends])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for (what, e) in &out {
+                for (end, role) in [(&e.from, "source"), (&e.to, "target")] {
+                    if !found.contains(end) {
+                        return Err(Error::not_found(format!(
+                            "{what}: the {role} node '{end}' does not exist: create it first; nothing was created"
+                        )));
+                    }
+                }
+                let n = conn.execute(SQL, &[&e.id, &e.from, &e.to, &e.edge_type, &e.properties])?;
+                if n == 0 {
+                    return Err(Error::already_exists(format!(
+                        "edge '{}' exists already: use update_edge to change it, or another id; nothing was created",
+                        e.id
+                    )));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn get_edge(&self, id: &str) -> Result<Option<Edge>> {
+        get_edge(&mut self.pool.get()?, id)
+    }
+
+    fn update_edge(&self, id: &str, properties: &Json) -> Result<Edge> {
+        if !properties.is_object() {
+            return Err(Error::invalid(format!(
+                "the update for edge '{id}' is not a JSON object: pass the properties to set (null removes a key)"
+            )));
+        }
+        let sql = format!(
+            "UPDATE _bp_graph_edges SET properties = {MERGE} WHERE id = $1 RETURNING {EDGE_COLS}"
+        );
+        let mut conn = self.pool.get()?;
+        conn.query(&sql, &[&id, properties])?
+            .first()
+            .map(edge)
+            .ok_or_else(|| Error::not_found(format!("edge '{id}' does not exist: create it first")))
+    }
+
+    fn delete_edge(&self, id: &str) -> Result<bool> {
+        const SQL: &str = "DELETE FROM _bp_graph_edges WHERE id = $1";
+        Ok(self.pool.get()?.execute(SQL, &[&id])? > 0)
+    }
+
+    fn neighbors(
+        &self,
+        id: &str,
+        direction: Direction,
+        edge_types: &[String],
+        depth: u32,
+    ) -> Result<Vec<Neighbor>> {
+        if depth == 0 || depth > MAX_DEPTH {
+            return Err(Error::invalid(format!(
+                "depth {depth} is out of range: give 1 to {MAX_DEPTH}"
+            )));
+        }
+        let sql = neighbors_sql(direction);
+        let types: Option<Vec<String>> = (!edge_types.is_empty()).then(|| edge_types.to_vec());
+        let depth = depth as i32;
+        let mut conn = self.pool.get()?;
+        let rows = conn.query(&sql, &[&id, &depth, &types])?;
+        // Only an empty result needs the second look: no neighbours, or no
+        // such node.
+        if rows.is_empty() {
+            require_node(&mut conn, id, "start")?;
+        }
+        Ok(rows
+            .iter()
+            .map(|r| Neighbor {
+                node: node(r),
+                depth: r.get::<_, i32>(3) as u32,
+            })
+            .collect())
+    }
+
+    fn shortest_path(&self, from: &str, to: &str, max_depth: u32) -> Result<Option<Path>> {
+        const OUT: &str = "SELECT from_id, id, to_id FROM _bp_graph_edges WHERE from_id = ANY($1) \
+             ORDER BY from_id, to_id, id";
+        if max_depth > MAX_DEPTH {
+            return Err(Error::invalid(format!(
+                "max_depth {max_depth} is out of range: give 0 to {MAX_DEPTH}"
+            )));
+        }
+        let mut conn = self.pool.get()?;
+        let start = get_node(&mut conn, from)?.ok_or_else(|| {
+            Error::not_found(format!("start node '{from}' does not exist: check the id"))
+        })?;
+        if from == to {
+            return Ok(Some(Path {
+                nodes: vec![start],
+                edges: Vec::new(),
+            }));
+        }
+        require_node(&mut conn, to, "end")?;
+        // Breadth-first, one query per level; within a level, frontier
+        // nodes in order and their edges by (to_id, id), so the path found
+        // is the same as on the other backends.
+        let mut parent: HashMap<String, (String, String)> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::from([from.to_string()]);
+        let mut frontier = vec![from.to_string()];
+        let mut found = false;
+        'bfs: for _ in 0..max_depth {
+            let rows = conn.query(OUT, &[&frontier])?;
+            let mut by_source: HashMap<String, Vec<(String, String)>> = HashMap::new();
+            for r in &rows {
+                by_source
+                    .entry(r.get(0))
+                    .or_default()
+                    .push((r.get(1), r.get(2)));
+            }
+            let mut next = Vec::new();
+            for n in &frontier {
+                for (edge_id, target) in by_source.remove(n).unwrap_or_default() {
+                    if seen.insert(target.clone()) {
+                        parent.insert(target.clone(), (n.clone(), edge_id));
+                        if target == to {
+                            found = true;
+                            break 'bfs;
+                        }
+                        next.push(target);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        if !found {
+            return Ok(None);
+        }
+        let mut node_ids = vec![to.to_string()];
+        let mut edge_ids = Vec::new();
+        let mut cur = to.to_string();
+        while cur != from {
+            let (prev, e) = parent[&cur].clone();
+            edge_ids.push(e);
+            node_ids.push(prev.clone());
+            cur = prev;
+        }
+        node_ids.reverse();
+        edge_ids.reverse();
+        let missing = || Error::conflict("the graph changed while the path was read: retry");
+        let nodes = node_ids
+            .iter()
+            .map(|id| get_node(&mut conn, id)?.ok_or_else(missing))
+            .collect::<Result<Vec<_>>>()?;
+        let edges = edge_ids
+            .iter()
+            .map(|id| get_edge(&mut conn, id)?.ok_or_else(missing))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Path { nodes, edges }))
+    }
+
+    fn edges_of(&self, id: &str, direction: Direction) -> Result<Vec<Edge>> {
+        let sql = format!(
+            "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE {} ORDER BY id",
+            match direction {
+                Direction::Outgoing => "from_id = $1",
+                Direction::Incoming => "to_id = $1",
+                Direction::Both => "from_id = $1 OR to_id = $1",
+            }
+        );
+        let mut conn = self.pool.get()?;
+        require_node(&mut conn, id, "the")?;
+        Ok(conn.query(&sql, &[&id])?.iter().map(edge).collect())
+    }
+
+    fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
+        let needle = query
+            .text
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(str::to_lowercase);
+        let translated = query
+            .filter
+            .as_ref()
+            .map(|f| (f, translate(f, "properties", 2)));
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.label.clone())];
+        let mut sql = format!(
+            "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE ($1::text IS NULL OR label = $1)"
+        );
+        let mut in_rust = needle.is_some();
+        match translated {
+            Some((_, Some(t))) => {
+                sql.push_str(&format!(" AND ({})", t.sql));
+                params.extend(t.params);
+            }
+            Some((_, None)) => in_rust = true,
+            None => {}
+        }
+        sql.push_str(" ORDER BY id");
+        if query.limit != 0 && !in_rust {
+            sql.push_str(&format!(" LIMIT {}", query.limit.min(i64::MAX as usize)));
+        }
+        let mut conn = self.pool.get()?;
+        let rows = conn.query(&sql, &refs(&params))?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let n = node(r);
+            if let Some(f) = &query.filter {
+                if !f.matches(&n.properties) {
+                    continue;
+                }
+            }
+            if let Some(t) = &needle {
+                if !json_contains_text(&n.properties, t) {
+                    continue;
+                }
+            }
+            out.push(n);
+            if query.limit != 0 && out.len() >= query.limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {
+        let sql = format!(
+            "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        );
+        let fetch = check_page_limit(limit)?;
+        let rows = self.pool.get()?.query(&sql, &[&cursor, &fetch])?;
+        Ok(page(rows.iter().map(node).collect(), limit, |n| &n.id))
+    }
+
+    fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>> {
+        let sql = format!(
+            "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        );
+        let fetch = check_page_limit(limit)?;
+        let rows = self.pool.get()?.query(&sql, &[&cursor, &fetch])?;
+        Ok(page(rows.iter().map(edge).collect(), limit, |e| &e.id))
+    }
+
+    fn health(&self) -> Result<Health> {
+        health(&self.pool, ", graph in _bp_graph_nodes/_bp_graph_edges")
+    }
+}

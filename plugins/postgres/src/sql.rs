@@ -1,0 +1,467 @@
+//! SQL text handling: rewriting Backplane's `?` / `?N` / `:name`
+//! placeholders into PostgreSQL's `$n`, and the few facts about a statement
+//! the plugin needs (its first keyword, an INSERT's target table).
+//!
+//! The scanner knows PostgreSQL's lexical rules for everything a
+//! placeholder must not be found in: `'...'` literals (with `''`), `E'...'`
+//! literals (with backslash escapes), `"..."` identifiers, dollar-quoted
+//! strings (`$$...$$`, `$tag$...$tag$`), `-- ...` and nested `/* ... */`
+//! comments. `::` is a cast, never a named parameter, and `??` stands for a
+//! literal `?` (the jsonb operators `?`, `?|`, `?&`).
+
+use backplane_core::{Error, Result};
+
+/// A statement with its placeholders rewritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The SQL with `$n` placeholders.
+    pub sql: String,
+    /// For `:name` placeholders, the name of each `$n` in order (`names[0]`
+    /// is `$1`). Empty when the statement has no named placeholders.
+    pub names: Vec<String>,
+    /// Whether `?` / `?N` placeholders were found.
+    pub positional: bool,
+}
+
+/// Rewrite `?`, `?N` and `:name` placeholders to `$n`. A statement that
+/// mixes `?` and `:name` is refused; `$n` written by hand is left alone.
+pub fn rewrite(sql: &str) -> Result<Rewritten> {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut names: Vec<String> = Vec::new();
+    let mut next_positional = 0usize;
+    let mut positional = false;
+    let mut copied = 0usize; // bytes of `sql` already copied to `out`
+    let mut i = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' => {
+                // E'...' strings take backslash escapes.
+                let escapes =
+                    i > 0 && (b[i - 1] == b'e' || b[i - 1] == b'E') && !ident_byte_before(b, i - 1);
+                i = skip_quoted(b, i, b'\'', escapes);
+            }
+            b'"' => i = skip_quoted(b, i, b'"', false),
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = b[i..]
+                    .iter()
+                    .position(|&x| x == b'\n')
+                    .map_or(b.len(), |p| i + p + 1);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
+            b'$' => {
+                if let Some(end) = dollar_quote_end(b, i) {
+                    i = end;
+                } else {
+                    i += 1;
+                }
+            }
+            b'?' => {
+                if b.get(i + 1) == Some(&b'?') {
+                    out.push_str(&sql[copied..i]);
+                    out.push('?');
+                    i += 2;
+                    copied = i;
+                    continue;
+                }
+                if !names.is_empty() {
+                    return Err(mixed(sql));
+                }
+                positional = true;
+                out.push_str(&sql[copied..i]);
+                let digits = b[i + 1..].iter().take_while(|x| x.is_ascii_digit()).count();
+                if digits > 0 {
+                    // ?N keeps its number.
+                    out.push('$');
+                    out.push_str(&sql[i + 1..i + 1 + digits]);
+                    i += 1 + digits;
+                } else {
+                    next_positional += 1;
+                    out.push('$');
+                    out.push_str(&next_positional.to_string());
+                    i += 1;
+                }
+                copied = i;
+            }
+            b':' => {
+                if b.get(i + 1) == Some(&b':') {
+                    i += 2; // a cast
+                    continue;
+                }
+                let starts_name = b
+                    .get(i + 1)
+                    .is_some_and(|&x| x.is_ascii_alphabetic() || x == b'_');
+                // `a[lo:hi]` slices are not parameters: a name needs a
+                // non-identifier byte before the colon.
+                if !starts_name || ident_byte_before(b, i) {
+                    i += 1;
+                    continue;
+                }
+                if positional {
+                    return Err(mixed(sql));
+                }
+                let len = b[i + 1..]
+                    .iter()
+                    .take_while(|x| x.is_ascii_alphanumeric() || **x == b'_')
+                    .count();
+                let name = &sql[i + 1..i + 1 + len];
+                let n = match names.iter().position(|x| x == name) {
+                    Some(p) => p + 1,
+                    None => {
+                        names.push(name.to_string());
+                        names.len()
+                    }
+                };
+                out.push_str(&sql[copied..i]);
+                out.push('$');
+                out.push_str(&n.to_string());
+                i += 1 + len;
+                copied = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[copied..]);
+    Ok(Rewritten {
+        sql: out,
+        names,
+        positional,
+    })
+}
+
+fn mixed(sql: &str) -> Error {
+    Error::invalid(format!(
+        "`{}` mixes `?` and `:name` placeholders: use one style per statement",
+        snippet(sql)
+    ))
+}
+
+fn ident_byte_before(b: &[u8], i: usize) -> bool {
+    i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] >= 0x80)
+}
+
+/// The index just past a quoted run starting at `start` (`quote` at
+/// `b[start]`); a doubled quote is an escaped quote.
+fn skip_quoted(b: &[u8], start: usize, quote: u8, backslash: bool) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        if backslash && b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i] == quote {
+            if b.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+fn skip_block_comment(b: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < b.len() {
+        if b[i] == b'/' && b[i + 1] == b'*' {
+            depth += 1;
+            i += 2;
+        } else if b[i] == b'*' && b[i + 1] == b'/' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    b.len()
+}
+
+/// If a dollar quote (`$$` or `$tag$`) opens at `start`, the index just
+/// past its closing delimiter.
+fn dollar_quote_end(b: &[u8], start: usize) -> Option<usize> {
+    // `$1` is a parameter; a tag cannot start with a digit, and `a$b` is
+    // part of an identifier.
+    if ident_byte_before(b, start) {
+        return None;
+    }
+    let tag_len = b[start + 1..]
+        .iter()
+        .take_while(|x| x.is_ascii_alphanumeric() || **x == b'_' || **x >= 0x80)
+        .count();
+    if b.get(start + 1).is_some_and(|x| x.is_ascii_digit()) {
+        return None;
+    }
+    if b.get(start + 1 + tag_len) != Some(&b'$') {
+        return None;
+    }
+    let delim = &b[start..start + tag_len + 2];
+    let body = start + delim.len();
+    let end = b[body..]
+        .windows(delim.len())
+        .position(|w| w == delim)
+        .map_or(b.len(), |p| body + p + delim.len());
+    Some(end)
+}
+
+/// The statement's first keyword, upper-cased (`SELECT`, `INSERT`, …),
+/// after comments and opening parentheses.
+pub fn first_keyword(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'(') {
+            i += 1;
+        }
+        if b[i..].starts_with(b"--") {
+            i = b[i..]
+                .iter()
+                .position(|&x| x == b'\n')
+                .map_or(b.len(), |p| i + p + 1);
+        } else if b[i..].starts_with(b"/*") {
+            i = skip_block_comment(b, i);
+        } else {
+            break;
+        }
+    }
+    let len = b[i..]
+        .iter()
+        .take_while(|x| x.is_ascii_alphabetic())
+        .count();
+    sql[i..i + len].to_ascii_uppercase()
+}
+
+/// Whether a statement may change the schema (so kept statements and
+/// table facts are to be forgotten).
+pub fn is_ddl(sql: &str) -> bool {
+    matches!(
+        first_keyword(sql).as_str(),
+        "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE" | "DO" | "CALL"
+    )
+}
+
+/// For an `INSERT INTO <table> …` without a `RETURNING` clause: the table
+/// as written (`items`, `"Items"`, `s.items`), and the statement's length
+/// without a trailing `;` and comments (where a `RETURNING` can go).
+pub fn insert_target(sql: &str) -> Option<(String, usize)> {
+    if first_keyword(sql) != "INSERT" {
+        return None;
+    }
+    let words = top_level_words(sql);
+    if words
+        .iter()
+        .any(|(w, _)| w.eq_ignore_ascii_case("RETURNING"))
+    {
+        return None;
+    }
+    let into = words
+        .iter()
+        .position(|(w, _)| w.eq_ignore_ascii_case("INTO"))?;
+    let start = words[into].1 + 4;
+    // The table name: identifiers and quoted identifiers joined by dots.
+    let b = sql.as_bytes();
+    let mut i = start;
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let name_start = i;
+    loop {
+        if i < b.len() && b[i] == b'"' {
+            i = skip_quoted(b, i, b'"', false);
+        } else {
+            let n = b[i..]
+                .iter()
+                .take_while(|x| {
+                    x.is_ascii_alphanumeric() || **x == b'_' || **x == b'$' || **x >= 0x80
+                })
+                .count();
+            if n == 0 {
+                return None;
+            }
+            i += n;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let table = sql[name_start..i].to_string();
+    Some((table, statement_end(sql)))
+}
+
+/// Words outside literals, identifiers and comments, with their offsets.
+fn top_level_words(sql: &str) -> Vec<(&str, usize)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' => i = skip_quoted(b, i, b'\'', i > 0 && (b[i - 1] | 0x20) == b'e'),
+            b'"' => i = skip_quoted(b, i, b'"', false),
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = b[i..]
+                    .iter()
+                    .position(|&x| x == b'\n')
+                    .map_or(b.len(), |p| i + p + 1)
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
+            b'$' => i = dollar_quote_end(b, i).unwrap_or(i + 1),
+            x if x.is_ascii_alphabetic() || x == b'_' => {
+                let n = b[i..]
+                    .iter()
+                    .take_while(|x| x.is_ascii_alphanumeric() || **x == b'_' || **x == b'$')
+                    .count();
+                out.push((&sql[i..i + n], i));
+                i += n;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The length of `sql` without trailing whitespace, comments and `;`.
+fn statement_end(sql: &str) -> usize {
+    let b = sql.as_bytes();
+    // The end of the last token that is not a comment, whitespace or `;`.
+    let mut last = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = b[i..]
+                    .iter()
+                    .position(|&x| x == b'\n')
+                    .map_or(b.len(), |p| i + p + 1)
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
+            b'\'' => {
+                i = skip_quoted(b, i, b'\'', i > 0 && (b[i - 1] | 0x20) == b'e');
+                last = i;
+            }
+            b'"' => {
+                i = skip_quoted(b, i, b'"', false);
+                last = i;
+            }
+            b'$' => {
+                i = dollar_quote_end(b, i).unwrap_or(i + 1);
+                last = i;
+            }
+            x if x.is_ascii_whitespace() || x == b';' => i += 1,
+            _ => {
+                i += 1;
+                last = i;
+            }
+        }
+    }
+    last
+}
+
+/// `name` as a quoted identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `s` as a quoted string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The SQL shown in messages: its first 200 characters on one line.
+pub fn snippet(sql: &str) -> String {
+    const MAX: usize = 200;
+    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(sql: &str) -> String {
+        rewrite(sql).unwrap().sql
+    }
+
+    #[test]
+    fn positional() {
+        assert_eq!(rw("SELECT ?, ?"), "SELECT $1, $2");
+        assert_eq!(rw("SELECT ?2, ?1"), "SELECT $2, $1");
+        assert_eq!(rw("SELECT $1"), "SELECT $1");
+        assert!(rewrite("SELECT ?").unwrap().positional);
+    }
+
+    #[test]
+    fn named() {
+        let r = rewrite("SELECT :a, :b_2, :a").unwrap();
+        assert_eq!(r.sql, "SELECT $1, $2, $1");
+        assert_eq!(r.names, ["a", "b_2"]);
+        assert_eq!(rw("SELECT x::text, :v::int"), "SELECT x::text, $1::int");
+        assert_eq!(rw("SELECT a[1:2], a[lo:hi]"), "SELECT a[1:2], a[lo:hi]");
+        assert_eq!(
+            rw("WHERE x=:v AND y IN (:a,:b)"),
+            "WHERE x=$1 AND y IN ($2,$3)"
+        );
+        assert!(rewrite("SELECT ?, :a").is_err());
+        assert!(rewrite("SELECT :a, ?").is_err());
+    }
+
+    #[test]
+    fn never_inside_literals_identifiers_or_comments() {
+        for sql in [
+            "SELECT 'what? :not_a_param'",
+            "SELECT 'it''s ? :x'",
+            "SELECT E'it\\'s ? :x'",
+            "SELECT \"odd?col:x\" FROM t",
+            "SELECT 1 -- what? :x\n",
+            "SELECT 1 /* ? /* :x */ ? */",
+            "SELECT $$ ? :x $$",
+            "SELECT $fn$ ? :x $fn$",
+            "SELECT U&'d\\0061t\\+000061 ?'",
+        ] {
+            let r = rewrite(sql).unwrap();
+            assert_eq!(r.sql, sql, "{sql}");
+            assert!(!r.positional && r.names.is_empty(), "{sql}");
+        }
+        assert_eq!(
+            rw("SELECT 'a?' || ? -- ?\n, :: /* x */"),
+            "SELECT 'a?' || $1 -- ?\n, :: /* x */"
+        );
+        assert_eq!(rw("SELECT $$?$$, ?"), "SELECT $$?$$, $1");
+        assert_eq!(rw("SELECT d ?? 'k', ?"), "SELECT d ? 'k', $1");
+        assert_eq!(rw("SELECT $1, $a$ ? $a$"), "SELECT $1, $a$ ? $a$");
+    }
+
+    #[test]
+    fn statement_facts() {
+        assert_eq!(first_keyword("  -- c\n /* x */ (select 1)"), "SELECT");
+        assert!(is_ddl("create table t (x int)"));
+        assert!(!is_ddl("insert into t values (1)"));
+        assert_eq!(
+            insert_target("INSERT INTO items (a) VALUES ($1); -- done"),
+            Some(("items".into(), "INSERT INTO items (a) VALUES ($1)".len()))
+        );
+        assert_eq!(
+            insert_target("insert into \"My T\".x values (1)")
+                .unwrap()
+                .0,
+            "\"My T\".x"
+        );
+        assert_eq!(insert_target("INSERT INTO t VALUES (1) RETURNING id"), None);
+        assert_eq!(
+            insert_target("INSERT INTO t VALUES ('returning')")
+                .unwrap()
+                .0,
+            "t"
+        );
+        assert_eq!(insert_target("SELECT 1"), None);
+    }
+}
