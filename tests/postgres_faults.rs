@@ -5,7 +5,9 @@
 //!   pool reconnects by itself;
 //! - an SQL error in the middle of a transaction rolls back all of it;
 //! - an unknown role, an unknown database or an unreachable host is one
-//!   clear error at open;
+//!   clear error at open; so is a wrong or missing password, against a
+//!   second server the test starts with password authentication (the
+//!   suite's own server trusts local logins);
 //! - a backup holds everything the schema's tables need (enum types,
 //!   sequences, identity and generated columns, constraints, indexes,
 //!   views, and the graph and vector tables of stores sharing the schema),
@@ -499,4 +501,159 @@ fn backup_and_restore_keep_the_whole_schema() {
         3,
         "a failed restore leaves the schema as it was"
     );
+}
+
+/// A second PostgreSQL server, started by the test on a free loopback port
+/// with password authentication (SCRAM) and stopped after: the suite's own
+/// server trusts every local login, so a wrong password cannot be seen
+/// there.
+struct PasswordServer {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    _dir: Scratch,
+}
+
+impl PasswordServer {
+    /// `None` (with the reason printed) when the server programs or the
+    /// `postgres` system user are missing; in CI that fails instead.
+    fn start(password: &str) -> Option<PasswordServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).max())
+            .filter(|b| b.join("initdb").exists());
+        let has_user = Command::new("id")
+            .arg("postgres")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let (Some(bin), true) = (bin, has_user) else {
+            assert!(
+                !in_ci(),
+                "the wrong-password test needs PostgreSQL's server programs (/usr/lib/postgresql/*/bin/initdb) and the postgres user in CI"
+            );
+            println!("skip wrong password: no /usr/lib/postgresql/*/bin/initdb or no postgres user to start a second server");
+            return None;
+        };
+        let dir = Scratch::new();
+        let data = dir.path("data");
+        let pwfile = dir.path("pw");
+        std::fs::write(&pwfile, password).unwrap();
+        // initdb and the server refuse to run as root: run them as postgres.
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir.0)
+            .status()
+            .unwrap();
+        assert!(chown.success(), "chown the scratch folder to postgres");
+        let as_postgres = |program: &str, args: &[&str]| {
+            let out = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join(program))
+                .args(args)
+                .output()
+                .expect("run as postgres");
+            assert!(
+                out.status.success(),
+                "{program} {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data_s = data.to_str().unwrap().to_string();
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &data_s,
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "--pwfile",
+                pwfile.to_str().unwrap(),
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            dir.0.display()
+        );
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &data_s,
+                "-o",
+                &opts,
+                "-l",
+                &format!("{data_s}.log"),
+                "-w",
+                "start",
+            ],
+        );
+        Some(PasswordServer {
+            bin,
+            data,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for PasswordServer {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn wrong_password_fails_once_at_open() {
+    let Some(server) = PasswordServer::start("right-s3cret") else {
+        return;
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
+    for (url, what) in [
+        (
+            format!(
+                "postgres://postgres:wrong-s3cret@127.0.0.1:{}/postgres",
+                server.port
+            ),
+            "wrong",
+        ),
+        (url.clone(), "missing"),
+    ] {
+        let text = open_error(&url, ErrorKind::Config, &["password", "[relational.db]"]);
+        assert!(
+            !text.contains("s3cret"),
+            "{what}: the password stays hidden: {text}"
+        );
+    }
+    // The right one, from `password` (as `password = "${POSTGRES_PASSWORD}"`
+    // would give it), opens the store.
+    let scratch = Scratch::new();
+    let file = scratch.path("plugins.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[plugins]\nload = [\"{}\"]\n\n[relational.db]\nbackend = \"postgres\"\nurl = \"{url}\"\npassword = \"right-s3cret\"\nschema = \"pw_test\"\n",
+            library("backplane_plugin_postgres").display()
+        ),
+    )
+    .unwrap();
+    let storage = Storage::open(&file).expect("the right password opens the store");
+    let db = storage.relational("db").unwrap();
+    let one = db
+        .blocking()
+        .query("SELECT 1 AS one", &Params::None)
+        .unwrap();
+    assert_eq!(one.scalar().unwrap(), &Value::Integer(1));
 }
