@@ -761,13 +761,14 @@ impl QdrantEdgeVector {
         if req.k == 0 {
             return Ok(Vec::new());
         }
-        let run = |limit: usize, filter: Option<QFilter>| {
+        let run = |limit: usize, filter: Option<QFilter>, exact: bool| {
             shard
                 .search(QSearchRequest {
                     query: QueryEnum::Nearest(NamedQuery::default_dense(req.vector.clone())),
                     filter,
                     params: Some(SearchParams {
                         hnsw_ef: Some(self.tuning.ef.max(limit)),
+                        exact,
                         ..SearchParams::default()
                     }),
                     limit,
@@ -778,24 +779,34 @@ impl QdrantEdgeVector {
                 })
                 .map_err(|e| engine("search", e))
         };
-        match translation {
-            None => self.hits(c, run(req.k, None)?, None, req.k),
-            Some(t) if t.exact => self.hits(c, run(req.k, t.native.clone())?, None, req.k),
-            Some(t) => {
-                // Over-fetch from the superset Qdrant can select, keep what
-                // passes the whole filter, widen until k pass or nothing
-                // more is there.
-                let filter = req.filter.as_ref().expect("a translation has a filter");
-                let mut limit = req.k.saturating_mul(4).max(64);
-                loop {
-                    let points = run(limit, t.native.clone())?;
-                    let exhausted = points.len() < limit;
-                    let hits = self.hits(c, points, Some(filter), req.k)?;
-                    if hits.len() == req.k || exhausted {
-                        return Ok(hits);
-                    }
-                    limit = limit.saturating_mul(4);
+        let (native, post) = match translation {
+            None => (None, None),
+            Some(t) if t.exact => (t.native.clone(), None),
+            Some(t) => (t.native.clone(), req.filter.as_ref()),
+        };
+        // Over-fetch when the plugin checks candidates itself; widen until
+        // k pass or nothing more is there. A graph search that comes back
+        // short (a restrictive filter can strand it) is repeated as an
+        // exact scan, so fewer than k hits means fewer than k records pass.
+        let mut limit = match post {
+            None => req.k,
+            Some(_) => req.k.saturating_mul(4).max(64),
+        };
+        let mut exact = false;
+        loop {
+            let points = run(limit, native.clone(), exact)?;
+            let exhausted = points.len() < limit;
+            let hits = self.hits(c, points, post, req.k)?;
+            if hits.len() == req.k {
+                return Ok(hits);
+            }
+            if exhausted {
+                if exact {
+                    return Ok(hits);
                 }
+                exact = true;
+            } else {
+                limit = limit.saturating_mul(4);
             }
         }
     }

@@ -140,8 +140,7 @@ fn a_second_open_of_a_folder_shares_the_shard() {
     // Opened from outside the registry (as another process would), the
     // folder is locked.
     let e = qdrant_edge::EdgeShard::load(&tmp.path().canonicalize().unwrap().join("c"), None)
-        .err()
-        .expect("the WAL is locked");
+        .expect_err("the WAL is locked");
     let e = crate::backend::open_error("c", tmp.path(), e);
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.message().contains("another process"), "{e}");
