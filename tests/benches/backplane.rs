@@ -32,6 +32,8 @@
 //!   the number of loads, `BENCH_HNSW_M`, `BENCH_HNSW_EF_CONSTRUCT` and
 //!   `BENCH_HNSW_EF` the HNSW settings of both qdrant-edge variants, and
 //!   `BENCH_VECTOR_EXACT=0` leaves the exact variants out;
+//!   `BENCH_VECTOR_DATA=clustered` draws the vectors around 1,000 random
+//!   centres instead of uniformly;
 //!   `BENCH_HNSW_EF_SWEEP=128,256,…` adds the direct variant's recall and
 //!   speed at other search-time `hnsw_ef` on the same index.
 //!
@@ -672,9 +674,23 @@ fn vector(rounds: usize, load_rounds: usize, out: &mut Vec<Row>, table: &mut Vec
     // BENCH_VECTOR_EXACT=0 leaves out the exact variants (for trying
     // HNSW settings; recall is still against the exact top 10).
     let exact = std::env::var("BENCH_VECTOR_EXACT").map_or(true, |v| v != "0");
+    // BENCH_VECTOR_DATA=clustered: points scattered around 1,000 random
+    // centres (closer to how real embeddings lie) instead of uniformly.
+    let clustered = std::env::var("BENCH_VECTOR_DATA").is_ok_and(|v| v == "clustered");
     let mut rng = Rng(0xdecaf);
-    let data: Vec<Vec<f32>> = (0..n).map(|_| rng.vector()).collect();
-    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| rng.vector()).collect();
+    let centres: Vec<Vec<f32>> = (0..1000).map(|_| rng.vector()).collect();
+    let draw = |rng: &mut Rng| {
+        if !clustered {
+            return rng.vector();
+        }
+        let c = &centres[(rng.next() % centres.len() as u64) as usize];
+        let mut v: Vec<f32> = c.iter().map(|x| x + 0.06 * rng.unit()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    };
+    let data: Vec<Vec<f32>> = (0..n).map(|_| draw(&mut rng)).collect();
+    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| draw(&mut rng)).collect();
     let flat: Vec<f32> = data.iter().flatten().copied().collect();
     let norms: Vec<f32> = data.iter().map(|v| dot(v, v).sqrt()).collect();
     eprintln!("vector: exact top-{K} of {QUERIES} queries over {n} vectors (ground truth)");
@@ -863,8 +879,11 @@ fn vector(rounds: usize, load_rounds: usize, out: &mut Vec<Row>, table: &mut Vec
 
     let stats = stats.into_inner();
     table.push(format!(
-        "\n{n} vectors x {DIM}, {QUERIES} queries, top-{K}, cosine; qdrant-edge hnsw_m={} hnsw_ef_construct={} hnsw_ef={}; {load_rounds} load round(s), {rounds} query round(s)\n",
-        h.m, h.ef_construct, h.ef
+        "\n{n} {} vectors x {DIM}, {QUERIES} queries, top-{K}, cosine; qdrant-edge hnsw_m={} hnsw_ef_construct={} hnsw_ef={}; {load_rounds} load round(s), {rounds} query round(s)\n",
+        if clustered { "clustered" } else { "uniformly random" },
+        h.m,
+        h.ef_construct,
+        h.ef
     ));
     table.push(
         "| variant | upsert vectors/s | first search / index build | queries/s | p50 | p99 | recall@10 | query throughput vs direct |".into(),
