@@ -802,14 +802,41 @@ extern "C" fn mod_shutdown() {
 
 struct ForwardLogger(LogFn);
 
+/// Log targets (prefixes) whose records are forwarded at debug level at
+/// most; see [`demote_log_target`].
+static DEMOTED: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+
+/// Forward the log records of targets starting with `prefix` at debug
+/// level at most, for a dependency that warns about things that are not
+/// the user's concern. Affects only the calling plugin's library.
+pub fn demote_log_target(prefix: &'static str) {
+    let mut d = DEMOTED.write().unwrap_or_else(|p| p.into_inner());
+    if !d.contains(&prefix) {
+        d.push(prefix);
+    }
+}
+
 impl log::Log for ForwardLogger {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
+        let mut level = record.level();
+        if level < log::Level::Debug
+            && DEMOTED
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|p| record.target().starts_with(p))
+        {
+            if log::max_level() < log::LevelFilter::Debug {
+                return;
+            }
+            level = log::Level::Debug;
+        }
         let msg = record.args().to_string();
         (self.0.log)(
-            record.level() as u8,
+            level as u8,
             RStr::from_str(record.target()),
             RStr::from_str(&msg),
         );

@@ -28,9 +28,22 @@
 //!   query sent directly (skipped when no PostgreSQL answers;
 //!   `BACKPLANE_POSTGRES_URL`). Everything lives in a fresh schema, dropped
 //!   at the end.
-//! - `vector`: 1k exact top-10 cosine searches over 20k 384-dimension
-//!   vectors through the sqlite and memory plugins vs a plain exact scan
-//!   over a `Vec<f32>` (the floor).
+//! - `vector`: 100k seeded random 384-dimension vectors (normalised), 1k
+//!   top-10 cosine queries, through the sqlite and memory plugins (exact),
+//!   the qdrant-edge plugin (HNSW) and qdrant-edge's `EdgeShard` called
+//!   directly, next to a plain exact scan over a `Vec<f32>` (the floor):
+//!   upsert throughput (batches of 1,000), the first search (qdrant-edge
+//!   builds its index there, sqlite its in-memory copy), query throughput,
+//!   p50/p99 latency and recall@10 against the exact top 10, and the
+//!   plugin's query throughput over the direct crate's. `BENCH_VECTORS`
+//!   changes the collection size, `BENCH_VECTOR_LOAD_ROUNDS` (default 1)
+//!   the number of loads, `BENCH_HNSW_M`, `BENCH_HNSW_EF_CONSTRUCT` and
+//!   `BENCH_HNSW_EF` the HNSW settings of both qdrant-edge variants, and
+//!   `BENCH_VECTOR_EXACT=0` leaves the exact variants out;
+//!   `BENCH_VECTOR_DATA=clustered` draws the vectors around 1,000 random
+//!   centres instead of uniformly;
+//!   `BENCH_HNSW_EF_SWEEP=128,256,…` adds the direct variant's recall and
+//!   speed at other search-time `hnsw_ef` on the same index.
 //!
 //! Database files live on tmpfs (`/dev/shm`) when the machine has it, so
 //! disk flushes stay out of a comparison of CPU work.
@@ -49,7 +62,7 @@ use std::time::{Duration, Instant};
 const INSERTS: usize = 100_000;
 const TX_SIZE: usize = 1_000;
 const SELECTS: usize = 100_000;
-const VECTORS: usize = 20_000;
+const VECTORS: usize = 100_000;
 const DIM: usize = 384;
 const QUERIES: usize = 1_000;
 const K: usize = 10;
@@ -128,7 +141,7 @@ fn interleaved(
     chunks: usize,
     variants: &mut [Variant<'_>],
     out: &mut Vec<Row>,
-) {
+) -> Vec<Vec<Duration>> {
     let n = variants.len();
     let mut totals = vec![Vec::with_capacity(rounds); n];
     let mut shuffle = Rng(0x0bad_cafe);
@@ -180,6 +193,7 @@ fn interleaved(
             ratio,
         });
     }
+    totals
 }
 
 fn open(scratch: &Scratch, body: &str) -> Storage {
@@ -187,6 +201,7 @@ fn open(scratch: &Scratch, body: &str) -> Storage {
     let libs = [
         library("backplane_plugin_sqlite"),
         library("backplane_plugin_memory"),
+        library("backplane_plugin_qdrant_edge"),
     ];
     let load: Vec<String> = libs
         .iter()
@@ -496,60 +511,323 @@ fn exact_top(flat: &[f32], norms: &[f32], q: &[f32]) -> Vec<(f32, usize)> {
     best
 }
 
-fn vector(rounds: usize, out: &mut Vec<Row>) {
+/// The exact top-`K` of every query over `flat`, on every core.
+fn ground_truth(flat: &[f32], norms: &[f32], queries: &[Vec<f32>]) -> Vec<Vec<usize>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = queries.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = queries
+            .chunks(per)
+            .map(|qs| {
+                s.spawn(move || {
+                    qs.iter()
+                        .map(|q| exact_top(flat, norms, q).iter().map(|h| h.1).collect())
+                        .collect::<Vec<Vec<usize>>>()
+                })
+            })
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().unwrap()).collect()
+    })
+}
+
+/// What one vector variant measured.
+#[derive(Default)]
+struct VectorStats {
+    /// Per round: the whole load's upsert time.
+    upsert: Vec<Duration>,
+    /// Per round: the index build after the load.
+    build: Vec<Duration>,
+    /// Every query's latency, every round.
+    latencies: Vec<Duration>,
+    /// Relevant hits found, and asked for.
+    found: usize,
+    asked: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The settings of the qdrant-edge collections, shared by the plugin and
+/// the direct variant: the plugin's defaults unless overridden with
+/// BENCH_HNSW_M / BENCH_HNSW_EF_CONSTRUCT / BENCH_HNSW_EF.
+struct Hnsw {
+    m: usize,
+    ef_construct: usize,
+    ef: usize,
+}
+
+impl Hnsw {
+    fn from_env() -> Hnsw {
+        let get = |k: &str, d: usize| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        Hnsw {
+            m: get("BENCH_HNSW_M", 16),
+            ef_construct: get("BENCH_HNSW_EF_CONSTRUCT", 128),
+            ef: get("BENCH_HNSW_EF", 128),
+        }
+    }
+}
+
+/// qdrant-edge called directly: one EdgeShard, numeric point ids, the
+/// application id in the payload (which the search reads back, as the
+/// plugin's does), a flush after every batch (the plugin's durability).
+struct DirectQdrant {
+    dir: std::path::PathBuf,
+    shard: Option<qdrant_edge::EdgeShard>,
+    ef: usize,
+}
+
+impl DirectQdrant {
+    fn create(dir: std::path::PathBuf, h: &Hnsw) -> DirectQdrant {
+        use qdrant_edge::*;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = EdgeConfig::builder()
+            .vector("", EdgeVectorParams::builder(DIM, Distance::Cosine).build())
+            .hnsw_config(HnswIndexConfig {
+                m: h.m,
+                ef_construct: h.ef_construct,
+                ..HnswIndexConfig::default()
+            })
+            .on_disk_payload(true)
+            .optimizers(EdgeOptimizersConfig {
+                indexing_threshold: Some(10_000),
+                ..EdgeOptimizersConfig::default()
+            })
+            .build();
+        DirectQdrant {
+            shard: Some(EdgeShard::new(&dir, config).unwrap()),
+            dir,
+            ef: h.ef,
+        }
+    }
+
+    fn upsert(&self, first: usize, vectors: &[Vec<f32>]) {
+        use qdrant_edge::*;
+        let shard = self.shard.as_ref().unwrap();
+        let points = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let id = first + i;
+                PointStruct::new(
+                    PointId::NumId(id as u64),
+                    v.clone(),
+                    serde_json::json!({ "id": format!("v{id}") }),
+                )
+                .into()
+            })
+            .collect();
+        shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+            ))
+            .unwrap();
+        shard.flush();
+    }
+
+    fn search(&self, q: &[f32]) -> Vec<usize> {
+        use qdrant_edge::*;
+        self.shard
+            .as_ref()
+            .unwrap()
+            .search(SearchRequest {
+                query: QueryEnum::Nearest(NamedQuery::default_dense(q.to_vec())),
+                filter: None,
+                params: Some(SearchParams {
+                    hnsw_ef: Some(self.ef),
+                    ..SearchParams::default()
+                }),
+                limit: K,
+                offset: 0,
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: Some(WithVector::Bool(false)),
+                score_threshold: None,
+            })
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let id = p.payload.unwrap().0["id"].as_str().unwrap()[1..].to_string();
+                id.parse().unwrap()
+            })
+            .collect()
+    }
+}
+
+impl Drop for DirectQdrant {
+    fn drop(&mut self) {
+        drop(self.shard.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Vector search: VECTORS seeded random 384-dimension vectors (normalised),
+/// 1k queries, top-10, cosine. Loads (upsert in batches of 1,000, then the
+/// index build where there is one) and searches through the sqlite and
+/// memory plugins (exact), the qdrant-edge plugin (HNSW) and qdrant-edge
+/// called directly, next to a plain exact scan (the floor). Recall@10 is
+/// against the exact top 10.
+fn vector(rounds: usize, load_rounds: usize, out: &mut Vec<Row>, table: &mut Vec<String>) {
+    use std::cell::RefCell;
+    let n: usize = std::env::var("BENCH_VECTORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(VECTORS);
+    let h = Hnsw::from_env();
+    // BENCH_VECTOR_EXACT=0 leaves out the exact variants (for trying
+    // HNSW settings; recall is still against the exact top 10).
+    let exact = std::env::var("BENCH_VECTOR_EXACT").map_or(true, |v| v != "0");
+    // BENCH_VECTOR_DATA=clustered: points scattered around 1,000 random
+    // centres (closer to how real embeddings lie) instead of uniformly.
+    let clustered = std::env::var("BENCH_VECTOR_DATA").is_ok_and(|v| v == "clustered");
     let mut rng = Rng(0xdecaf);
-    let data: Vec<Vec<f32>> = (0..VECTORS).map(|_| rng.vector()).collect();
-    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| rng.vector()).collect();
+    let centres: Vec<Vec<f32>> = (0..1000).map(|_| rng.vector()).collect();
+    let draw = |rng: &mut Rng| {
+        if !clustered {
+            return rng.vector();
+        }
+        let c = &centres[(rng.next() % centres.len() as u64) as usize];
+        let mut v: Vec<f32> = c.iter().map(|x| x + 0.06 * rng.unit()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    };
+    let data: Vec<Vec<f32>> = (0..n).map(|_| draw(&mut rng)).collect();
+    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| draw(&mut rng)).collect();
     let flat: Vec<f32> = data.iter().flatten().copied().collect();
     let norms: Vec<f32> = data.iter().map(|v| dot(v, v).sqrt()).collect();
-    let expected: Vec<usize> = queries
-        .iter()
-        .map(|q| exact_top(&flat, &norms, q)[0].1)
-        .collect();
+    eprintln!("vector: exact top-{K} of {QUERIES} queries over {n} vectors (ground truth)");
+    let truth = ground_truth(&flat, &norms, &queries);
 
-    let scratch = Scratch::new();
+    let scratch = bench_dir();
     let storage = open(
         &scratch,
         &format!(
-            "[vector.sqlite]\nbackend = \"sqlite\"\npath = \"{}\"\n[vector.memory]\nbackend = \"memory\"\n",
-            scratch.path("vec.db").display()
+            "[vector.sqlite]\nbackend = \"sqlite\"\npath = \"{}\"\n\
+             [vector.memory]\nbackend = \"memory\"\n\
+             [vector.qdrant]\nbackend = \"qdrant-edge\"\npath = \"{}\"\n\
+             hnsw_m = {}\nhnsw_ef_construct = {}\nhnsw_ef = {}\n",
+            scratch.path("vec.db").display(),
+            scratch.path("qdrant").display(),
+            h.m,
+            h.ef_construct,
+            h.ef
         ),
     );
-    let (sq, mem) = (
-        storage.vector("sqlite").unwrap(),
-        storage.vector("memory").unwrap(),
-    );
-    for s in [&sq, &mem] {
-        s.blocking()
-            .create_collection("bench", DIM as u32, Distance::Cosine)
-            .unwrap();
-        for (chunk_no, chunk) in data.chunks(1000).enumerate() {
-            let recs: Vec<VectorRecord> = chunk
+    let stores = [
+        (
+            "host sqlite plugin, exact",
+            storage.vector("sqlite").unwrap(),
+        ),
+        (
+            "host memory plugin, exact",
+            storage.vector("memory").unwrap(),
+        ),
+        (
+            "host qdrant-edge plugin, HNSW",
+            storage.vector("qdrant").unwrap(),
+        ),
+    ];
+    let direct_dir = scratch.path("direct");
+    let direct: RefCell<Option<DirectQdrant>> = RefCell::new(None);
+    // 0..3: the host stores; 3: qdrant-edge direct.
+    let mut stats: Vec<VectorStats> = (0..4).map(|_| VectorStats::default()).collect();
+    let records: Vec<Vec<VectorRecord>> = data
+        .chunks(1000)
+        .enumerate()
+        .map(|(b, chunk)| {
+            chunk
                 .iter()
                 .enumerate()
-                .map(|(i, v)| VectorRecord::new(format!("v{}", chunk_no * 1000 + i), v.clone()))
-                .collect();
-            s.blocking().upsert("bench", &recs).unwrap();
+                .map(|(i, v)| VectorRecord::new(format!("v{}", b * 1000 + i), v.clone()))
+                .collect()
+        })
+        .collect();
+
+    // Loading: each round recreates every collection and loads it again,
+    // the variants in a shuffled order.
+    let mut shuffle = Rng(0x10ad);
+    for round in 0..load_rounds {
+        let mut order: Vec<usize> = (0..4).collect();
+        for j in (1..4).rev() {
+            order.swap(j, (shuffle.next() % (j as u64 + 1)) as usize);
+        }
+        for v in order {
+            if !exact && v < 2 {
+                continue;
+            }
+            eprintln!(
+                "vector: load {n} into variant {v}, round {}/{load_rounds}",
+                round + 1
+            );
+            if v == 3 {
+                *direct.borrow_mut() = None;
+                *direct.borrow_mut() = Some(DirectQdrant::create(direct_dir.clone(), &h));
+                let t = Instant::now();
+                let d = direct.borrow();
+                let d = d.as_ref().unwrap();
+                for (b, chunk) in data.chunks(1000).enumerate() {
+                    d.upsert(b * 1000, chunk);
+                }
+                stats[3].upsert.push(t.elapsed());
+                let t = Instant::now();
+                d.shard.as_ref().unwrap().optimize().unwrap();
+                d.shard.as_ref().unwrap().flush();
+                stats[3].build.push(t.elapsed());
+                continue;
+            }
+            let db = stores[v].1.blocking();
+            let _ = db.drop_collection("bench");
+            db.create_collection("bench", DIM as u32, Distance::Cosine)
+                .unwrap();
+            let t = Instant::now();
+            for recs in &records {
+                db.upsert("bench", recs).unwrap();
+            }
+            stats[v].upsert.push(t.elapsed());
+            // The first search builds what the store builds (qdrant-edge's
+            // HNSW index, sqlite's in-memory copy).
+            let t = Instant::now();
+            db.search("bench", &SearchRequest::new(queries[0].clone(), K))
+                .unwrap();
+            stats[v].build.push(t.elapsed());
         }
     }
+
     let chunks = 10;
     let per = QUERIES / chunks;
-    let through = |s: &backplane_host::VectorStore, c: usize| {
-        for qi in c * per..(c + 1) * per {
-            let hits = s
-                .blocking()
-                .search("bench", &SearchRequest::new(queries[qi].clone(), K))
+    let stats = RefCell::new(stats);
+    let recall = |v: usize, qi: usize, got: &[usize], took: Duration| {
+        let mut s = stats.borrow_mut();
+        let s = &mut s[v];
+        s.latencies.push(took);
+        s.found += got.iter().filter(|i| truth[qi].contains(i)).count();
+        s.asked += K;
+    };
+    let through = |v: usize, c: usize| {
+        let db = stores[v].1.blocking();
+        for (qi, q) in queries.iter().enumerate().skip(c * per).take(per) {
+            let t = Instant::now();
+            let hits = db
+                .search("bench", &SearchRequest::new(q.clone(), K))
                 .unwrap();
+            let took = t.elapsed();
             assert_eq!(hits.len(), K);
-            assert_eq!(
-                hits[0].id,
-                format!("v{}", expected[qi]),
-                "exact search agrees with the floor"
-            );
+            let got: Vec<usize> = hits.iter().map(|h| h.id[1..].parse().unwrap()).collect();
+            recall(v, qi, &got, took);
         }
     };
-    let mut variants = [
-        Variant {
+    let mut variants: Vec<Variant<'_>> = Vec::new();
+    // Where each stats entry's variant sits in `variants` (0..3 host
+    // stores, 3 direct).
+    let mut at = [usize::MAX; 4];
+    if exact {
+        variants.push(Variant {
             name: "plain exact scan over Vec<f32> (floor)",
             reset: Box::new(|| {}),
             run: Box::new(|c| {
@@ -557,27 +835,134 @@ fn vector(rounds: usize, out: &mut Vec<Row>) {
                     std::hint::black_box(exact_top(&flat, &norms, q));
                 }
             }),
-        },
-        Variant {
-            name: "host sqlite plugin, exact",
-            reset: Box::new(|| {}),
-            run: Box::new(|c| through(&sq, c)),
-        },
-        Variant {
-            name: "host memory plugin, exact",
-            reset: Box::new(|| {}),
-            run: Box::new(|c| through(&mem, c)),
-        },
-    ];
-    interleaved(
-        "vector",
-        "1k top-10 cosine, 20k x 384",
-        QUERIES,
-        rounds,
-        chunks,
-        &mut variants,
-        out,
+        });
+        for v in 0..2 {
+            at[v] = variants.len();
+            variants.push(Variant {
+                name: stores[v].0,
+                reset: Box::new(|| {}),
+                run: Box::new(move |c| through(v, c)),
+            });
+        }
+    }
+    at[3] = variants.len();
+    variants.push(Variant {
+        name: "qdrant-edge direct (EdgeShard), HNSW",
+        reset: Box::new(|| {}),
+        run: Box::new(|c| {
+            let d = direct.borrow();
+            let d = d.as_ref().unwrap();
+            for (qi, q) in queries.iter().enumerate().skip(c * per).take(per) {
+                let t = Instant::now();
+                let got = d.search(q);
+                let took = t.elapsed();
+                assert_eq!(got.len(), K);
+                recall(3, qi, &got, took);
+            }
+        }),
+    });
+    at[2] = variants.len();
+    variants.push(Variant {
+        name: stores[2].0,
+        reset: Box::new(|| {}),
+        run: Box::new(|c| through(2, c)),
+    });
+    let work: &'static str = if n == VECTORS {
+        "1k top-10 cosine, 100k x 384"
+    } else {
+        "1k top-10 cosine, BENCH_VECTORS x 384"
+    };
+    let totals = interleaved("vector", work, QUERIES, rounds, chunks, &mut variants, out);
+    drop(variants);
+
+    // Host qdrant-edge's query throughput against the direct crate's, per
+    // round.
+    let mut ratio: Vec<f64> = totals[at[3]]
+        .iter()
+        .zip(&totals[at[2]])
+        .map(|(direct, host)| direct.as_secs_f64() / host.as_secs_f64())
+        .collect();
+    ratio.sort_by(f64::total_cmp);
+    let host_vs_direct = ratio[ratio.len() / 2];
+
+    let stats = stats.into_inner();
+    table.push(format!(
+        "\n{n} {} vectors x {DIM}, {QUERIES} queries, top-{K}, cosine; qdrant-edge hnsw_m={} hnsw_ef_construct={} hnsw_ef={}; {load_rounds} load round(s), {rounds} query round(s)\n",
+        if clustered { "clustered" } else { "uniformly random" },
+        h.m,
+        h.ef_construct,
+        h.ef
+    ));
+    table.push(
+        "| variant | upsert vectors/s | first search / index build | queries/s | p50 | p99 | recall@10 | query throughput vs direct |".into(),
     );
+    table.push("|---|---:|---:|---:|---:|---:|---:|---:|".into());
+    let qps = |i: usize| QUERIES as f64 / median(totals[i].clone()).as_secs_f64();
+    for (name, si) in [
+        (stores[0].0, 0),
+        (stores[1].0, 1),
+        ("qdrant-edge direct (EdgeShard), HNSW", 3),
+        (stores[2].0, 2),
+    ] {
+        if at[si] == usize::MAX {
+            continue;
+        }
+        let s = &stats[si];
+        let mut lat = s.latencies.clone();
+        lat.sort();
+        table.push(format!(
+            "| {name} | {:.0} | {:.2} s | {:.0} | {:.2} ms | {:.2} ms | {:.3} | {} |",
+            n as f64 / median(s.upsert.clone()).as_secs_f64(),
+            median(s.build.clone()).as_secs_f64(),
+            qps(at[si]),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            s.found as f64 / s.asked as f64,
+            match si {
+                3 => "1 (baseline)".to_string(),
+                2 => format!("**{host_vs_direct:.3}**"),
+                _ => String::new(),
+            }
+        ));
+    }
+
+    // BENCH_HNSW_EF_SWEEP=64,128,…: the direct variant's recall and speed
+    // at other search-time settings, on the same index.
+    let sweep: Vec<usize> = std::env::var("BENCH_HNSW_EF_SWEEP")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    if !sweep.is_empty() {
+        table.push(format!(
+            "\nqdrant-edge direct, the same index (hnsw_m={} hnsw_ef_construct={}) searched with other hnsw_ef:\n",
+            h.m, h.ef_construct
+        ));
+        table.push("| hnsw_ef | queries/s | p50 | p99 | recall@10 |".into());
+        table.push("|---:|---:|---:|---:|---:|".into());
+    }
+    for ef in sweep {
+        let mut d = direct.borrow_mut();
+        let d = d.as_mut().unwrap();
+        d.ef = ef;
+        let (mut lat, mut found) = (Vec::with_capacity(QUERIES), 0);
+        let t = Instant::now();
+        for (qi, q) in queries.iter().enumerate() {
+            let t = Instant::now();
+            let got = d.search(q);
+            lat.push(t.elapsed());
+            found += got.iter().filter(|i| truth[qi].contains(i)).count();
+        }
+        let total = t.elapsed();
+        lat.sort();
+        table.push(format!(
+            "| {ef} | {:.0} | {:.2} ms | {:.2} ms | {:.3} |",
+            QUERIES as f64 / total.as_secs_f64(),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            found as f64 / (QUERIES * K) as f64
+        ));
+    }
 }
 
 const REDIS_OPS: usize = 100_000;
@@ -1339,9 +1724,19 @@ fn main() {
         postgres_group(pg_rounds, &mut rows);
     }
     let vector_rounds = rounds.clamp(1, 3);
+    // Loading 100k vectors (and building two HNSW indexes) takes minutes a
+    // round: one round unless asked for more.
+    let load_rounds = std::env::var("BENCH_VECTOR_LOAD_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut vector_table = Vec::new();
     if want("vector") {
-        vector(vector_rounds, &mut rows);
+        vector(vector_rounds, load_rounds, &mut rows, &mut vector_table);
     }
     println!("rounds: {rounds} (vector: {vector_rounds}); medians over rounds");
     print_table(&rows);
+    for line in vector_table {
+        println!("{line}");
+    }
 }

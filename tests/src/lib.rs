@@ -157,6 +157,7 @@ pub fn store_options(
     let opts = match backend {
         "sqlite" => format!("path = \"{}\"", scratch.path(&format!("{ns}.db")).display()),
         "memory" | "custom-kv" => String::new(),
+        "qdrant-edge" => format!("path = \"{}\"", scratch.path(&ns).display()),
         "redis" => {
             let (url, shown, unreachable) = redis_server();
             if let Some(reason) = unreachable {

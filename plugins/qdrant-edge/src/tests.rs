@@ -1,0 +1,475 @@
+//! The backend on real shards in temporary folders: reopening, raw
+//! vectors, the filter translation against core's evaluator, index builds.
+
+use crate::backend::QdrantEdgeVector;
+use crate::config::{DefaultCollection, Tuning};
+use backplane_core::{Distance, ErrorKind, Filter, SearchRequest, Vector, VectorRecord};
+use serde_json::{json, Value as Json};
+use std::time::Duration;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.unit()).collect()
+    }
+}
+
+fn open(dir: &std::path::Path) -> QdrantEdgeVector {
+    QdrantEdgeVector::open(dir, Tuning::default(), None).unwrap()
+}
+
+#[test]
+fn data_survives_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let s = open(tmp.path());
+        s.create_collection("c", 3, Distance::Cosine).unwrap();
+        s.create_collection("l2", 2, Distance::Euclidean).unwrap();
+        s.upsert(
+            "c",
+            &[
+                VectorRecord::new("a", vec![3.0, 4.0, 0.0])
+                    .with_payload(json!({"user": "alice", "tags": []}))
+                    .with_document("doc a"),
+                VectorRecord::new("b", vec![0.1, 0.2, 0.3]).with_payload(Json::Null),
+                VectorRecord::new("gone", vec![1.0, 1.0, 1.0]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.delete("c", &["gone".into()]).unwrap(), 1);
+        s.upsert("l2", &[VectorRecord::new("p", vec![1.0, 2.0])])
+            .unwrap();
+    }
+    // Reopened by a new store: everything written is there.
+    let s = open(tmp.path());
+    let names: Vec<String> = s
+        .list_collections()
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{}:{}:{}", c.name, c.dimension, c.count))
+        .collect();
+    assert_eq!(names, ["c:3:2", "l2:2:1"]);
+    let got = s
+        .get("c", &["a".into(), "b".into(), "gone".into()])
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].vector, vec![3.0, 4.0, 0.0], "raw, not normalised");
+    assert_eq!(got[0].payload, json!({"user": "alice", "tags": []}));
+    assert_eq!(got[0].document.as_deref(), Some("doc a"));
+    assert_eq!(got[1].payload, Json::Null);
+    let f = Filter::parse(&json!({"key": "tags", "exists": true})).unwrap();
+    assert_eq!(s.count("c", Some(&f)).unwrap(), 1, "the shape survives too");
+    let hits = s
+        .search("l2", &SearchRequest::new(vec![1.0, 1.0], 1))
+        .unwrap();
+    assert_eq!(hits[0].id, "p");
+    assert!((hits[0].score + 1.0).abs() < 1e-5, "{}", hits[0].score);
+    // A dropped collection stays dropped.
+    s.drop_collection("l2").unwrap();
+    drop(s);
+    let s = open(tmp.path());
+    assert_eq!(
+        s.collection_info("l2").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(s.list_collections().unwrap().len(), 1);
+}
+
+#[test]
+fn indexed_data_survives_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        indexing_threshold_kb: 10,
+        index_after_idle: Duration::from_secs(3600),
+        ..Tuning::default()
+    };
+    let mut rng = Rng(7);
+    let recs: Vec<VectorRecord> = (0..600)
+        .map(|i| VectorRecord::new(format!("r{i}"), rng.vector(16)).with_payload(json!({"i": i})))
+        .collect();
+    {
+        let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+        s.create_collection("c", 16, Distance::Cosine).unwrap();
+        s.upsert("c", &recs).unwrap();
+        assert_eq!(s.index_state("c").unwrap().indexed_vectors, 0);
+        assert!(s.build_index("c").unwrap(), "600 x 16 is over 10 KiB");
+        // Both vectors of each point count: the searched one and `raw`.
+        assert_eq!(s.index_state("c").unwrap().indexed_vectors, 1200);
+        assert!(!s.build_index("c").unwrap(), "nothing new to index");
+        // Writes after the build.
+        s.upsert("c", &recs[..10]).unwrap();
+        s.delete("c", &["r599".into()]).unwrap();
+    }
+    let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+    assert_eq!(s.count("c", None).unwrap(), 599);
+    let got = s.get("c", &["r5".into(), "r599".into()]).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].vector, recs[5].vector);
+    let hits = s
+        .search("c", &SearchRequest::new(recs[42].vector.clone(), 1))
+        .unwrap();
+    assert_eq!(hits[0].id, "r42");
+}
+
+#[test]
+fn a_second_open_of_a_folder_shares_the_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path());
+    a.create_collection("c", 2, Distance::Dot).unwrap();
+    let b = open(tmp.path());
+    a.upsert("c", &[VectorRecord::new("x", vec![1.0, 0.0])])
+        .unwrap();
+    assert_eq!(b.count("c", None).unwrap(), 1);
+    // Dropped through one store, gone for the other; recreated, seen anew.
+    b.drop_collection("c").unwrap();
+    assert_eq!(a.count("c", None).unwrap_err().kind(), ErrorKind::NotFound);
+    a.create_collection("c", 3, Distance::Euclidean).unwrap();
+    assert_eq!(b.collection_info("c").unwrap().dimension, 3);
+    // Opened from outside the registry (as another process would), the
+    // folder is locked.
+    let e = qdrant_edge::EdgeShard::load(&tmp.path().canonicalize().unwrap().join("c"), None)
+        .expect_err("the WAL is locked");
+    let e = crate::backend::open_error("c", tmp.path(), e);
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.message().contains("another process"), "{e}");
+}
+
+#[test]
+fn default_collection_and_mismatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |dimension, distance| {
+        Some(DefaultCollection {
+            name: "mem".into(),
+            dimension,
+            distance,
+        })
+    };
+    let s = QdrantEdgeVector::open(tmp.path(), Tuning::default(), d(4, Distance::Dot)).unwrap();
+    assert_eq!(s.collection_info("mem").unwrap().distance, Distance::Dot);
+    drop(s);
+    assert!(QdrantEdgeVector::open(tmp.path(), Tuning::default(), d(4, Distance::Dot)).is_ok());
+    let e = QdrantEdgeVector::open(tmp.path(), Tuning::default(), d(5, Distance::Dot))
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("4 dims"), "{e}");
+}
+
+#[test]
+fn raw_vectors_round_trip_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let mut rng = Rng(99);
+    for (name, distance) in [
+        ("cos", Distance::Cosine),
+        ("dot", Distance::Dot),
+        ("l2", Distance::Euclidean),
+    ] {
+        s.create_collection(name, 7, distance).unwrap();
+        let recs: Vec<VectorRecord> = (0..50)
+            .map(|i| {
+                let scale = 10f32.powi(i % 7 - 3);
+                let v = rng.vector(7).into_iter().map(|x| x * scale).collect();
+                VectorRecord::new(format!("{i}"), v)
+            })
+            .collect();
+        s.upsert(name, &recs).unwrap();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = s.scroll(name, cursor.as_deref(), 7).unwrap();
+            seen.extend(page.records);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 50);
+        for r in &recs {
+            let got = seen.iter().find(|x| x.id == r.id).unwrap();
+            assert_eq!(got.vector, r.vector, "{name}: bit-exact");
+        }
+    }
+    let e = s.scroll("cos", Some("not-a-cursor"), 5).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn reserved_keys_and_bad_input_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    s.create_collection("c", 2, Distance::Cosine).unwrap();
+    let e = s
+        .upsert(
+            "c",
+            &[
+                VectorRecord::new("ok", vec![1.0, 0.0]),
+                VectorRecord::new("bad", vec![1.0, 0.0]).with_payload(json!({"__bp_doc": 1})),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(s.count("c", None).unwrap(), 0);
+    assert_eq!(
+        s.get("nope", &["a".into()]).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        s.count("../c", None).unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "a name that cannot be a collection is never a path"
+    );
+}
+
+/// Random payloads in the shapes filters meet: nested objects, arrays,
+/// empty arrays, nulls, integers stored as floats, mixed types.
+fn payload(rng: &mut Rng, i: usize) -> Json {
+    let users = ["alice", "bob", "carol", "dave"];
+    let mut m = serde_json::Map::new();
+    m.insert("i".into(), json!(i));
+    if rng.below(5) > 0 {
+        m.insert("user".into(), json!(users[rng.below(4) as usize]));
+    }
+    match rng.below(6) {
+        0 => {}
+        1 => {
+            m.insert("n".into(), Json::Null);
+        }
+        2 => {
+            m.insert("n".into(), json!(rng.below(5) as f64));
+        }
+        3 => {
+            m.insert("n".into(), json!(rng.below(5) as f64 + 0.5));
+        }
+        4 => {
+            m.insert("n".into(), json!("3"));
+        }
+        _ => {
+            m.insert("n".into(), json!(rng.below(5)));
+        }
+    }
+    match rng.below(5) {
+        0 => {}
+        1 => {
+            m.insert("tags".into(), json!([]));
+        }
+        2 => {
+            m.insert("tags".into(), json!(["x"]));
+        }
+        3 => {
+            m.insert("tags".into(), json!(["y", "z", 2]));
+        }
+        _ => {
+            m.insert("tags".into(), json!([null]));
+        }
+    }
+    if rng.below(2) == 0 {
+        let lang = ["en", "pt"][rng.below(2) as usize];
+        let meta = match rng.below(4) {
+            0 => json!({"lang": lang, "level": rng.below(4)}),
+            1 => json!({"lang": null, "list": []}),
+            2 => json!({"level": 2.0, "deep": {"x": true}}),
+            _ => json!([{"lang": lang}]),
+        };
+        m.insert("meta".into(), meta);
+    }
+    if rng.below(3) == 0 {
+        m.insert("flag".into(), json!(rng.below(2) == 0));
+    }
+    Json::Object(m)
+}
+
+fn conditions() -> Vec<Json> {
+    vec![
+        json!({"key": "user", "match": "alice"}),
+        json!({"key": "user", "in": ["bob", "carol"]}),
+        json!({"key": "user", "in": []}),
+        json!({"key": "n", "match": 3}),
+        json!({"key": "n", "match": 2.5}),
+        json!({"key": "n", "match": "3"}),
+        json!({"key": "n", "in": [1, "3", 4.5]}),
+        json!({"key": "n", "range": {"gt": 1, "lte": 3}}),
+        json!({"key": "n", "exists": true}),
+        json!({"key": "n", "exists": false}),
+        json!({"key": "tags", "match": "y"}),
+        json!({"key": "tags", "match": 2}),
+        json!({"key": "tags", "exists": true}),
+        json!({"key": "tags", "exists": false}),
+        json!({"key": "meta.lang", "match": "en"}),
+        json!({"key": "meta.lang", "exists": true}),
+        json!({"key": "meta.lang", "exists": false}),
+        json!({"key": "meta.list", "exists": true}),
+        json!({"key": "meta.level", "match": 2}),
+        json!({"key": "meta.deep.x", "match": true}),
+        json!({"key": "flag", "match": false}),
+        json!({"key": "flag", "in": [true, "true"]}),
+        json!({"key": "i", "range": {"gte": 10, "lt": 40}}),
+        json!({"key": "missing", "exists": false}),
+        json!({"key": "__bp_id", "exists": true}),
+        json!({"key": "i", "match": 9007199254740993_u64}),
+    ]
+}
+
+fn random_filter(rng: &mut Rng, conds: &[Json], depth: u32) -> Json {
+    let pick = |rng: &mut Rng| -> Vec<Json> {
+        (0..rng.below(3))
+            .map(|_| {
+                if depth > 0 && rng.below(4) == 0 {
+                    random_filter(rng, conds, depth - 1)
+                } else {
+                    conds[rng.below(conds.len() as u64) as usize].clone()
+                }
+            })
+            .collect()
+    };
+    json!({"must": pick(rng), "should": pick(rng), "must_not": pick(rng)})
+}
+
+/// Qdrant's answer (native, or partly evaluated in the plugin) equals core's
+/// evaluator on every filter, in collections of every payload shape.
+#[test]
+fn filters_agree_with_core() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = open(tmp.path());
+    let mut rng = Rng(2024);
+    let payloads: Vec<Json> = (0..120).map(|i| payload(&mut rng, i)).collect();
+    let mut dotted = payloads.clone();
+    dotted[7]
+        .as_object_mut()
+        .unwrap()
+        .insert("meta.lang".into(), json!("en"));
+    let mut plain = payloads.clone();
+    for p in &mut plain {
+        // No empty arrays anywhere.
+        let m = p.as_object_mut().unwrap();
+        m.retain(|_, v| v.as_array().is_none_or(|a| !a.is_empty()));
+        if let Some(Json::Object(meta)) = m.get_mut("meta") {
+            meta.remove("list");
+        }
+    }
+    let conds = conditions();
+    for (name, set) in [("plain", &plain), ("mixed", &payloads), ("dotted", &dotted)] {
+        s.create_collection(name, 2, Distance::Cosine).unwrap();
+        let recs: Vec<VectorRecord> = set
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                VectorRecord::new(format!("r{i}"), vec![1.0, i as f32 / 100.0])
+                    .with_payload(p.clone())
+            })
+            .collect();
+        s.upsert(name, &recs).unwrap();
+        let mut filters: Vec<Json> = conds.iter().map(|c| json!({"must": [c]})).collect();
+        filters.extend(conds.iter().map(|c| json!({"must_not": [c]})));
+        filters.extend((0..150).map(|_| random_filter(&mut rng, &conds, 2)));
+        for fj in &filters {
+            let f = Filter::parse(fj).unwrap();
+            let mut expected: Vec<String> = recs
+                .iter()
+                .filter(|r| f.matches(&r.payload))
+                .map(|r| r.id.clone())
+                .collect();
+            expected.sort();
+            assert_eq!(
+                s.count(name, Some(&f)).unwrap() as usize,
+                expected.len(),
+                "{name}: count of {fj}"
+            );
+            let mut got: Vec<String> = s
+                .search(
+                    name,
+                    &SearchRequest::new(vec![1.0, 0.0], 1000).with_filter(f.clone()),
+                )
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
+            got.sort();
+            assert_eq!(got, expected, "{name}: search with {fj}");
+        }
+        // Top-k with a filter Qdrant only partly runs is still the true top k.
+        let f = Filter::parse(&json!({"must": [{"key": "__bp_id", "exists": false}, {"key": "user", "match": "bob"}]})).unwrap();
+        let want: Vec<String> = {
+            let mut v: Vec<(usize, &VectorRecord)> = recs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| f.matches(&r.payload))
+                .collect();
+            v.sort_by_key(|(i, _)| *i);
+            v.into_iter().take(3).map(|(_, r)| r.id.clone()).collect()
+        };
+        let got: Vec<String> = s
+            .search(name, &SearchRequest::new(vec![1.0, 0.0], 3).with_filter(f))
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(got, want, "{name}");
+        // delete_where removes exactly what passes.
+        let f = Filter::parse(&json!({"should": [{"key": "tags", "exists": false}, {"key": "meta.lang", "match": "pt"}]})).unwrap();
+        let n = recs.iter().filter(|r| f.matches(&r.payload)).count() as u64;
+        assert_eq!(s.delete_where(name, &f).unwrap(), n, "{name}");
+        assert_eq!(s.count(name, None).unwrap(), recs.len() as u64 - n);
+    }
+}
+
+/// A bulk load gets an HNSW index before it is searched, searches find
+/// what an exact scan finds, and writes during a build are kept.
+#[test]
+fn bulk_load_is_indexed_and_searchable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        indexing_threshold_kb: 50,
+        index_after_idle: Duration::from_millis(50),
+        ..Tuning::default()
+    };
+    let dim = 32;
+    let mut rng = Rng(5);
+    let data: Vec<Vec<f32>> = (0..3000).map(|_| rng.vector(dim)).collect();
+    {
+        let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+        s.create_collection("c", dim as u32, Distance::Cosine)
+            .unwrap();
+        for (b, chunk) in data.chunks(500).enumerate() {
+            let recs: Vec<VectorRecord> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| VectorRecord::new(format!("v{}", b * 500 + i), v.clone()))
+                .collect();
+            s.upsert("c", &recs).unwrap();
+        }
+        // Let the background builder start, and write while it may run.
+        std::thread::sleep(Duration::from_millis(80));
+        for i in 0..20 {
+            s.upsert(
+                "c",
+                &[VectorRecord::new(format!("late{i}"), rng.vector(dim))],
+            )
+            .unwrap();
+        }
+        let mut found = 0;
+        for (qi, q) in data.iter().enumerate().step_by(100) {
+            let hits = s.search("c", &SearchRequest::new(q.clone(), 10)).unwrap();
+            assert_eq!(hits.len(), 10);
+            found += usize::from(hits.iter().any(|h| h.id == format!("v{qi}")));
+        }
+        assert!(found >= 28, "a stored vector finds itself: {found}/30");
+        s.build_index("c").unwrap();
+        assert_eq!(s.count("c", None).unwrap(), 3020);
+    }
+    let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+    assert_eq!(s.count("c", None).unwrap(), 3020);
+    assert_eq!(s.get("c", &["late19".into()]).unwrap().len(), 1);
+}
