@@ -57,7 +57,8 @@ pub use relational::{
 pub use rows::{JsonRef, ParamsRef, RowSink, RowsBuilder, RowsWriter, ValueRef};
 pub use value::Value;
 pub use vector::{
-    CollectionInfo, Distance, ScrollPage, SearchHit, SearchRequest, Vector, VectorRecord,
+    CollectionInfo, DefaultCollection, Distance, ScrollPage, SearchHit, SearchRequest, Vector,
+    VectorRecord,
 };
 
 #[doc(hidden)]

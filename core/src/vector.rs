@@ -122,6 +122,88 @@ pub fn validate_vector(v: &[f32], dimension: u32, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The collection a vector store creates when it opens, named after the
+/// store, from the store section's `dimension` and `distance` options
+/// (shared by every backend that offers them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultCollection {
+    /// The store's name.
+    pub name: String,
+    /// Its dimension.
+    pub dimension: u32,
+    /// Its distance.
+    pub distance: Distance,
+}
+
+impl DefaultCollection {
+    /// Read `dimension` (required for a default collection) and `distance`
+    /// (default cosine) as given in `store`'s section; `None` when neither
+    /// is set. Each mistake is one `Config` error naming the option.
+    pub fn from_options(
+        store: &crate::StoreConfig,
+        dimension: Option<u32>,
+        distance: Option<&str>,
+    ) -> Result<Option<DefaultCollection>> {
+        let Some(dimension) = dimension else {
+            if distance.is_some() {
+                return Err(
+                    store.error("`distance` is set without `dimension`: give both, or neither")
+                );
+            }
+            return Ok(None);
+        };
+        if dimension == 0 {
+            return Err(store.error("`dimension` is 0: give the embedding size, e.g. 384"));
+        }
+        let distance = match distance {
+            None => Distance::Cosine,
+            Some(d) => Distance::parse(d)
+                .map_err(|e| store.error(format!("`distance`: {}", e.message())))?,
+        };
+        validate_collection_name(&store.store).map_err(|e| {
+            store.error(format!(
+                "the store name is used as the default collection's name, but {}",
+                e.message()
+            ))
+        })?;
+        Ok(Some(DefaultCollection {
+            name: store.store.clone(),
+            dimension,
+            distance,
+        }))
+    }
+
+    /// Create the collection in `store` if absent. An existing collection
+    /// of another dimension or distance is a `Config` error (the config
+    /// says one thing, the data another); `backend` names the log line.
+    pub fn ensure(&self, store: &dyn Vector, backend: &str) -> Result<()> {
+        match store.collection_info(&self.name) {
+            Ok(c) if c.dimension != self.dimension || c.distance != self.distance => {
+                Err(Error::config(format!(
+                    "collection '{0}' exists with {1} dims and {2} distance, but the config says {3} dims and {4}: fix `dimension`/`distance`, or drop the collection",
+                    self.name,
+                    c.dimension,
+                    c.distance.as_str(),
+                    self.dimension,
+                    self.distance.as_str()
+                )))
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => {
+                store.create_collection(&self.name, self.dimension, self.distance)?;
+                log::info!(
+                    "{backend}: created collection '{}' ({} dims, {})",
+                    self.name,
+                    self.dimension,
+                    self.distance.as_str()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Check a collection name: 1–64 of ASCII letters, digits, `_`, `-`.
 pub fn validate_collection_name(name: &str) -> Result<()> {
     if name.is_empty()

@@ -192,6 +192,21 @@ pub fn store_options(
             scratch.on_drop(move || drop_postgres_schema(&drop_url, &drop_schema));
             format!("url = \"{url}\"\nschema = \"{schema}\"")
         }
+        "qdrant" => {
+            let url = match qdrant_server() {
+                Ok(url) => url,
+                Err(why) => {
+                    println!("  skip qdrant/{cap}: {why}");
+                    return None;
+                }
+            };
+            // Collections of this store only, dropped with the scratch
+            // folder.
+            let prefix = format!("bp_test_{ns}_");
+            let (drop_url, drop_prefix) = (url.clone(), prefix.clone());
+            scratch.on_drop(move || drop_qdrant_collections(&drop_url, &drop_prefix));
+            format!("url = \"{url}\"\ncollection_prefix = \"{prefix}\"")
+        }
         "panicking" => return None,
         other => {
             println!("  skip {other}/{cap}: the behaviour suite has no settings for this backend");
@@ -240,6 +255,65 @@ pub fn redis_server() -> (String, String, Option<String>) {
     };
     let why = reach().err();
     (url, shown, why)
+}
+
+/// The Qdrant server the suite uses: `BACKPLANE_QDRANT_URL` (its gRPC
+/// endpoint, e.g. `http://127.0.0.1:6334`). Qdrant cannot be installed from
+/// this project's package registries, so without the variable the `qdrant`
+/// cases skip, in CI too, saying so; with it, a server that does not answer
+/// fails the run in CI. `Err` says why the cases skip.
+pub fn qdrant_server() -> Result<String, String> {
+    let Some(url) = std::env::var("BACKPLANE_QDRANT_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Err(
+            "BACKPLANE_QDRANT_URL is not set (no Qdrant server is installed with the project's tools): set it to a server's gRPC endpoint, e.g. http://127.0.0.1:6334, to run these cases".to_string(),
+        );
+    };
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let host_port = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let reach = std::net::ToSocketAddrs::to_socket_addrs(host_port)
+        .map_err(|e| format!("cannot resolve {host_port}: {e}"))
+        .and_then(|mut addrs| {
+            let addr = addrs
+                .next()
+                .ok_or_else(|| format!("{host_port} resolves to no address"))?;
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(1000))
+                .map(drop)
+                .map_err(|e| format!("{addr}: {e}"))
+        });
+    match reach {
+        Ok(()) => Ok(url),
+        Err(reason) if in_ci() => panic!(
+            "BACKPLANE_QDRANT_URL is {url}, but no Qdrant server answers there ({reason}): start it, or unset the variable to skip the qdrant cases"
+        ),
+        Err(reason) => Err(format!(
+            "no Qdrant server answers at {url} ({reason}); start it, or unset BACKPLANE_QDRANT_URL"
+        )),
+    }
+}
+
+/// Drop every collection of the `qdrant` backend under `prefix` on the
+/// server at `url` (a test's clean-up), through the plugin itself.
+pub fn drop_qdrant_collections(url: &str, prefix: &str) {
+    let scratch = Scratch::new();
+    let storage = open_with(
+        "qdrant",
+        Capability::Vector,
+        &scratch,
+        &format!("url = \"{url}\"\ncollection_prefix = \"{prefix}\""),
+    );
+    let handle = storage.vector("s").expect("the clean-up store");
+    let store = handle.blocking();
+    for c in store.list_collections().unwrap_or_default() {
+        if let Err(e) = store.drop_collection(&c.name) {
+            println!(
+                "  clean-up: cannot drop qdrant collection {prefix}{}: {e}",
+                c.name
+            );
+        }
+    }
 }
 
 /// The PostgreSQL server the suite uses: its URL

@@ -61,24 +61,24 @@
 
 use crate::config::{DefaultCollection, Tuning};
 use crate::filter::{translate, Translation};
-use crate::point::{
-    check_payload, cursor, decode_payload, encode_payload, parse_cursor, point_id, Decoded,
-    PayloadShape,
-};
+use crate::point::{check_payload, decoded, encode_payload, parse_cursor, point_id, PayloadShape};
 use backplane_core::vector::{validate_collection_name, validate_records, validate_vector};
 use backplane_core::{
     CollectionInfo, Distance, Error, Filter, Health, Result, ScrollPage, SearchHit, SearchRequest,
     Vector, VectorRecord,
 };
+use backplane_qdrant_common::collection::{
+    check_new, describe_all, scroll_page, unknown, RAW_VECTOR, SCAN_PAGE,
+};
+use backplane_qdrant_common::search::{hits, until_k};
 use qdrant_edge::{
     CountRequest, Distance as QDistance, EdgeConfig, EdgeOptimizersConfig, EdgeShard,
     EdgeVectorParams, Filter as QFilter, HnswIndexConfig, NamedQuery, OperationError, PointId,
-    PointInsertOperations, PointOperations, PointStruct, QueryEnum, Record, ScoredPoint,
-    ScrollRequest, SearchParams, SearchRequest as QSearchRequest, UpdateOperation, VectorInternal,
+    PointInsertOperations, PointOperations, PointStruct, QueryEnum, Record, ScrollRequest,
+    SearchParams, SearchRequest as QSearchRequest, UpdateOperation, VectorInternal,
     VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -88,17 +88,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Our file in each collection's folder.
 const META_FILE: &str = "backplane.json";
-/// The named vector holding a cosine collection's original vectors.
-const RAW_VECTOR: &str = "raw";
 /// The searched vector: Qdrant's default (unnamed) vector.
 const SEARCH_VECTOR: &str = "";
-/// The largest dimension accepted.
-const MAX_DIMENSION: u32 = 65_536;
-/// The most records one scroll page returns, whatever the limit asked.
-pub const MAX_PAGE: usize = 10_000;
-/// Points read per page when the plugin scans (count, delete_where with a
-/// filter it evaluates itself).
-const SCAN_PAGE: usize = 1_000;
 /// Prefix of a collection folder being built.
 const CREATING: &str = ".creating-";
 /// Prefix of a collection folder being deleted.
@@ -125,13 +116,6 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into())
-}
-
-fn unknown(collection: &str) -> Error {
-    Error::not_found(format!(
-        "collection '{collection}' does not exist: create it with create_collection(\"{collection}\", dimension, distance), \
-         or set `dimension` in the store's section to have it created on open"
-    ))
 }
 
 fn qdistance(d: Distance) -> QDistance {
@@ -652,29 +636,7 @@ impl QdrantEdgeVector {
             open: Mutex::new(HashMap::new()),
         };
         if let Some(d) = default {
-            match store.collection(&d.name) {
-                Ok(c) if c.dimension != d.dimension || c.distance != d.distance => {
-                    return Err(Error::config(format!(
-                        "collection '{0}' exists with {1} dims and {2} distance, but the config says {3} dims and {4}: fix `dimension`/`distance`, or drop the collection",
-                        d.name,
-                        c.dimension,
-                        c.distance.as_str(),
-                        d.dimension,
-                        d.distance.as_str()
-                    )))
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == backplane_core::ErrorKind::NotFound => {
-                    store.create_collection(&d.name, d.dimension, d.distance)?;
-                    log::info!(
-                        "qdrant-edge: created collection '{}' ({} dims, {})",
-                        d.name,
-                        d.dimension,
-                        d.distance.as_str()
-                    );
-                }
-                Err(e) => return Err(e),
-            }
+            d.ensure(&store, "qdrant-edge")?;
         }
         Ok(store)
     }
@@ -721,35 +683,6 @@ impl QdrantEdgeVector {
         })
     }
 
-    fn hits(
-        &self,
-        c: &Collection,
-        points: Vec<ScoredPoint>,
-        post: Option<&Filter>,
-        k: usize,
-    ) -> Result<Vec<SearchHit>> {
-        let mut out = Vec::with_capacity(k.min(points.len()));
-        for p in points {
-            let d = decoded(p.payload.map(|p| p.0), &p.id)?;
-            if post.is_some_and(|f| !f.matches(&d.payload)) {
-                continue;
-            }
-            out.push(SearchHit {
-                id: d.id,
-                score: match c.distance {
-                    Distance::Euclidean => -p.score,
-                    Distance::Cosine | Distance::Dot => p.score,
-                },
-                document: d.document,
-                payload: d.payload,
-            });
-            if out.len() == k {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     fn search_one(
         &self,
         c: &Collection,
@@ -784,31 +717,14 @@ impl QdrantEdgeVector {
             Some(t) if t.exact => (t.native.clone(), None),
             Some(t) => (t.native.clone(), req.filter.as_ref()),
         };
-        // Over-fetch when the plugin checks candidates itself; widen until
-        // k pass or nothing more is there. A graph search that comes back
-        // short (a restrictive filter can strand it) is repeated as an
-        // exact scan, so fewer than k hits means fewer than k records pass.
-        let mut limit = match post {
-            None => req.k,
-            Some(_) => req.k.saturating_mul(4).max(64),
-        };
-        let mut exact = false;
-        loop {
+        until_k(req.k, post.is_some(), |limit, exact| {
             let points = run(limit, native.clone(), exact)?;
-            let exhausted = points.len() < limit;
-            let hits = self.hits(c, points, post, req.k)?;
-            if hits.len() == req.k {
-                return Ok(hits);
-            }
-            if exhausted {
-                if exact {
-                    return Ok(hits);
-                }
-                exact = true;
-            } else {
-                limit = limit.saturating_mul(4);
-            }
-        }
+            let returned = points.len();
+            let hits = hits(points, req.k, post, c.distance, |p| {
+                Ok((p.score, decoded(p.payload.map(|p| p.0), &p.id)?))
+            })?;
+            Ok((returned, hits))
+        })
     }
 
     /// The ids of the points passing `filter`, with a scan where Qdrant
@@ -893,18 +809,6 @@ pub struct IndexState {
     pub segments: usize,
 }
 
-fn decoded(payload: Option<serde_json::Map<String, Json>>, id: &PointId) -> Result<Decoded> {
-    let d = decode_payload(payload.unwrap_or_default(), id)?;
-    if point_id(&d.id) != *id {
-        return Err(Error::backend(format!(
-            "point {} holds id '{}', which maps to another point: the collection was written by something other than this plugin",
-            cursor(id),
-            d.id
-        )));
-    }
-    Ok(d)
-}
-
 /// Remove `.dropped-*` folders, and `.creating-*` folders older than an
 /// hour (a creation interrupted by a crash).
 fn remove_leftovers(root: &Path) {
@@ -940,12 +844,7 @@ fn unique_suffix(name: &str) -> String {
 
 impl Vector for QdrantEdgeVector {
     fn create_collection(&self, name: &str, dimension: u32, distance: Distance) -> Result<()> {
-        validate_collection_name(name)?;
-        if dimension == 0 || dimension > MAX_DIMENSION {
-            return Err(Error::invalid(format!(
-                "dimension {dimension} is out of range: give the embedding size, 1 to {MAX_DIMENSION}"
-            )));
-        }
+        check_new(name, dimension)?;
         let dir = self.root.join(name);
         let exists = |dir: &Path| {
             match Meta::load(dir) {
@@ -1044,23 +943,13 @@ impl Vector for QdrantEdgeVector {
     fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
         let entries = std::fs::read_dir(&self.root)
             .map_err(|e| io(format!("cannot list {}", self.root.display()), e))?;
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| validate_collection_name(n).is_ok())
-            .filter(|n| self.root.join(n).join(META_FILE).is_file())
-            .collect();
-        names.sort();
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            match self.collection_info(&n) {
-                Ok(i) => out.push(i),
-                // Dropped meanwhile.
-                Err(e) if e.kind() == backplane_core::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        describe_all(
+            self,
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| self.root.join(n).join(META_FILE).is_file()),
+        )
     }
 
     fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
@@ -1234,18 +1123,14 @@ impl Vector for QdrantEdgeVector {
     }
 
     fn scroll(&self, collection: &str, cursor: Option<&str>, limit: usize) -> Result<ScrollPage> {
-        if limit == 0 {
-            return Err(Error::invalid(
-                "scroll limit is 0: ask for at least one record per page",
-            ));
-        }
+        let page = scroll_page(limit)?;
         let c = self.collection(collection)?;
         let offset = cursor.map(parse_cursor).transpose()?;
         c.with(|shard| {
             let (records, next) = shard
                 .scroll(ScrollRequest {
                     offset,
-                    limit: Some(limit.min(MAX_PAGE)),
+                    limit: Some(page),
                     filter: None,
                     with_payload: Some(WithPayloadInterface::Bool(true)),
                     with_vector: Self::with_vector(&c),

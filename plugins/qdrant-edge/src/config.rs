@@ -12,7 +12,7 @@
 //! hnsw_ef = 128
 //! ```
 
-use backplane_core::{Capability, Distance, Result, StoreConfig};
+use backplane_core::{Capability, Result, StoreConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,16 +85,7 @@ pub struct QdrantEdgeConfig {
     pub vectors_on_disk: Option<bool>,
 }
 
-/// A collection to create when a store opens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DefaultCollection {
-    /// The store's name.
-    pub name: String,
-    /// Its dimension.
-    pub dimension: u32,
-    /// Its distance.
-    pub distance: Distance,
-}
+pub use backplane_core::vector::DefaultCollection;
 
 /// The settings a collection is created and searched with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,24 +157,12 @@ impl QdrantEdgeConfig {
                 .map_or(d.index_after_idle, Duration::from_millis),
             vectors_on_disk: self.vectors_on_disk.unwrap_or(d.vectors_on_disk),
         };
-        if !(2..=512).contains(&t.m) {
-            return Err(store.error(format!(
-                "`hnsw_m` is {}: give 2 to 512 (16 is a good start; 32 or 64 for higher recall)",
-                t.m
-            )));
-        }
-        if !(4..=4096).contains(&t.ef_construct) {
-            return Err(store.error(format!(
-                "`hnsw_ef_construct` is {}: give 4 to 4096 (128 is a good start)",
-                t.ef_construct
-            )));
-        }
-        if !(1..=65_536).contains(&t.ef) {
-            return Err(store.error(format!(
-                "`hnsw_ef` is {}: give 1 to 65536 (128 is a good start)",
-                t.ef
-            )));
-        }
+        backplane_qdrant_common::collection::check_hnsw(
+            store,
+            Some(t.m as u64),
+            Some(t.ef_construct as u64),
+            Some(t.ef as u64),
+        )?;
         if t.indexing_threshold_kb == 0 {
             return Err(store.error(
                 "`indexing_threshold_kb` is 0: give the size in KiB above which vectors are indexed, e.g. 10000",
@@ -194,33 +173,7 @@ impl QdrantEdgeConfig {
 
     /// The collection to create on open, if `dimension` is set.
     pub fn default_collection(&self, store: &StoreConfig) -> Result<Option<DefaultCollection>> {
-        let Some(dimension) = self.dimension else {
-            if self.distance.is_some() {
-                return Err(
-                    store.error("`distance` is set without `dimension`: give both, or neither")
-                );
-            }
-            return Ok(None);
-        };
-        if dimension == 0 {
-            return Err(store.error("`dimension` is 0: give the embedding size, e.g. 384"));
-        }
-        let distance = match &self.distance {
-            None => Distance::Cosine,
-            Some(d) => Distance::parse(d)
-                .map_err(|e| store.error(format!("`distance`: {}", e.message())))?,
-        };
-        backplane_core::vector::validate_collection_name(&store.store).map_err(|e| {
-            store.error(format!(
-                "the store name is used as the default collection's name, but {}",
-                e.message()
-            ))
-        })?;
-        Ok(Some(DefaultCollection {
-            name: store.store.clone(),
-            dimension,
-            distance,
-        }))
+        DefaultCollection::from_options(store, self.dimension, self.distance.as_deref())
     }
 }
 

@@ -12,7 +12,7 @@
 //! `search_cache_mb`) are
 //! rejected elsewhere, so a misplaced key is reported instead of ignored.
 
-use backplane_core::{parse_duration, Capability, Distance, Result, StoreConfig};
+use backplane_core::{parse_duration, Capability, Result, StoreConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,16 +79,7 @@ pub const DEFAULT_MAX_MESSAGES: usize = 1000;
 /// The default of `search_cache_mb`.
 pub const DEFAULT_SEARCH_CACHE_MB: u64 = 512;
 
-/// A collection to create when a vector store opens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DefaultCollection {
-    /// The store's name.
-    pub name: String,
-    /// Its dimension.
-    pub dimension: u32,
-    /// Its distance.
-    pub distance: Distance,
-}
+pub use backplane_core::vector::DefaultCollection;
 
 impl SqliteConfig {
     /// Parse and check a store section for the capability it is opened as.
@@ -168,32 +159,6 @@ impl SqliteConfig {
 
     /// The collection to create on open, if `dimension` is set.
     pub fn default_collection(&self, store: &StoreConfig) -> Result<Option<DefaultCollection>> {
-        let Some(dimension) = self.dimension else {
-            if self.distance.is_some() {
-                return Err(
-                    store.error("`distance` is set without `dimension`: give both, or neither")
-                );
-            }
-            return Ok(None);
-        };
-        if dimension == 0 {
-            return Err(store.error("`dimension` is 0: give the embedding size, e.g. 384"));
-        }
-        let distance = match &self.distance {
-            None => Distance::Cosine,
-            Some(d) => Distance::parse(d)
-                .map_err(|e| store.error(format!("`distance`: {}", e.message())))?,
-        };
-        backplane_core::vector::validate_collection_name(&store.store).map_err(|e| {
-            store.error(format!(
-                "the store name is used as the default collection's name, but {}",
-                e.message()
-            ))
-        })?;
-        Ok(Some(DefaultCollection {
-            name: store.store.clone(),
-            dimension,
-            distance,
-        }))
+        DefaultCollection::from_options(store, self.dimension, self.distance.as_deref())
     }
 }
