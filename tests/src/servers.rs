@@ -2,7 +2,8 @@
 //! dropped: a plain `redis-server`, one that speaks only TLS (certificates
 //! made with the `openssl` command), and a Redis Cluster of several masters
 //! made from `redis-server --cluster-enabled yes` and
-//! `redis-cli --cluster create`.
+//! `redis-cli --cluster create`; and Qdrant servers, single or a cluster,
+//! from the `qdrant` binary `BACKPLANE_QDRANT_BIN` names.
 
 use crate::{in_ci, Scratch};
 use std::io::{Read, Write};
@@ -368,5 +369,193 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// The Qdrant server binary `BACKPLANE_QDRANT_BIN` names, for tests that
+/// start their own servers (a restart, an API key, a cluster). Qdrant is
+/// not installable from this project's package registries, so without the
+/// variable such a test prints that `what` is skipped and why, in CI too.
+pub fn qdrant_binary(what: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os("BACKPLANE_QDRANT_BIN").filter(|v| !v.is_empty()) {
+        Some(bin) => {
+            let bin = std::path::PathBuf::from(bin);
+            assert!(
+                bin.is_file(),
+                "BACKPLANE_QDRANT_BIN is {}, which is not a file: give the path of a `qdrant` server binary, or unset it",
+                bin.display()
+            );
+            Some(bin)
+        }
+        None => {
+            println!("skip {what}: BACKPLANE_QDRANT_BIN is not set (no Qdrant server is installed with the project's tools); set it to a `qdrant` binary to run it");
+            None
+        }
+    }
+}
+
+/// GET `path` from the HTTP server on `127.0.0.1:port`: the status code
+/// and the body, or `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    c.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    c.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status, body.to_string()))
+}
+
+/// A Qdrant server (`qdrant` binary) on loopback ports, its storage in a
+/// folder that outlives restarts; killed when dropped.
+pub struct QdrantServer {
+    child: Option<Child>,
+    bin: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    dir: std::path::PathBuf,
+    /// The REST port.
+    pub http_port: u16,
+    /// The gRPC port (the one the `qdrant` backend speaks to).
+    pub grpc_port: u16,
+}
+
+impl QdrantServer {
+    /// Start a single server keeping its data under `dir`, requiring
+    /// `api_key` when given, and wait until it is ready.
+    pub fn start(bin: &std::path::Path, dir: &std::path::Path, api_key: Option<&str>) -> Self {
+        let mut env = Vec::new();
+        if let Some(k) = api_key {
+            env.push(("QDRANT__SERVICE__API_KEY".to_string(), k.to_string()));
+        }
+        let mut s = QdrantServer::new(bin, dir, env, Vec::new());
+        s.restart();
+        s
+    }
+
+    fn new(
+        bin: &std::path::Path,
+        dir: &std::path::Path,
+        mut env: Vec<(String, String)>,
+        args: Vec<String>,
+    ) -> Self {
+        let (http_port, grpc_port) = (free_port(), free_port());
+        std::fs::create_dir_all(dir).expect("qdrant data folder");
+        for (k, v) in [
+            ("QDRANT__SERVICE__HOST", "127.0.0.1".to_string()),
+            ("QDRANT__SERVICE__HTTP_PORT", http_port.to_string()),
+            ("QDRANT__SERVICE__GRPC_PORT", grpc_port.to_string()),
+            (
+                "QDRANT__STORAGE__STORAGE_PATH",
+                dir.join("storage").display().to_string(),
+            ),
+            (
+                "QDRANT__STORAGE__SNAPSHOTS_PATH",
+                dir.join("snapshots").display().to_string(),
+            ),
+            ("QDRANT__TELEMETRY_DISABLED", "true".to_string()),
+            ("QDRANT__LOG_LEVEL", "WARN".to_string()),
+        ] {
+            env.push((k.to_string(), v));
+        }
+        QdrantServer {
+            child: None,
+            bin: bin.to_path_buf(),
+            env,
+            args,
+            dir: dir.to_path_buf(),
+            http_port,
+            grpc_port,
+        }
+    }
+
+    /// The `url` of the `qdrant` backend for this server.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// (Re)start the server on the same ports and data, and wait until it
+    /// reports ready.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::File::create(self.dir.join("qdrant.log")).expect("qdrant log file");
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if http_get(self.http_port, "/readyz").is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "qdrant on ports {}/{} was not ready within 60 s; its log: {}",
+            self.http_port,
+            self.grpc_port,
+            std::fs::read_to_string(self.dir.join("qdrant.log")).unwrap_or_default()
+        );
+    }
+
+    /// Kill the server and wait for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start a cluster of `n` nodes (Qdrant's distributed mode, peers
+    /// joined through the first node's p2p port), each keeping its data
+    /// under `dir/node-<i>`, and wait until the first node sees all `n`
+    /// peers.
+    pub fn start_cluster(bin: &std::path::Path, dir: &std::path::Path, n: usize) -> Vec<Self> {
+        let p2p: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let nodes: Vec<QdrantServer> = (0..n)
+            .map(|i| {
+                let env = vec![
+                    ("QDRANT__CLUSTER__ENABLED".to_string(), "true".to_string()),
+                    ("QDRANT__CLUSTER__P2P__PORT".to_string(), p2p[i].to_string()),
+                ];
+                let mut args = vec!["--uri".to_string(), format!("http://127.0.0.1:{}", p2p[i])];
+                if i > 0 {
+                    args.extend([
+                        "--bootstrap".to_string(),
+                        format!("http://127.0.0.1:{}", p2p[0]),
+                    ]);
+                }
+                let mut node = QdrantServer::new(bin, &dir.join(format!("node-{i}")), env, args);
+                node.restart();
+                node
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let peers = http_get(nodes[0].http_port, "/cluster")
+                .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .and_then(|v| v["result"]["peers"].as_object().map(|p| p.len()));
+            if peers == Some(n) {
+                return nodes;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Qdrant cluster did not reach {n} peers within 60 s (seen: {peers:?})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for QdrantServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -185,9 +185,10 @@ impl std::fmt::Debug for QdrantVector {
 }
 
 impl QdrantVector {
-    /// Connect to the server `settings` names (one health check: an
-    /// absent server or a refused API key is an error here, not at the
-    /// first call), and create the default collection if configured.
+    /// Connect to the server `settings` names (a health check and a
+    /// collection listing: an absent server or a refused API key is an
+    /// error here, not at the first call), and create the default
+    /// collection if configured.
     pub fn open(settings: Settings) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -227,6 +228,10 @@ impl QdrantVector {
             );
         }
         store.version = reply.version;
+        // The health check needs no API key: an authenticated call checks it.
+        store
+            .block(store.client.list_collections())
+            .map_err(|e| store.error(e, "connecting"))?;
         if let Some(d) = store.settings.default.clone() {
             d.ensure(&store, "qdrant")?;
         }
@@ -261,6 +266,18 @@ impl QdrantVector {
             _ => return Error::backend(format!("{what}: {e}")),
         };
         let msg = status.message();
+        // The client reports a failed connect as `Internal`.
+        let unreachable = msg.starts_with("Failed to connect")
+            || (status.code() == Code::Unknown
+                && (msg.contains("transport") || msg.contains("connection")));
+        if unreachable {
+            return Error::unavailable(format!(
+                "{what}: no Qdrant server answers at {url} ({msg}): check that it runs and that `url` names its gRPC port (6334 by default); the call can be retried"
+            ));
+        }
+        if msg.starts_with("Failed to create TLS config") {
+            return Error::config(format!("{what}: TLS to {url}: {msg}"));
+        }
         match status.code() {
             Code::NotFound => Error::not_found(format!("{what}: {msg}")),
             Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
@@ -881,16 +898,22 @@ impl Vector for QdrantVector {
         let reply = self
             .block(self.client.health_check())
             .map_err(|e| self.error(e, "health check"))?;
-        let prefix = if self.settings.prefix.is_empty() {
+        let prefix = &self.settings.prefix;
+        let collections = self
+            .block(self.client.list_collections())
+            .map_err(|e| self.error(e, "health check"))?
+            .collections
+            .iter()
+            .filter(|c| c.name.starts_with(prefix.as_str()))
+            .count();
+        let under = if prefix.is_empty() {
             String::new()
         } else {
-            format!(", collection prefix '{}'", self.settings.prefix)
+            format!(" under prefix '{prefix}'")
         };
         Ok(Health::ok(format!(
-            "qdrant {} at {}{prefix}, {} collection(s) known",
-            reply.version,
-            self.settings.url,
-            lock(&self.known).len()
+            "qdrant {} at {}, {collections} collection(s){under}",
+            reply.version, self.settings.url
         )))
     }
 }
