@@ -128,26 +128,73 @@ fn restart_keeps_data_and_the_store_recovers() {
     assert_eq!(hits[0].id, "r7");
 }
 
-#[test]
-fn stores_sharing_a_collection_agree_on_dotted_keys() {
-    // A server this test starts, or the one the suite uses.
-    let dir = Scratch::new();
-    let (_server, url) = match qdrant_binary("qdrant shared collection") {
-        Some(bin) => {
-            let s = QdrantServer::start(&bin, &dir.0, None);
-            let url = s.url();
-            (Some(s), url)
-        }
-        None => match qdrant_server() {
+/// A server this test starts (`BACKPLANE_QDRANT_BIN`, data under `dir`),
+/// or the one the suite uses (`BACKPLANE_QDRANT_URL`): the server, if
+/// started here, and the section lines of a store on it with a fresh
+/// collection prefix. `None` (printed: skipped) without either.
+fn any_server(what: &str, dir: &Scratch) -> Option<(Option<QdrantServer>, String)> {
+    let (server, url) = if std::env::var_os("BACKPLANE_QDRANT_BIN").is_some() {
+        let s = QdrantServer::start(&qdrant_binary(what)?, &dir.0, None);
+        let url = s.url();
+        (Some(s), url)
+    } else {
+        match qdrant_server() {
             Ok(url) => (None, url),
             Err(why) => {
-                println!("skip qdrant shared collection: {why}");
-                return;
+                println!("skip {what}: {why}");
+                return None;
             }
-        },
+        }
     };
     let prefix = format!("bp_test_{}_", namespace());
-    let lines = format!("url = \"{url}\"\ncollection_prefix = \"{prefix}\"");
+    Some((
+        server,
+        format!("url = \"{url}\"\ncollection_prefix = \"{prefix}\""),
+    ))
+}
+
+/// Payloads a Qdrant server cannot hold as given, and reserved keys, are
+/// refused before anything of the batch is written.
+#[test]
+fn unstorable_payloads_refuse_the_whole_batch() {
+    let dir = Scratch::new();
+    let Some((_server, lines)) = any_server("qdrant payload checks", &dir) else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let s = storage(&scratch, &format!("{lines}\ndimension = 3"));
+    let v = s.vector("v").unwrap();
+    let db = v.blocking();
+    for (bad, needle) in [
+        (json!({"big": u64::MAX}), "'big'"),
+        (json!({"__bp_id": "x"}), "__bp_id"),
+    ] {
+        let e = db
+            .upsert(
+                "v",
+                &[
+                    record("fine", [1.0, 0.0, 0.0], json!({"a": 1})),
+                    record("bad", [0.0, 1.0, 0.0], bad),
+                ],
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.message().contains(needle), "{e}");
+        assert_eq!(
+            db.count("v", None).unwrap(),
+            0,
+            "nothing of the batch written"
+        );
+    }
+    db.drop_collection("v").unwrap();
+}
+
+#[test]
+fn stores_sharing_a_collection_agree_on_dotted_keys() {
+    let dir = Scratch::new();
+    let Some((_server, lines)) = any_server("qdrant shared collection", &dir) else {
+        return;
+    };
     let (sa, sb) = (Scratch::new(), Scratch::new());
     let (a, b) = (storage(&sa, &lines), storage(&sb, &lines));
     let (va, vb) = (a.vector("v").unwrap(), b.vector("v").unwrap());

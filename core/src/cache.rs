@@ -108,6 +108,13 @@ pub fn validate_ttl(ttl: Option<Duration>) -> Result<()> {
     Ok(())
 }
 
+/// The error for a message whose id is taken in its channel.
+pub fn message_taken(channel: &str, id: &str) -> Error {
+    Error::already_exists(format!(
+        "message '{id}' exists already in channel '{channel}': give another id, or leave the id empty to have one assigned"
+    ))
+}
+
 /// Check that no id is given twice in a batch of messages (empty ids are
 /// assigned by the backend and never clash).
 pub fn check_batch_ids(messages: &[Message]) -> Result<()> {
@@ -218,10 +225,7 @@ pub trait Cache: Send + Sync {
                 .iter()
                 .find(|m| !m.id.is_empty() && present.iter().any(|p| p.id == m.id))
             {
-                return Err(Error::already_exists(format!(
-                    "message '{}' exists already in channel '{channel}': give another id, or leave the id empty to have one assigned",
-                    m.id
-                )));
+                return Err(message_taken(channel, &m.id));
             }
         }
         messages

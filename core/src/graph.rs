@@ -141,6 +141,52 @@ pub struct NodeQuery {
     pub limit: usize,
 }
 
+impl NodeQuery {
+    /// The nodes of `candidates` (in their order) that pass the query —
+    /// label, property filter, text — at most `limit`. Backends narrow
+    /// what they can natively (label, a translated filter) and hand the
+    /// rest here; the first error stops the scan.
+    pub fn select(&self, candidates: impl IntoIterator<Item = Result<Node>>) -> Result<Vec<Node>> {
+        let needle = self
+            .text
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(str::to_lowercase);
+        let limit = if self.limit == 0 {
+            usize::MAX
+        } else {
+            self.limit
+        };
+        let mut out = Vec::new();
+        for n in candidates {
+            if out.len() >= limit {
+                break;
+            }
+            let n = n?;
+            if self.label.as_ref().is_some_and(|l| &n.label != l)
+                || self
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !f.matches(&n.properties))
+                || needle
+                    .as_deref()
+                    .is_some_and(|t| !json_contains_text(&n.properties, t))
+            {
+                continue;
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+
+    /// Whether a filter or a text is set: [`Self::select`] then has to see
+    /// every node of the label, and a backend that does not evaluate them
+    /// natively cannot apply the limit itself.
+    pub fn needs_scan(&self) -> bool {
+        self.filter.is_some() || self.text.as_deref().is_some_and(|t| !t.is_empty())
+    }
+}
+
 /// One page of an export.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {

@@ -204,6 +204,61 @@ pub fn validate_migrations(migrations: &[Migration]) -> Result<Vec<&Migration>> 
     Ok(sorted)
 }
 
+/// Plan a migration run: check the list ([`validate_migrations`]) and the
+/// recorded checksums of the versions already applied (`applied`: version
+/// to checksum), and return every migration in version order with whether
+/// it was applied before. An applied script that changed is a `Conflict`,
+/// before anything runs.
+pub fn plan_migrations<'a>(
+    migrations: &'a [Migration],
+    applied: &std::collections::HashMap<i64, String>,
+) -> Result<Vec<(&'a Migration, bool)>> {
+    let sorted = validate_migrations(migrations)?;
+    for m in &sorted {
+        if let Some(recorded) = applied.get(&m.version) {
+            if *recorded != m.checksum() {
+                return Err(Error::conflict(format!(
+                    "migration {} '{}' was applied with checksum {recorded} but the script now has checksum {}: \
+                     applied migrations must not change; put the change in a new migration with a higher version",
+                    m.version,
+                    m.name,
+                    m.checksum()
+                )));
+            }
+        }
+    }
+    Ok(sorted
+        .into_iter()
+        .map(|m| (m, applied.contains_key(&m.version)))
+        .collect())
+}
+
+/// The check inside a migration's transaction, against what is recorded
+/// for its version now (another process may have applied it since the
+/// plan): `true` to apply it, `false` when it was applied meanwhile with
+/// the same checksum, a `Conflict` when with another.
+pub fn migration_still_pending(m: &Migration, recorded: Option<String>) -> Result<bool> {
+    match recorded {
+        None => Ok(true),
+        Some(c) if c == m.checksum() => Ok(false),
+        Some(c) => Err(Error::conflict(format!(
+            "migration {} '{}' was applied meanwhile with checksum {c}, but this script has {}",
+            m.version,
+            m.name,
+            m.checksum()
+        ))),
+    }
+}
+
+/// What a failed migration's error adds: it was rolled back, and which
+/// versions this call applied before it.
+pub fn migration_failed(m: &Migration, applied_before: &[i64]) -> String {
+    format!(
+        "migration {} '{}' failed and was rolled back (applied by this call before it: {:?})",
+        m.version, m.name, applied_before
+    )
+}
+
 /// One column of a table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnInfo {

@@ -44,6 +44,11 @@
 //!   centres instead of uniformly;
 //!   `BENCH_HNSW_EF_SWEEP=128,256,…` adds the direct variant's recall and
 //!   speed at other search-time `hnsw_ef` on the same index.
+//! - `qdrant`: the same vectors and queries on a Qdrant server
+//!   (`BACKPLANE_QDRANT_URL`; skipped without it), through the qdrant
+//!   plugin vs qdrant-client called directly: upsert throughput, query
+//!   throughput, p50/p99, recall@10, once the server has built both
+//!   indexes.
 //!
 //! Database files live on tmpfs (`/dev/shm`) when the machine has it, so
 //! disk flushes stay out of a comparison of CPU work.
@@ -89,6 +94,27 @@ impl Rng {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// Run `body(t)` for t in 0..tasks as tokio tasks on `rt`, and wait for
+/// all of them: their outputs, in task order.
+fn spawn_tasks<T, F>(
+    rt: &tokio::runtime::Runtime,
+    tasks: usize,
+    body: impl Fn(usize) -> F,
+) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks).map(|t| tokio::spawn(body(t))).collect();
+        let mut out = Vec::with_capacity(tasks);
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    })
 }
 
 struct Row {
@@ -548,6 +574,27 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Search `db`'s collection "bench" for the queries `qs` (numbered from
+/// `first`), top-K each, and hand `record` each query's number, the
+/// numbers of the hits (ids `v<n>`) and the call's latency.
+fn host_searches(
+    db: &dyn backplane_host::traits::Vector,
+    qs: &[Vec<f32>],
+    first: usize,
+    mut record: impl FnMut(usize, &[usize], Duration),
+) {
+    for (i, q) in qs.iter().enumerate() {
+        let t = Instant::now();
+        let hits = db
+            .search("bench", &SearchRequest::new(q.clone(), K))
+            .unwrap();
+        let took = t.elapsed();
+        assert_eq!(hits.len(), K);
+        let got: Vec<usize> = hits.iter().map(|h| h.id[1..].parse().unwrap()).collect();
+        record(first + i, &got, took);
+    }
+}
+
 /// The settings of the qdrant-edge collections, shared by the plugin and
 /// the direct variant: the plugin's defaults unless overridden with
 /// BENCH_HNSW_M / BENCH_HNSW_EF_CONSTRUCT / BENCH_HNSW_EF.
@@ -810,17 +857,12 @@ fn vector(rounds: usize, load_rounds: usize, out: &mut Vec<Row>, table: &mut Vec
         s.asked += K;
     };
     let through = |v: usize, c: usize| {
-        let db = stores[v].1.blocking();
-        for (qi, q) in queries.iter().enumerate().skip(c * per).take(per) {
-            let t = Instant::now();
-            let hits = db
-                .search("bench", &SearchRequest::new(q.clone(), K))
-                .unwrap();
-            let took = t.elapsed();
-            assert_eq!(hits.len(), K);
-            let got: Vec<usize> = hits.iter().map(|h| h.id[1..].parse().unwrap()).collect();
-            recall(v, qi, &got, took);
-        }
+        host_searches(
+            stores[v].1.blocking(),
+            &queries[c * per..(c + 1) * per],
+            c * per,
+            |qi, got, took| recall(v, qi, got, took),
+        );
     };
     let mut variants: Vec<Variant<'_>> = Vec::new();
     // Where each stats entry's variant sits in `variants` (0..3 host
@@ -965,6 +1007,262 @@ fn vector(rounds: usize, load_rounds: usize, out: &mut Vec<Row>, table: &mut Vec
     }
 }
 
+/// The Qdrant server: the same vectors and queries as the `vector` group
+/// (uniform data), through the qdrant plugin and through qdrant-client
+/// called directly, against one server (`BACKPLANE_QDRANT_URL`; skipped
+/// without it). Both load in batches of 1,000 and wait until the server
+/// has indexed the collection; then 1k top-10 cosine queries, each reading
+/// back the application's id from the payload. The direct variant keeps
+/// one vector per point under numeric ids, what a program written for
+/// qdrant-client alone would do; the plugin also keeps each cosine vector
+/// as given (the `raw` copy its `get` and `scroll` return).
+fn qdrant_group(rounds: usize, out: &mut Vec<Row>, table: &mut Vec<String>) {
+    use qdrant_client::qdrant::{
+        vectors_config, with_payload_selector, CreateCollection, Distance as QDistance,
+        PointStruct, QueryPoints, SearchParams, UpsertPoints, VectorParams, VectorParamsMap,
+        VectorsConfig, WithPayloadSelector,
+    };
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    let url = match backplane_behavior::qdrant_server() {
+        Ok(url) => url,
+        Err(why) => {
+            eprintln!("qdrant: skipped: {why}");
+            return;
+        }
+    };
+    let n: usize = std::env::var("BENCH_VECTORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(VECTORS);
+    let ef: u64 = std::env::var("BENCH_HNSW_EF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
+    let mut rng = Rng(0xdecaf);
+    let data: Vec<Vec<f32>> = (0..n).map(|_| rng.vector()).collect();
+    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| rng.vector()).collect();
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let norms: Vec<f32> = data.iter().map(|v| dot(v, v).sqrt()).collect();
+    eprintln!("qdrant: exact top-{K} of {QUERIES} queries over {n} vectors (ground truth)");
+    let truth = ground_truth(&flat, &norms, &queries);
+
+    let prefix = format!("bp_bench_{}_", backplane_behavior::namespace());
+    let scratch = bench_dir();
+    let storage = open(
+        &scratch,
+        &format!(
+            "[vector.q]\nbackend = \"qdrant\"\nurl = \"{url}\"\ncollection_prefix = \"{prefix}\"\nhnsw_ef = {ef}\n"
+        ),
+    );
+    let store = storage.vector("q").unwrap();
+    let host = store.blocking();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = qdrant_client::Qdrant::from_url(&url)
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let direct_name = format!("{prefix}direct");
+    let host_name = format!("{prefix}bench");
+
+    // Load both, then wait for the server's background index builds.
+    eprintln!("qdrant: load {n} through the plugin");
+    host.create_collection("bench", DIM as u32, Distance::Cosine)
+        .unwrap();
+    let t = Instant::now();
+    for (b, chunk) in data.chunks(1000).enumerate() {
+        let recs: Vec<VectorRecord> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| VectorRecord::new(format!("v{}", b * 1000 + i), v.clone()))
+            .collect();
+        host.upsert("bench", &recs).unwrap();
+    }
+    let host_upsert = t.elapsed();
+    eprintln!("qdrant: load {n} through qdrant-client");
+    rt.block_on(client.create_collection(CreateCollection {
+        collection_name: direct_name.clone(),
+        vectors_config: Some(VectorsConfig {
+            config: Some(vectors_config::Config::ParamsMap(VectorParamsMap {
+                map: HashMap::from([(
+                    "search".to_string(),
+                    VectorParams {
+                        size: DIM as u64,
+                        distance: QDistance::Cosine as i32,
+                        ..VectorParams::default()
+                    },
+                )]),
+            })),
+        }),
+        ..CreateCollection::default()
+    }))
+    .unwrap();
+    let t = Instant::now();
+    for (b, chunk) in data.chunks(1000).enumerate() {
+        let points: Vec<PointStruct> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let id = (b * 1000 + i) as u64;
+                let payload: HashMap<String, qdrant_client::qdrant::Value> =
+                    HashMap::from([("id".to_string(), format!("v{id}").into())]);
+                PointStruct::new(
+                    id,
+                    HashMap::from([("search".to_string(), v.clone())]),
+                    payload,
+                )
+            })
+            .collect();
+        rt.block_on(client.upsert_points(UpsertPoints {
+            collection_name: direct_name.clone(),
+            wait: Some(true),
+            points,
+            ..UpsertPoints::default()
+        }))
+        .unwrap();
+    }
+    let direct_upsert = t.elapsed();
+    let t = Instant::now();
+    for name in [&host_name, &direct_name] {
+        loop {
+            let info = rt
+                .block_on(client.collection_info(name.as_str()))
+                .unwrap()
+                .result
+                .unwrap();
+            // Green: no optimisation (index build) pending or running.
+            if info.status == qdrant_client::qdrant::CollectionStatus::Green as i32
+                && info.indexed_vectors_count.unwrap_or(0) >= n as u64 * 9 / 10
+            {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(1800),
+                "qdrant: {name} not indexed after 30 min"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let build = t.elapsed();
+
+    let chunks = 10;
+    let per = QUERIES / chunks;
+    // 0: direct, 1: host.
+    let stats = RefCell::new([(Vec::new(), 0usize), (Vec::new(), 0usize)]);
+    let record = |v: usize, qi: usize, got: &[usize], took: Duration| {
+        let mut s = stats.borrow_mut();
+        s[v].0.push(took);
+        s[v].1 += got.iter().filter(|i| truth[qi].contains(i)).count();
+    };
+    let mut variants = vec![
+        Variant {
+            name: "qdrant-client direct (gRPC)",
+            reset: Box::new(|| {}),
+            run: Box::new(|c| {
+                for (qi, q) in queries.iter().enumerate().skip(c * per).take(per) {
+                    let t = Instant::now();
+                    let points = rt
+                        .block_on(client.query(QueryPoints {
+                            collection_name: direct_name.clone(),
+                            query: Some(qdrant_client::qdrant::Query::new_nearest(q.clone())),
+                            using: Some("search".to_string()),
+                            params: Some(SearchParams {
+                                hnsw_ef: Some(ef),
+                                ..SearchParams::default()
+                            }),
+                            limit: Some(K as u64),
+                            with_payload: Some(WithPayloadSelector {
+                                selector_options: Some(
+                                    with_payload_selector::SelectorOptions::Enable(true),
+                                ),
+                            }),
+                            ..QueryPoints::default()
+                        }))
+                        .unwrap()
+                        .result;
+                    let got: Vec<usize> = points
+                        .iter()
+                        .map(|p| match &p.payload["id"].kind {
+                            Some(qdrant_client::qdrant::value::Kind::StringValue(s)) => {
+                                s[1..].parse().unwrap()
+                            }
+                            other => panic!("id payload {other:?}"),
+                        })
+                        .collect();
+                    let took = t.elapsed();
+                    assert_eq!(got.len(), K);
+                    record(0, qi, &got, took);
+                }
+            }),
+        },
+        Variant {
+            name: "host qdrant plugin (gRPC)",
+            reset: Box::new(|| {}),
+            run: Box::new(|c| {
+                host_searches(
+                    host,
+                    &queries[c * per..(c + 1) * per],
+                    c * per,
+                    |qi, got, took| record(1, qi, got, took),
+                );
+            }),
+        },
+    ];
+    let work: &'static str = if n == VECTORS {
+        "1k top-10 cosine on a Qdrant server, 100k x 384"
+    } else {
+        "1k top-10 cosine on a Qdrant server, BENCH_VECTORS x 384"
+    };
+    let totals = interleaved("qdrant", work, QUERIES, rounds, chunks, &mut variants, out);
+    drop(variants);
+    let server = rt
+        .block_on(client.health_check())
+        .map(|h| h.version)
+        .unwrap_or_default();
+    let _ = rt.block_on(client.delete_collection(direct_name.as_str()));
+    let _ = host.drop_collection("bench");
+
+    let mut ratio: Vec<f64> = totals[0]
+        .iter()
+        .zip(&totals[1])
+        .map(|(direct, host)| direct.as_secs_f64() / host.as_secs_f64())
+        .collect();
+    ratio.sort_by(f64::total_cmp);
+    let stats = stats.into_inner();
+    table.push(format!(
+        "\nQdrant server {server} at {url}: {n} uniformly random vectors x {DIM}, {QUERIES} queries, top-{K}, cosine, hnsw_ef={ef}; index builds waited for: {:.1} s; {rounds} query round(s)\n",
+        build.as_secs_f64()
+    ));
+    table.push(
+        "| variant | upsert vectors/s | queries/s | p50 | p99 | recall@10 | query throughput vs direct |".into(),
+    );
+    table.push("|---|---:|---:|---:|---:|---:|---:|".into());
+    for (i, name, upsert) in [
+        (0, "qdrant-client direct (gRPC)", direct_upsert),
+        (1, "host qdrant plugin (gRPC)", host_upsert),
+    ] {
+        let mut lat = stats[i].0.clone();
+        lat.sort();
+        table.push(format!(
+            "| {name} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.3} | {} |",
+            n as f64 / upsert.as_secs_f64(),
+            QUERIES as f64 / median(totals[i].clone()).as_secs_f64(),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            stats[i].1 as f64 / lat.len() as f64 / K as f64,
+            if i == 0 {
+                "1 (baseline)".to_string()
+            } else {
+                format!("**{:.3}**", ratio[ratio.len() / 2])
+            }
+        ));
+    }
+}
+
 const REDIS_OPS: usize = 100_000;
 const REDIS_TASKS: usize = 64;
 const MSG_TOTAL: usize = 100_000;
@@ -1070,51 +1368,37 @@ fn redis_group(rounds: usize, out: &mut Vec<Row>) {
                 name: "redis crate, multiplexed async",
                 reset: Box::new(|| {}),
                 run: Box::new(|_| {
-                    rt.block_on(async {
-                        let tasks: Vec<_> = (0..REDIS_TASKS)
-                            .map(|t| {
-                                let mut c = direct.clone();
-                                let (ns, value) = (ns.clone(), value.clone());
-                                tokio::spawn(async move {
-                                    for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
-                                        let k = format!("bp-bench:{ns}:direct64:{i}");
-                                        redis::AsyncCommands::set::<_, _, ()>(&mut c, &k, &value)
-                                            .await
-                                            .unwrap();
-                                        let v: Vec<u8> =
-                                            redis::AsyncCommands::get(&mut c, &k).await.unwrap();
-                                        assert_eq!(v.len(), 64);
-                                    }
-                                })
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
+                    spawn_tasks(&rt, REDIS_TASKS, |t| {
+                        let mut c = direct.clone();
+                        let (ns, value) = (ns.clone(), value.clone());
+                        async move {
+                            for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
+                                let k = format!("bp-bench:{ns}:direct64:{i}");
+                                redis::AsyncCommands::set::<_, _, ()>(&mut c, &k, &value)
+                                    .await
+                                    .unwrap();
+                                let v: Vec<u8> =
+                                    redis::AsyncCommands::get(&mut c, &k).await.unwrap();
+                                assert_eq!(v.len(), 64);
+                            }
                         }
-                    })
+                    });
                 }),
             },
             Variant {
                 name: "host redis, async API",
                 reset: Box::new(|| {}),
                 run: Box::new(|_| {
-                    rt.block_on(async {
-                        let tasks: Vec<_> = (0..REDIS_TASKS)
-                            .map(|t| {
-                                let (store, value) = (store.clone(), value.clone());
-                                tokio::spawn(async move {
-                                    for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
-                                        let k = format!("a64:{i}");
-                                        store.set(k.clone(), value.clone(), None).await.unwrap();
-                                        assert_eq!(store.get(k).await.unwrap().unwrap().len(), 64);
-                                    }
-                                })
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
+                    spawn_tasks(&rt, REDIS_TASKS, |t| {
+                        let (store, value) = (store.clone(), value.clone());
+                        async move {
+                            for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
+                                let k = format!("a64:{i}");
+                                store.set(k.clone(), value.clone(), None).await.unwrap();
+                                assert_eq!(store.get(k).await.unwrap().unwrap().len(), 64);
+                            }
                         }
-                    })
+                    });
                 }),
             },
             // The other way futures can cross: each call run blocking on
@@ -1124,25 +1408,18 @@ fn redis_group(rounds: usize, out: &mut Vec<Row>) {
                 name: "host redis, async API on the blocking pool",
                 reset: Box::new(|| {}),
                 run: Box::new(|_| {
-                    rt.block_on(async {
-                        let tasks: Vec<_> = (0..REDIS_TASKS)
-                            .map(|t| {
-                                let (store, value) = (store.clone(), value.clone());
-                                tokio::spawn(async move {
-                                    for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
-                                        let k = format!("p64:{i}");
-                                        let (k2, v) = (k.clone(), value.clone());
-                                        store.run(move |s| s.set(&k2, &v, None)).await.unwrap();
-                                        let got = store.run(move |s| s.get(&k)).await.unwrap();
-                                        assert_eq!(got.unwrap().len(), 64);
-                                    }
-                                })
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
+                    spawn_tasks(&rt, REDIS_TASKS, |t| {
+                        let (store, value) = (store.clone(), value.clone());
+                        async move {
+                            for i in (t..REDIS_OPS).step_by(REDIS_TASKS) {
+                                let k = format!("p64:{i}");
+                                let (k2, v) = (k.clone(), value.clone());
+                                store.run(move |s| s.set(&k2, &v, None)).await.unwrap();
+                                let got = store.run(move |s| s.get(&k)).await.unwrap();
+                                assert_eq!(got.unwrap().len(), 64);
+                            }
                         }
-                    })
+                    });
                 }),
             },
         ];
@@ -1439,17 +1716,12 @@ fn postgres_group(rounds: usize, out: &mut Vec<Row>) {
                 reset: Box::new(|| create("bench_h32")),
                 run: Box::new(|_| {
                     let sql = host_insert("bench_h32");
-                    rt.block_on(async {
-                        let tasks: Vec<_> = (0..PG_TASKS)
-                            .map(|t| {
-                                let (r, sql, set) = (r.clone(), sql.clone(), sets(share(t)));
-                                tokio::spawn(async move { r.execute_many(sql, set).await.unwrap() })
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
+                    spawn_tasks(&rt, PG_TASKS, |t| {
+                        let (r, sql, set) = (r.clone(), sql.clone(), sets(share(t)));
+                        async move {
+                            r.execute_many(sql, set).await.unwrap();
                         }
-                    })
+                    });
                 }),
             },
         ];
@@ -1550,26 +1822,19 @@ fn postgres_group(rounds: usize, out: &mut Vec<Row>) {
                 name: "host postgres, async API, 32 tasks",
                 reset: Box::new(|| {}),
                 run: Box::new(|_| {
-                    let total: i64 = rt.block_on(async {
-                        let tasks: Vec<_> = (0..PG_TASKS)
-                            .map(|t| {
-                                let (r, ks) = (r.clone(), keys[share(t)].to_vec());
-                                tokio::spawn(async move {
-                                    let mut sum = 0;
-                                    for k in ks {
-                                        let rows = r.query(host_select, params![k]).await.unwrap();
-                                        sum += row_sum(&rows.rows[0]);
-                                    }
-                                    sum
-                                })
-                            })
-                            .collect();
-                        let mut total = 0;
-                        for t in tasks {
-                            total += t.await.unwrap();
+                    let total: i64 = spawn_tasks(&rt, PG_TASKS, |t| {
+                        let (r, ks) = (r.clone(), keys[share(t)].to_vec());
+                        async move {
+                            let mut sum = 0;
+                            for k in ks {
+                                let rows = r.query(host_select, params![k]).await.unwrap();
+                                sum += row_sum(&rows.rows[0]);
+                            }
+                            sum
                         }
-                        total
-                    });
+                    })
+                    .into_iter()
+                    .sum();
                     add(3, total);
                 }),
             },
@@ -1733,6 +1998,9 @@ fn main() {
     let mut vector_table = Vec::new();
     if want("vector") {
         vector(vector_rounds, load_rounds, &mut rows, &mut vector_table);
+    }
+    if want("qdrant") {
+        qdrant_group(vector_rounds, &mut rows, &mut vector_table);
     }
     println!("rounds: {rounds} (vector: {vector_rounds}); medians over rounds");
     print_table(&rows);

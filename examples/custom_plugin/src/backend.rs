@@ -3,7 +3,7 @@
 //! tuned version of the same thing.
 
 use backplane_core::{
-    validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Error, Health, Message, Result,
+    validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Health, Message, Result,
 };
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -158,10 +158,7 @@ impl Cache for CustomKv {
             expires: None,
         });
         if ch.messages.iter().any(|m| m.id == stored.id) {
-            return Err(Error::already_exists(format!(
-                "message '{}' exists already in channel '{channel}': use another id, or leave it empty",
-                stored.id
-            )));
+            return Err(backplane_core::cache::message_taken(channel, &stored.id));
         }
         ch.messages.push(stored.clone());
         let extra = ch.messages.len().saturating_sub(self.limits.max_messages);

@@ -289,10 +289,7 @@ impl Cache for MemoryCache {
             .iter()
             .find(|m| !m.id.is_empty() && ch.messages.iter().any(|x| x.id == m.id))
         {
-            return Err(Error::already_exists(format!(
-                "message '{}' exists already in channel '{channel}': give another id, or leave the id empty to have one assigned",
-                m.id
-            )));
+            return Err(backplane_core::cache::message_taken(channel, &m.id));
         }
         let mut out = Vec::with_capacity(messages.len());
         for message in messages {

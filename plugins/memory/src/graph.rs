@@ -9,7 +9,7 @@
 //! writes one at a time, and a batch is validated completely before anything
 //! is written, so it is all or nothing.
 
-use backplane_core::graph::{json_contains_text, merge_properties};
+use backplane_core::graph::merge_properties;
 use backplane_core::{
     validate_key, Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node,
     NodeQuery, Page, Path, Result, MAX_DEPTH,
@@ -426,34 +426,7 @@ impl Graph for MemoryGraph {
     }
 
     fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
-        let needle = query
-            .text
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(str::to_lowercase);
-        let limit = if query.limit == 0 {
-            usize::MAX
-        } else {
-            query.limit
-        };
-        let s = self.read();
-        Ok(s.nodes
-            .values()
-            .filter(|n| query.label.as_ref().is_none_or(|l| &n.label == l))
-            .filter(|n| {
-                query
-                    .filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&n.properties))
-            })
-            .filter(|n| {
-                needle
-                    .as_deref()
-                    .is_none_or(|t| json_contains_text(&n.properties, t))
-            })
-            .take(limit)
-            .cloned()
-            .collect())
+        query.select(self.read().nodes.values().cloned().map(Ok))
     }
 
     fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {

@@ -30,7 +30,6 @@
 use crate::filter::{refs, translate};
 use crate::pool::{Pool, PooledConn};
 use crate::relational::{health, in_transaction};
-use backplane_core::graph::json_contains_text;
 use backplane_core::{
     Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
     Result, MAX_DEPTH,
@@ -488,26 +487,21 @@ impl Graph for PgGraph {
     }
 
     fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
-        let needle = query
-            .text
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(str::to_lowercase);
-        let translated = query
-            .filter
-            .as_ref()
-            .map(|f| (f, translate(f, "properties", 2)));
+        let translated = query.filter.as_ref().map(|f| translate(f, "properties", 2));
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.label.clone())];
         let mut sql = format!(
             "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE ($1::text IS NULL OR label = $1)"
         );
-        let mut in_rust = needle.is_some();
+        // The filter runs in SQL when it translates; `select` checks every
+        // row again (and the text), so the limit is SQL's only when nothing
+        // is left to check here.
+        let mut in_rust = query.text.as_deref().is_some_and(|t| !t.is_empty());
         match translated {
-            Some((_, Some(t))) => {
+            Some(Some(t)) => {
                 sql.push_str(&format!(" AND ({})", t.sql));
                 params.extend(t.params);
             }
-            Some((_, None)) => in_rust = true,
+            Some(None) => in_rust = true,
             None => {}
         }
         sql.push_str(" ORDER BY id");
@@ -516,25 +510,7 @@ impl Graph for PgGraph {
         }
         let mut conn = self.pool.get()?;
         let rows = conn.query(&sql, &refs(&params))?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let n = node(r);
-            if let Some(f) = &query.filter {
-                if !f.matches(&n.properties) {
-                    continue;
-                }
-            }
-            if let Some(t) = &needle {
-                if !json_contains_text(&n.properties, t) {
-                    continue;
-                }
-            }
-            out.push(n);
-            if query.limit != 0 && out.len() >= query.limit {
-                break;
-            }
-        }
-        Ok(out)
+        query.select(rows.iter().map(|r| Ok(node(r))))
     }
 
     fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {

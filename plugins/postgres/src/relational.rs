@@ -16,7 +16,10 @@ use crate::dump;
 use crate::pool::{map_error, Pool, PooledConn, Prepared};
 use crate::sql::{first_keyword, insert_target, is_ddl, quote_ident, rewrite, snippet};
 use crate::types::{readable, with_value, Bind, Raw};
-use backplane_core::relational::{validate_migrations, MIGRATIONS_TABLE};
+use backplane_core::relational::{
+    migration_failed, migration_still_pending, plan_migrations, validate_migrations,
+    MIGRATIONS_TABLE,
+};
 use backplane_core::{
     ColumnInfo, Error, ExecResult, Health, Migration, MigrationReport, Params, ParamsRef,
     Relational, Result, RowSink, Rows, RowsBuilder, Statement, TableSchema, ValueRef,
@@ -398,7 +401,8 @@ impl Relational for PgRelational {
     }
 
     fn migrate(&self, migrations: &[Migration]) -> Result<MigrationReport> {
-        let sorted = validate_migrations(migrations)?;
+        // A malformed list is refused before the database is touched.
+        validate_migrations(migrations)?;
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
                 version    BIGINT PRIMARY KEY,
@@ -415,22 +419,10 @@ impl Relational for PgRelational {
             Ok::<_, postgres::Error>(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })()
         .map_err(|e| conn.error(&e, &select))?;
-        for m in &sorted {
-            if let Some(recorded) = applied.get(&m.version) {
-                if *recorded != m.checksum() {
-                    return Err(Error::conflict(format!(
-                        "migration {} '{}' was applied with checksum {recorded} but the script now has checksum {}: \
-                         applied migrations must not change; put the change in a new migration with a higher version",
-                        m.version,
-                        m.name,
-                        m.checksum()
-                    )));
-                }
-            }
-        }
+        let plan = plan_migrations(migrations, &applied)?;
         let mut report = MigrationReport::default();
-        for m in sorted {
-            if applied.contains_key(&m.version) {
+        for (m, applied_before) in plan {
+            if applied_before {
                 report.skipped.push(m.version);
                 continue;
             }
@@ -445,15 +437,8 @@ impl Relational for PgRelational {
                     Ok::<_, postgres::Error>(rows.first().map(|r| r.get(0)))
                 })()
                 .map_err(|e| conn.error(&e, &check))?;
-                match recorded {
-                    Some(c) if c == checksum => return Ok(false),
-                    Some(c) => {
-                        return Err(Error::conflict(format!(
-                            "migration {} '{}' was applied meanwhile with checksum {c}, but this script has {checksum}",
-                            m.version, m.name
-                        )))
-                    }
-                    None => {}
+                if !migration_still_pending(m, recorded)? {
+                    return Ok(false);
                 }
                 if let Err(e) = conn.client.batch_execute(&m.sql) {
                     return Err(conn.error(&e, &m.sql));
@@ -461,17 +446,15 @@ impl Relational for PgRelational {
                 let insert = format!(
                     "INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum) VALUES ($1, $2, $3)"
                 );
-                if let Err(e) = conn.client.execute(&insert, &[&m.version, &m.name, &checksum]) {
+                if let Err(e) = conn
+                    .client
+                    .execute(&insert, &[&m.version, &m.name, &checksum])
+                {
                     return Err(conn.error(&e, &insert));
                 }
                 Ok(true)
             })
-            .map_err(|e| {
-                e.context(format!(
-                    "migration {} '{}' failed and was rolled back (applied by this call before it: {:?})",
-                    m.version, m.name, done_before
-                ))
-            });
+            .map_err(|e| e.context(migration_failed(m, &done_before)));
             self.pool.schema_changed();
             conn.forget_statements();
             if ran? {

@@ -21,8 +21,12 @@
 //! - [`backend`]: [`QdrantEdgeVector`], the vector capability: folders,
 //!   the per-process registry of open shards, locking, flushing and index
 //!   builds.
-//! - [`point`]: ids and the reserved payload keys.
-//! - [`filter`]: the filter translation.
+//! - [`point`]: ids and payloads on qdrant-edge's types.
+//! - [`filter`]: qdrant-edge's filter types for the shared translation.
+//!
+//! The id mapping, payload layout, filter translation and search
+//! over-fetch are `backplane-qdrant-common`'s, shared with the `qdrant`
+//! (server) backend.
 #![warn(missing_docs)]
 
 pub mod backend;

@@ -927,10 +927,10 @@ impl Cache for RedisCache {
             }
             let i = taken - 1;
             if i >= stored.len() || !messages[i].id.is_empty() {
-                return Err(Error::already_exists(format!(
-                    "message '{}' exists already in channel '{channel}': give another id, or leave the id empty to have one assigned",
-                    stored.get(i).map_or("", |m| m.id.as_str())
-                )));
+                return Err(backplane_core::cache::message_taken(
+                    channel,
+                    stored.get(i).map_or("", |m| m.id.as_str()),
+                ));
             }
             // A generated id was taken: draw fresh ones and try again.
             for (s, m) in stored.iter_mut().zip(messages) {

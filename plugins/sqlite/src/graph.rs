@@ -10,7 +10,7 @@
 //! Edges reference their nodes with `ON DELETE CASCADE`, so the schema keeps
 //! the graph consistent even when edited from the `sqlite3` shell.
 
-use backplane_core::graph::{json_contains_text, merge_properties};
+use backplane_core::graph::merge_properties;
 use backplane_core::{
     Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
     Result, MAX_DEPTH,
@@ -494,14 +494,8 @@ impl Graph for SqliteGraph {
     fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
         const SQL: &str = "SELECT id, label, properties FROM _bp_graph_nodes \
              WHERE (?1 IS NULL OR label = ?1) ORDER BY id LIMIT ?2";
-        let needle = query
-            .text
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(str::to_lowercase);
-        let in_rust = query.filter.is_some() || needle.is_some();
         // Without conditions evaluated here, SQLite applies the limit itself.
-        let sql_limit: i64 = if query.limit == 0 || in_rust {
+        let sql_limit: i64 = if query.limit == 0 || query.needs_scan() {
             -1
         } else {
             query.limit.min(i64::MAX as usize) as i64
@@ -511,25 +505,15 @@ impl Graph for SqliteGraph {
         let mut rows = stmt
             .query(params![query.label, sql_limit])
             .map_err(|e| sql_error(e, SQL))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(|e| sql_error(e, SQL))? {
-            let node = to_node(node_from_row(r).map_err(|e| sql_error(e, SQL))?)?;
-            if let Some(f) = &query.filter {
-                if !f.matches(&node.properties) {
-                    continue;
-                }
-            }
-            if let Some(n) = &needle {
-                if !json_contains_text(&node.properties, n) {
-                    continue;
-                }
-            }
-            out.push(node);
-            if query.limit != 0 && out.len() >= query.limit {
-                break;
-            }
-        }
-        Ok(out)
+        query.select(std::iter::from_fn(|| match rows.next() {
+            Ok(Some(r)) => Some(
+                node_from_row(r)
+                    .map_err(|e| sql_error(e, SQL))
+                    .and_then(to_node),
+            ),
+            Ok(None) => None,
+            Err(e) => Some(Err(sql_error(e, SQL))),
+        }))
     }
 
     fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {

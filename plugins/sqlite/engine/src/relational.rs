@@ -8,7 +8,10 @@
 //! rewritten: SQLite itself understands `?`, `?N`, `:name`, `@name` and
 //! `$name`.
 
-use backplane_core::relational::{validate_migrations, MIGRATIONS_TABLE};
+use backplane_core::relational::{
+    migration_failed, migration_still_pending, plan_migrations, validate_migrations,
+    MIGRATIONS_TABLE,
+};
 use backplane_core::{
     ColumnInfo, Error, ExecResult, Health, JsonRef, Migration, MigrationReport, Params, ParamsRef,
     Relational, Result, RowSink, Rows, RowsBuilder, Statement, TableSchema, ValueRef,
@@ -504,12 +507,13 @@ impl Relational for SqliteRelational {
     }
 
     fn migrate(&self, migrations: &[Migration]) -> Result<MigrationReport> {
-        let sorted = validate_migrations(migrations)?;
+        // A malformed list is refused before the database is touched.
+        validate_migrations(migrations)?;
         let conn = self.db.lock();
         conn.execute_batch(CREATE_MIGRATIONS)
             .map_err(|e| sql_error(e, CREATE_MIGRATIONS))?;
         let select = format!("SELECT version, checksum FROM {MIGRATIONS_TABLE}");
-        let applied: HashMap<i64, String> = {
+        let applied: std::collections::HashMap<i64, String> = {
             let mut stmt = conn.prepare(&select).map_err(|e| sql_error(e, &select))?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -518,22 +522,10 @@ impl Relational for SqliteRelational {
                 .map_err(|e| sql_error(e, &select))?
         };
         // Refuse before applying anything if an applied script was edited.
-        for m in &sorted {
-            if let Some(recorded) = applied.get(&m.version) {
-                if *recorded != m.checksum() {
-                    return Err(Error::conflict(format!(
-                        "migration {} '{}' was applied with checksum {recorded} but the script now has checksum {}: \
-                         applied migrations must not change; put the change in a new migration with a higher version",
-                        m.version,
-                        m.name,
-                        m.checksum()
-                    )));
-                }
-            }
-        }
+        let plan = plan_migrations(migrations, &applied)?;
         let mut report = MigrationReport::default();
-        for m in sorted {
-            if applied.contains_key(&m.version) {
+        for (m, applied_before) in plan {
+            if applied_before {
                 report.skipped.push(m.version);
                 continue;
             }
@@ -553,15 +545,8 @@ impl Relational for SqliteRelational {
                         e => Err(e),
                     })
                     .map_err(|e| sql_error(e, "SELECT checksum FROM _backplane_migrations"))?;
-                match recorded {
-                    Some(c) if c == checksum => return Ok(false),
-                    Some(c) => {
-                        return Err(Error::conflict(format!(
-                            "migration {} '{}' was applied meanwhile with checksum {c}, but this script has {checksum}",
-                            m.version, m.name
-                        )))
-                    }
-                    None => {}
+                if !migration_still_pending(m, recorded)? {
+                    return Ok(false);
                 }
                 tx.execute_batch(&m.sql).map_err(|e| sql_error(e, &m.sql))?;
                 tx.execute(
@@ -571,12 +556,7 @@ impl Relational for SqliteRelational {
                 .map_err(|e| sql_error(e, "INSERT INTO _backplane_migrations"))?;
                 Ok(true)
             })
-            .map_err(|e| {
-                e.context(format!(
-                    "migration {} '{}' failed and was rolled back (applied by this call before it: {:?})",
-                    m.version, m.name, done_before
-                ))
-            })?;
+            .map_err(|e| e.context(migration_failed(m, &done_before)))?;
             if ran {
                 report.applied.push(m.version);
             } else {
