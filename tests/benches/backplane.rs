@@ -228,6 +228,7 @@ fn open(scratch: &Scratch, body: &str) -> Storage {
         library("backplane_plugin_sqlite"),
         library("backplane_plugin_memory"),
         library("backplane_plugin_qdrant_edge"),
+        library("backplane_plugin_qdrant"),
     ];
     let load: Vec<String> = libs
         .iter()
