@@ -80,6 +80,15 @@ const DELETE_CHUNK: usize = 1_000;
 /// limit is 32 MiB by default; leave room).
 const UPSERT_BYTES: usize = 8 << 20;
 
+/// The oldest server release served: collection metadata came in 1.16.
+const MIN_SERVER: (u32, u32) = (1, 16);
+
+/// `major.minor` of a version string such as `1.18.3`.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -220,12 +229,19 @@ impl QdrantVector {
         let reply = store
             .block(store.client.health_check())
             .map_err(|e| store.error(e, "connecting"))?;
-        if !reply.version.starts_with("1.") {
-            log::warn!(
+        match major_minor(&reply.version) {
+            Some(v) if v < MIN_SERVER => {
+                return Err(Error::incompatible(format!(
+                    "the Qdrant server at {} is version {}, but the qdrant backend needs {}.{} or later (it keeps what it knows of a collection in the collection's metadata, which Qdrant has since {}.{}): upgrade the server",
+                    store.settings.url, reply.version, MIN_SERVER.0, MIN_SERVER.1, MIN_SERVER.0, MIN_SERVER.1
+                )))
+            }
+            Some((1, _)) => {}
+            _ => log::warn!(
                 "qdrant: the server at {} is version {}; this plugin's client (qdrant-client 1.20) speaks Qdrant 1.x",
                 store.settings.url,
                 reply.version
-            );
+            ),
         }
         store.version = reply.version;
         // The health check needs no API key: an authenticated call checks it.
@@ -925,5 +941,19 @@ impl QdrantVector {
             return Err(unknown(name));
         }
         self.fetch(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions() {
+        assert_eq!(major_minor("1.18.3"), Some((1, 18)));
+        assert_eq!(major_minor("v1.9.0-rc1"), Some((1, 9)));
+        assert_eq!(major_minor("dev"), None);
+        assert!(major_minor("1.15.5").unwrap() < MIN_SERVER);
+        assert!(major_minor("1.16.0").unwrap() >= MIN_SERVER);
     }
 }
