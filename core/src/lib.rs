@@ -14,24 +14,29 @@
 //! - [`value`]: [`Value`], typed SQL values, and JSON helpers for the wire.
 //! - [`relational`], [`vector`], [`cache`], [`graph`]: one module per
 //!   capability, each with its trait and the types its methods use.
-//! - [`rows`]: borrowed values and parameters, and row sinks: the
-//!   relational fast path across the boundary.
+//! - [`rows`]: borrowed values and parameters, and row sinks: what the
+//!   relational fast path reads and writes.
 //! - [`filter`]: the payload filter language and its evaluator.
 //! - [`plugin`]: [`Plugin`], [`BackendDescriptor`], [`StoreConfig`],
 //!   [`export_plugin!`].
-//! - [`proto`]: the calls that cross the boundary, and their dispatchers.
-//! - [`ffi`]: the `abi_stable` root module and FFI-safe store handle. It is
-//!   the only module that names `abi_stable` types; swapping the FFI layer
-//!   touches nothing else.
+//! - [`library`]: loading plugins and opening stores on them, for a host.
+//! - `boundary` (hidden): per capability, the method list from which the
+//!   plugin side's dispatcher, the host side's client and the host's async
+//!   API are all generated; the wire encoding.
+//! - `ffi` (private): the `abi_stable` root module and FFI-safe store
+//!   handle. It is the only module that names `abi_stable` types; swapping
+//!   the FFI layer touches nothing else.
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod boundary;
 pub mod cache;
 pub mod error;
-pub mod ffi;
+mod ffi;
 pub mod filter;
 pub mod graph;
+pub mod library;
 pub mod plugin;
-pub mod proto;
 pub mod relational;
 pub mod rows;
 pub mod value;
@@ -62,11 +67,15 @@ pub use vector::{
 };
 
 #[doc(hidden)]
+pub use ffi::backplane_root_module;
+pub use ffi::log::demote_log_target;
+#[doc(hidden)]
 pub use inventory;
 
 /// The version of this crate; a plugin reports the one it was built with.
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Bumped whenever the wire format of [`proto`] changes. The host refuses
-/// plugins built with another.
-pub const ABI_VERSION: u32 = 2;
+/// Bumped whenever the wire format across the plugin boundary changes
+/// (a method list's tags or types, a type that crosses it, the FFI
+/// layout). The host refuses plugins built with another.
+pub const ABI_VERSION: u32 = 3;

@@ -10,7 +10,6 @@
 //! [`query_into`](crate::Relational::query_into); the defaults convert to
 //! the owned types and call the plain methods.
 
-use crate::ffi::FfiValue;
 use crate::{Params, Rows, Value};
 use std::sync::{Arc, Mutex};
 
@@ -81,9 +80,9 @@ pub struct ParamsRef<'a>(Inner<'a>);
 #[derive(Clone, Copy, Debug)]
 enum Inner<'a> {
     Owned(&'a Params),
-    Ffi {
-        values: &'a [FfiValue],
-        names: &'a [FfiValue],
+    Raw {
+        values: &'a [RawValue],
+        names: &'a [RawValue],
     },
 }
 
@@ -100,15 +99,15 @@ impl<'a> ParamsRef<'a> {
     /// # Safety
     /// Every pointer in `values` and `names` must be valid for `'a`, and
     /// text must be UTF-8 (it is checked, but reading it must be sound).
-    pub(crate) unsafe fn from_ffi(values: &'a [FfiValue], names: &'a [FfiValue]) -> Self {
-        ParamsRef(Inner::Ffi { values, names })
+    pub(crate) unsafe fn from_raw(values: &'a [RawValue], names: &'a [RawValue]) -> Self {
+        ParamsRef(Inner::Raw { values, names })
     }
 
     /// How many values.
     pub fn len(&self) -> usize {
         match self.0 {
             Inner::Owned(p) => p.len(),
-            Inner::Ffi { values, .. } => values.len(),
+            Inner::Raw { values, .. } => values.len(),
         }
     }
 
@@ -121,7 +120,7 @@ impl<'a> ParamsRef<'a> {
     pub fn is_named(&self) -> bool {
         match self.0 {
             Inner::Owned(p) => matches!(p, Params::Named(_)),
-            Inner::Ffi { names, .. } => !names.is_empty(),
+            Inner::Raw { names, .. } => !names.is_empty(),
         }
     }
 
@@ -134,8 +133,8 @@ impl<'a> ParamsRef<'a> {
             Inner::Owned(Params::None) => {
                 panic!("parameter index {i} out of range (no parameters)")
             }
-            // SAFETY: guaranteed by `from_ffi`'s caller.
-            Inner::Ffi { values, .. } => unsafe { values[i].view() },
+            // SAFETY: guaranteed by `from_raw`'s caller.
+            Inner::Raw { values, .. } => unsafe { values[i].view() },
         }
     }
 
@@ -145,8 +144,8 @@ impl<'a> ParamsRef<'a> {
         match self.0 {
             Inner::Owned(Params::Named(v)) => Some(v[i].0.as_str()),
             Inner::Owned(_) => None,
-            // SAFETY: guaranteed by `from_ffi`'s caller.
-            Inner::Ffi { names, .. } => names.get(i).map(|n| match unsafe { n.view() } {
+            // SAFETY: guaranteed by `from_raw`'s caller.
+            Inner::Raw { names, .. } => names.get(i).map(|n| match unsafe { n.view() } {
                 ValueRef::Text(s) => s,
                 _ => "",
             }),
@@ -158,8 +157,8 @@ impl<'a> ParamsRef<'a> {
     pub fn to_params(&self) -> Params {
         match self.0 {
             Inner::Owned(p) => p.clone(),
-            Inner::Ffi { values: [], .. } => Params::None,
-            Inner::Ffi { .. } if self.is_named() => Params::Named(
+            Inner::Raw { values: [], .. } => Params::None,
+            Inner::Raw { .. } if self.is_named() => Params::Named(
                 (0..self.len())
                     .map(|i| {
                         (
@@ -169,9 +168,115 @@ impl<'a> ParamsRef<'a> {
                     })
                     .collect(),
             ),
-            Inner::Ffi { .. } => {
+            Inner::Raw { .. } => {
                 Params::Positional((0..self.len()).map(|i| self.value(i).to_value()).collect())
             }
+        }
+    }
+}
+
+/// One SQL value seen through the plugin boundary, borrowed from the host
+/// for the length of a call: a tag and either a number or a pointer and a
+/// length. Its layout is part of the wire format (`#[repr(C)]`, checked by
+/// the ABI version).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[doc(hidden)]
+pub struct RawValue {
+    /// Text, JSON text or blob bytes (null for numbers).
+    ptr: *const u8,
+    /// Their length; or the integer, bool (0/1), timestamp, or the bits of
+    /// the real.
+    word: u64,
+    /// Which [`ValueRef`] variant (the `TAG_*` constants).
+    tag: u8,
+}
+
+const TAG_NULL: u8 = 0;
+const TAG_INTEGER: u8 = 1;
+const TAG_REAL: u8 = 2;
+const TAG_TEXT: u8 = 3;
+const TAG_BLOB: u8 = 4;
+const TAG_BOOL: u8 = 5;
+const TAG_JSON: u8 = 6;
+const TAG_TIMESTAMP: u8 = 7;
+
+impl RawValue {
+    /// `NULL`.
+    pub(crate) const NULL: RawValue = RawValue {
+        tag: TAG_NULL,
+        word: 0,
+        ptr: std::ptr::null(),
+    };
+
+    fn word(tag: u8, word: u64) -> Self {
+        RawValue {
+            tag,
+            word,
+            ptr: std::ptr::null(),
+        }
+    }
+    fn bytes(tag: u8, b: &[u8]) -> Self {
+        RawValue {
+            tag,
+            word: b.len() as u64,
+            ptr: b.as_ptr(),
+        }
+    }
+    /// A view of text.
+    pub(crate) fn text(t: &str) -> Self {
+        RawValue::bytes(TAG_TEXT, t.as_bytes())
+    }
+    /// A view of JSON text.
+    pub(crate) fn json(t: &str) -> Self {
+        RawValue::bytes(TAG_JSON, t.as_bytes())
+    }
+    /// A view of `v`; a JSON document must be rendered to text first
+    /// ([`RawValue::json`]): this gives `NULL` for one.
+    pub(crate) fn of(v: &Value) -> Self {
+        match v {
+            Value::Null | Value::Json(_) => RawValue::NULL,
+            Value::Integer(i) => RawValue::word(TAG_INTEGER, *i as u64),
+            Value::Real(f) => RawValue::word(TAG_REAL, f.to_bits()),
+            Value::Text(t) => RawValue::text(t),
+            Value::Blob(b) => RawValue::bytes(TAG_BLOB, b),
+            Value::Bool(b) => RawValue::word(TAG_BOOL, *b as u64),
+            Value::Timestamp(t) => RawValue::word(TAG_TIMESTAMP, *t as u64),
+        }
+    }
+
+    /// The borrowed value.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for `word` bytes for `'a`.
+    #[inline]
+    unsafe fn view<'a>(&self) -> ValueRef<'a> {
+        let bytes = || -> &'a [u8] {
+            if self.word == 0 || self.ptr.is_null() {
+                &[]
+            } else {
+                // SAFETY: the caller guarantees ptr/len.
+                unsafe { std::slice::from_raw_parts(self.ptr, self.word as usize) }
+            }
+        };
+        let text = || {
+            let b = bytes();
+            if b.is_ascii() {
+                // SAFETY: ASCII is UTF-8.
+                unsafe { std::str::from_utf8_unchecked(b) }
+            } else {
+                std::str::from_utf8(b).unwrap_or("")
+            }
+        };
+        match self.tag {
+            TAG_INTEGER => ValueRef::Integer(self.word as i64),
+            TAG_REAL => ValueRef::Real(f64::from_bits(self.word)),
+            TAG_TEXT => ValueRef::Text(text()),
+            TAG_BLOB => ValueRef::Blob(bytes()),
+            TAG_BOOL => ValueRef::Bool(self.word != 0),
+            TAG_JSON => ValueRef::Json(JsonRef::Text(text())),
+            TAG_TIMESTAMP => ValueRef::Timestamp(self.word as i64),
+            _ => ValueRef::Null,
         }
     }
 }
@@ -245,7 +350,7 @@ impl RowSink for RowsBuilder {
 }
 
 /// A [`RowSink`] that writes [`Rows`] in the wire format directly, the
-/// bytes `proto::encode(&rows)` would produce, without building them.
+/// bytes `boundary::encode(&rows)` would produce, without building them.
 pub struct RowsWriter {
     buf: Vec<u8>,
     rows_at: usize,
@@ -516,32 +621,35 @@ mod tests {
         };
         let mut w = RowsWriter::new();
         w.rows(&rows);
-        assert_eq!(w.finish(), crate::proto::encode(&rows));
+        assert_eq!(w.finish(), crate::boundary::encode(&rows));
         let empty = Rows {
             columns: vec!["x".into()].into(),
             rows: vec![],
         };
         let mut w = RowsWriter::new();
         w.rows(&empty);
-        assert_eq!(w.finish(), crate::proto::encode(&empty));
+        assert_eq!(w.finish(), crate::boundary::encode(&empty));
         assert_eq!(
             RowsWriter::new().finish(),
-            crate::proto::encode(&Rows::default())
+            crate::boundary::encode(&Rows::default())
         );
         let mut b = RowsBuilder::new();
         b.rows(&rows);
         assert_eq!(b.finish(), rows);
-        assert_eq!(decode_rows(&crate::proto::encode(&rows)).unwrap(), rows);
-        assert_eq!(decode_rows(&crate::proto::encode(&empty)).unwrap(), empty);
-        let enc = crate::proto::encode(&rows);
+        assert_eq!(decode_rows(&crate::boundary::encode(&rows)).unwrap(), rows);
+        assert_eq!(
+            decode_rows(&crate::boundary::encode(&empty)).unwrap(),
+            empty
+        );
+        let enc = crate::boundary::encode(&rows);
         assert!(decode_rows(&enc[..enc.len() - 1]).is_err());
         assert!(decode_rows(&[0xff; 16]).is_err());
         let memo = ColumnsMemo::default();
-        let a = decode_rows_with(&crate::proto::encode(&rows), &memo).unwrap();
-        let b = decode_rows_with(&crate::proto::encode(&rows), &memo).unwrap();
+        let a = decode_rows_with(&crate::boundary::encode(&rows), &memo).unwrap();
+        let b = decode_rows_with(&crate::boundary::encode(&rows), &memo).unwrap();
         assert!(Arc::ptr_eq(&a.columns, &b.columns), "same names are shared");
         assert_eq!(
-            decode_rows_with(&crate::proto::encode(&empty), &memo).unwrap(),
+            decode_rows_with(&crate::boundary::encode(&empty), &memo).unwrap(),
             empty
         );
     }

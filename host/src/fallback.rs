@@ -8,7 +8,8 @@
 //! (logged once). Data written during the outage lives in the fallback only
 //! and is not copied back: a cache may lose entries, never availability.
 
-use backplane_core::{Cache, CacheStats, Error, ErrorKind, Health, Message, Result};
+use crate::layer::layer;
+use backplane_core::{Cache, Error, ErrorKind, Health, Result};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,11 +54,6 @@ impl FallbackCache {
                 next_probe: Instant::now(),
             }),
         }
-    }
-
-    /// Whether calls currently go to the fallback.
-    pub fn on_fallback(&self) -> bool {
-        self.lock().on_fallback
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -118,54 +114,12 @@ impl FallbackCache {
     }
 }
 
-impl Cache for FallbackCache {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.route(|c| c.get(key))
-    }
-    fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        self.route(|c| c.set(key, value, ttl))
-    }
-    fn delete(&self, key: &str) -> Result<bool> {
-        self.route(|c| c.delete(key))
-    }
-    fn exists(&self, key: &str) -> Result<bool> {
-        self.route(|c| c.exists(key))
-    }
-    fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.route(|c| c.expire(key, ttl))
-    }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.route(|c| c.get_many(keys))
-    }
-    fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
-        self.route(|c| c.set_many(entries, ttl))
-    }
-    fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
-        self.route(|c| c.add_message(channel, message))
-    }
-    fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
-        self.route(|c| c.add_messages(channel, messages))
-    }
-    fn recent(
-        &self,
-        channel: &str,
-        limit: usize,
-        exclude_id: Option<&str>,
-    ) -> Result<Vec<Message>> {
-        self.route(|c| c.recent(channel, limit, exclude_id))
-    }
-    fn remove_message(&self, channel: &str, id: &str) -> Result<bool> {
-        self.route(|c| c.remove_message(channel, id))
-    }
-    fn clear(&self, channel: &str) -> Result<u64> {
-        self.route(|c| c.clear(channel))
-    }
-    fn stats(&self) -> Result<CacheStats> {
-        self.route(|c| c.stats())
-    }
+backplane_core::cache_methods!(layer!(FallbackCache));
+
+impl FallbackCache {
     /// The primary's health; while it is down, unhealthy with a detail that
     /// says the fallback is serving.
-    fn health(&self) -> Result<Health> {
+    fn layer_health(&self) -> Result<Health> {
         match self.primary.health() {
             Ok(h) if h.healthy => Ok(h),
             other => {

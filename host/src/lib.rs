@@ -15,21 +15,23 @@
 //! # Layout
 //!
 //! - [`config`]: plugins.toml parsing, interpolation, profiles, overrides.
-//! - [`loader`]: plugin discovery and loading; every failure one line.
-//! - [`foreign`]: `Foreign*` wrappers that run capability calls in a plugin.
-//! - [`fallback`]: a cache that serves from a fallback backend while its
-//!   primary is unavailable.
-//! - [`storage`]: [`Storage`] and the store handles.
-//! - `demo` (private): the chat-assistant walk-through behind `backplane demo`.
+//! - `loader`: plugin discovery over the search paths, through
+//!   `backplane_core::library`; every failure one line ([`Registry`]).
+//! - `storage`: [`Storage`] and the store handles, whose async methods are
+//!   generated from each capability's method list.
+//! - `layer`: how a store layer implements a capability's trait from the
+//!   same list; `fallback`: the layer that serves a cache from a fallback
+//!   backend while its primary is unavailable.
+//! - `demo`: the chat-assistant walk-through behind `backplane demo`.
 //! - `src/bin/backplane.rs`: the CLI.
 #![warn(missing_docs)]
 
 pub mod config;
 mod demo;
-pub mod fallback;
-pub mod foreign;
-pub mod loader;
-pub mod storage;
+mod fallback;
+mod layer;
+mod loader;
+mod storage;
 
 pub use backplane_core::{
     params, CacheStats, Capability, CollectionInfo, Condition, Direction, Distance, Edge, Error,
@@ -43,7 +45,7 @@ pub mod traits {
 }
 pub use config::Config;
 pub use demo::run_demo;
-pub use loader::{BackendInfo, LoadFailure, PluginSource};
+pub use loader::{BackendInfo, LoadFailure, PluginSource, Registry};
 pub use storage::{
     CacheStore, GraphStore, RelationalStore, Storage, StorageBuilder, StoreHealth, VectorStore,
 };

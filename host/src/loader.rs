@@ -7,16 +7,11 @@
 //! the others from loading.
 
 use crate::config::Config;
-use abi_stable::library::{lib_header_from_raw_library, LibraryError, RawLibrary};
-use abi_stable::std_types::{RSlice, RStr};
-use backplane_core::ffi::{self, FfiStore, LogFn, PluginModRef};
-use backplane_core::{
-    proto::encode, BackendDescriptor, Capability, Error, Plugin, PluginInfo, Result, StoreConfig,
-};
+use backplane_core::library::{Library, OpenedStore};
+use backplane_core::{BackendDescriptor, Capability, Error, PluginInfo, Result, StoreConfig};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Where a plugin came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,56 +27,6 @@ impl fmt::Display for PluginSource {
         match self {
             PluginSource::Static => f.write_str("(linked in)"),
             PluginSource::Library(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
-
-#[derive(Clone)]
-enum Opener {
-    Static(Arc<dyn Plugin>),
-    Library(PluginModRef),
-}
-
-/// A plugin that loaded.
-#[derive(Clone)]
-pub struct LoadedPlugin {
-    /// What it reported.
-    pub info: PluginInfo,
-    /// Where it came from.
-    pub source: PluginSource,
-    opener: Opener,
-}
-
-impl fmt::Debug for LoadedPlugin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedPlugin")
-            .field("info", &self.info)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl LoadedPlugin {
-    /// Open a store on this plugin.
-    pub(crate) fn open(&self, config: &StoreConfig) -> Result<FfiStore> {
-        match &self.opener {
-            Opener::Static(p) => Ok(ffi::open_store(&**p, config)?.into_ffi()),
-            Opener::Library(m) => {
-                let req = encode(config);
-                ffi::decode_open((m.open())(RSlice::from_slice(&req)))
-            }
-        }
-    }
-
-    fn shutdown(&self) {
-        match &self.opener {
-            Opener::Static(p) => {
-                let _ = ffi::catch("shutdown", || {
-                    p.shutdown();
-                    Ok(())
-                });
-            }
-            Opener::Library(m) => (m.shutdown())(),
         }
     }
 }
@@ -114,15 +59,15 @@ pub struct BackendInfo {
     pub source: PluginSource,
     /// Same-named backends from later search paths, which this one shadows.
     pub shadows: Vec<PathBuf>,
-    pub(crate) plugin_index: usize,
+    plugin_index: usize,
 }
 
-/// Everything discovery found.
+/// Everything plugin discovery found: the backends by name, and every
+/// library that failed to load.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
-    /// Plugins that loaded.
-    pub plugins: Vec<LoadedPlugin>,
-    /// Libraries that did not, one line each.
+    plugins: Vec<Library>,
+    /// Libraries that did not load, one line each.
     pub failures: Vec<LoadFailure>,
     /// Backends by name.
     pub backends: BTreeMap<String, BackendInfo>,
@@ -130,101 +75,6 @@ pub struct Registry {
 
 /// The platform's shared-library extension.
 pub const LIB_EXTENSION: &str = std::env::consts::DLL_EXTENSION;
-
-extern "C" fn host_log(level: u8, target: RStr<'_>, message: RStr<'_>) {
-    let level = match level {
-        1 => log::Level::Error,
-        2 => log::Level::Warn,
-        3 => log::Level::Info,
-        4 => log::Level::Debug,
-        _ => log::Level::Trace,
-    };
-    log::log!(target: "backplane::plugin", level, "[{}] {}", target.as_str(), message.as_str());
-}
-
-fn level_code() -> u8 {
-    match log::max_level() {
-        log::LevelFilter::Off => 0,
-        log::LevelFilter::Error => 1,
-        log::LevelFilter::Warn => 2,
-        log::LevelFilter::Info => 3,
-        log::LevelFilter::Debug => 4,
-        log::LevelFilter::Trace => 5,
-    }
-}
-
-fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(300)
-        .collect()
-}
-
-fn library_error(e: LibraryError) -> String {
-    let core = backplane_core::CORE_VERSION;
-    match e {
-        LibraryError::OpenError { err, .. } => format!(
-            "cannot be loaded as a shared library ({}): remove it from the plugin folder, or rebuild it for this platform",
-            first_line(&err.to_string())
-        ),
-        LibraryError::GetSymbolError { .. } => {
-            "not a Backplane plugin (it exports no Backplane root module): remove it from the plugin folder".into()
-        }
-        LibraryError::IncompatibleVersionNumber { actual_version, .. } => format!(
-            "built against backplane-core {actual_version}, host has {core}: rebuild the plugin against backplane-core {core}"
-        ),
-        LibraryError::AbiInstability(e) => format!(
-            "its backplane-core types do not match the host's ({}): rebuild the plugin against backplane-core {core}",
-            first_line(&e.to_string())
-        ),
-        LibraryError::RootModule { err, .. } => format!(
-            "its root module failed to initialise ({}): fix or rebuild the plugin",
-            first_line(&err.to_string())
-        ),
-        other => format!(
-            "cannot be used as a Backplane plugin ({}): rebuild it against backplane-core {core}",
-            first_line(&other.to_string())
-        ),
-    }
-}
-
-fn load_library(path: &Path) -> std::result::Result<(PluginModRef, PluginInfo), String> {
-    let raw = RawLibrary::load_at(path).map_err(library_error)?;
-    // SAFETY: abi_stable reads the library's header; its layout is checked
-    // before the root module is used.
-    let header = unsafe { lib_header_from_raw_library(&raw) }.map_err(library_error)?;
-    let lib_version = header.version_strings();
-    let module = header.init_root_module::<PluginModRef>().map_err(|e| {
-        match e {
-            // A core with another version string fails the version check
-            // first; name both versions.
-            LibraryError::IncompatibleVersionNumber { .. } => format!(
-                "built against backplane-core {}, host has {}: rebuild the plugin against backplane-core {}",
-                lib_version.version,
-                backplane_core::CORE_VERSION,
-                backplane_core::CORE_VERSION
-            ),
-            other => library_error(other),
-        }
-    })?;
-    // Libraries are never unloaded: their code may still be referenced.
-    std::mem::forget(raw);
-    if module.abi_version() != backplane_core::ABI_VERSION {
-        return Err(format!(
-            "speaks Backplane wire format {}, host speaks {}: rebuild the plugin against backplane-core {}",
-            module.abi_version(),
-            backplane_core::ABI_VERSION,
-            backplane_core::CORE_VERSION
-        ));
-    }
-    (module.init())(LogFn { log: host_log }, level_code());
-    let info = ffi::decode_info((module.info())()).map_err(|e| first_line(e.message()))?;
-    Ok((module, info))
-}
 
 /// Shared libraries directly inside `dir`, sorted by name.
 fn libraries_in(dir: &Path) -> Vec<PathBuf> {
@@ -246,21 +96,12 @@ impl Registry {
     /// `search_paths`, and its explicit `load` list.
     pub fn discover(config: &Config, extra_dirs: &[PathBuf]) -> Registry {
         let mut reg = Registry::default();
-        for r in backplane_core::registered_plugins() {
-            match ffi::catch("construction", || Ok(r.make())) {
-                Ok(p) => {
-                    let p: Arc<dyn Plugin> = Arc::from(p);
-                    let info = PluginInfo {
-                        name: p.name().to_string(),
-                        version: p.version().to_string(),
-                        core_version: backplane_core::CORE_VERSION.to_string(),
-                        backends: p.backends(),
-                    };
-                    reg.add(info, PluginSource::Static, Opener::Static(p), 0);
-                }
+        for r in Library::linked() {
+            match r {
+                Ok(library) => reg.add(PluginSource::Static, library, 0),
                 Err(e) => reg.failures.push(LoadFailure {
                     path: PathBuf::from("(linked in)"),
-                    reason: first_line(e.message()),
+                    reason: e.to_string(),
                 }),
             }
         }
@@ -290,21 +131,17 @@ impl Registry {
         if !seen.insert(canon) {
             return;
         }
-        match load_library(lib) {
-            Ok((m, info)) => self.add(
-                info,
-                PluginSource::Library(lib.to_path_buf()),
-                Opener::Library(m),
-                rank,
-            ),
-            Err(reason) => self.failures.push(LoadFailure {
+        match Library::load(lib) {
+            Ok(library) => self.add(PluginSource::Library(lib.to_path_buf()), library, rank),
+            Err(e) => self.failures.push(LoadFailure {
                 path: lib.to_path_buf(),
-                reason,
+                reason: e.to_string(),
             }),
         }
     }
 
-    fn add(&mut self, info: PluginInfo, source: PluginSource, opener: Opener, rank: usize) {
+    fn add(&mut self, source: PluginSource, library: Library, rank: usize) {
+        let info: &PluginInfo = library.info();
         let index = self.plugins.len();
         let mut claimed = Vec::new();
         for d in &info.backends {
@@ -347,19 +184,12 @@ impl Registry {
                 },
             );
         }
-        self.plugins.push(LoadedPlugin {
-            info,
-            source,
-            opener,
-        });
+        self.plugins.push(library);
     }
 
-    /// The plugin that provides `backend`, checked to serve `cap`.
-    pub(crate) fn provider(
-        &self,
-        backend: &str,
-        cap: Capability,
-    ) -> Result<(&BackendInfo, &LoadedPlugin)> {
+    /// The backend `backend`, checked to serve `cap`, and the library that
+    /// provides it.
+    fn provider(&self, backend: &str, cap: Capability) -> Result<(&BackendInfo, &Library)> {
         let b = self.backends.get(backend).ok_or_else(|| {
             let known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
             Error::config(format!(
@@ -380,6 +210,13 @@ impl Registry {
             )));
         }
         Ok((b, &self.plugins[b.plugin_index]))
+    }
+
+    /// Open `config`'s store on the backend it names; also returns what
+    /// the backend declares.
+    pub(crate) fn open(&self, config: &StoreConfig) -> Result<(&BackendInfo, OpenedStore)> {
+        let (info, library) = self.provider(&config.backend, config.capability)?;
+        Ok((info, library.open(config)?))
     }
 
     /// Stop every plugin's background work.

@@ -2,19 +2,21 @@
 //! handles an application uses.
 //!
 //! Each handle has an async API for tokio programs (the call runs on tokio's
-//! blocking pool, so a slow backend never stalls the executor) and a
+//! blocking pool, so a slow backend never stalls the executor, or, for a
+//! call the store serves without blocking, is awaited directly) and a
 //! blocking one, `handle.blocking()`, which is the capability trait itself.
+//! The async methods are generated from each capability's method list in
+//! `backplane_core::boundary`, so they cover every trait method.
 
 use crate::config::{Config, StoreEntry};
-use crate::foreign::{Foreign, ForeignCache, ForeignGraph, ForeignRelational, ForeignVector};
 use crate::loader::{BackendInfo, LoadFailure, Registry};
-use backplane_core::ffi::store_capability;
+use backplane_core::boundary::Arg;
+use backplane_core::library::OpenedStore;
 use backplane_core::*;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How to open a [`Storage`]: which config file, which extra plugin folders.
 #[derive(Clone, Debug, Default)]
@@ -138,18 +140,11 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
         )
     };
     let open_on = |backend: &str, options: serde_json::Value| -> Result<_> {
-        let (info, plugin) = registry.provider(backend, entry.capability)?;
         let mut cfg = entry.store_config(&config.base_dir, backend);
         cfg.options = options;
-        let ffi = plugin.open(&cfg)?;
-        if store_capability(&ffi) != Some(entry.capability) {
-            return Err(Error::incompatible(
-                "the plugin returned a store of another capability: report this to the plugin's author",
-            ));
-        }
-        Ok((info, Foreign::new(ffi, &entry.name, backend)))
+        registry.open(&cfg)
     };
-    let (info, foreign) = open_on(&entry.backend, entry.options.clone()).map_err(wrap)?;
+    let (info, opened) = open_on(&entry.backend, entry.options.clone()).map_err(wrap)?;
     let fallback = match &entry.fallback {
         None => None,
         Some(_) if entry.capability != Capability::Cache => {
@@ -170,7 +165,10 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
                 .collect();
             let (_, fb) = open_on(f, serde_json::Value::Object(shared))
                 .map_err(|e| wrap(e.context(format!("fallback '{f}'"))))?;
-            Some((f.clone(), fb))
+            match fb {
+                OpenedStore::Cache(fb) => Some((f.clone(), fb)),
+                _ => unreachable!("a cache section opens cache stores"),
+            }
         }
     };
     let meta = Arc::new(StoreMeta {
@@ -178,21 +176,21 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
         backend: entry.backend.clone(),
         descriptor: info.descriptor.clone(),
     });
-    Ok(match entry.capability {
-        Capability::Relational => AnyStore::Relational(RelationalStore {
-            inner: Arc::new(ForeignRelational(foreign, Default::default())),
+    Ok(match opened {
+        OpenedStore::Relational(s) => AnyStore::Relational(RelationalStore {
+            inner: s.into(),
             meta,
         }),
-        Capability::Vector => AnyStore::Vector(VectorStore {
-            inner: Arc::new(ForeignVector(foreign)),
+        OpenedStore::Vector(s) => AnyStore::Vector(VectorStore {
+            inner: s.into(),
             meta,
         }),
-        Capability::Cache => AnyStore::Cache(CacheStore {
+        OpenedStore::Cache(s) => AnyStore::Cache(CacheStore {
             inner: match fallback {
-                None => Arc::new(ForeignCache(foreign)),
+                None => s.into(),
                 Some((name, fb)) => Arc::new(crate::fallback::FallbackCache::new(
-                    Box::new(ForeignCache(foreign)),
-                    Box::new(ForeignCache(fb)),
+                    s,
+                    fb,
                     &entry.name,
                     &entry.backend,
                     &name,
@@ -200,8 +198,8 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             },
             meta,
         }),
-        Capability::Graph => AnyStore::Graph(GraphStore {
-            inner: Arc::new(ForeignGraph(foreign)),
+        OpenedStore::Graph(s) => AnyStore::Graph(GraphStore {
+            inner: s.into(),
             meta,
         }),
     })
@@ -489,175 +487,54 @@ handle!(
     /// A graph store. Async methods below; `blocking()` for plain code.
     GraphStore, Graph);
 
-/// Generates async methods that move their arguments to the blocking pool.
-macro_rules! async_methods {
-    ($store:ident: $(
-        $(#[$doc:meta])*
-        fn $m:ident([$($a:ident: $t:ty),*] $(, $p:ident: $pt:ty)*) -> $r:ty => |$s:ident| $body:expr;
-    )*) => {
-        impl $store {
+/// Generates a handle's async methods from a capability's method list
+/// (`backplane_core::*_methods!`): each moves its arguments to tokio's
+/// blocking pool and runs the trait method there; a `start` method is
+/// awaited without a thread when the store serves it without blocking.
+macro_rules! async_api {
+    (
+        ($Store:ident)
+        trait $Trait:ident;
+        $(async $Async:ident . $as_async:ident;)?
+        $($tag:literal $mode:ident fn $m:ident($($a:ident: $t:ty $(=> $into:ty)? $(as $owned:ty)?),*) -> $r:ty;)*
+    ) => {
+        impl $Store {
             $(
-                $(#[$doc])*
+                #[doc = concat!("See [`", stringify!($Trait), "::", stringify!($m), "`].")]
                 #[allow(clippy::too_many_arguments)]
-                pub async fn $m(&self $(, $a: impl Into<$t>)* $(, $p: $pt)*) -> Result<$r> {
-                    $(let $a: $t = $a.into();)*
-                    self.run(move |$s| $body).await
+                pub async fn $m(
+                    &self,
+                    $($a: backplane_core::__boundary_async_ty!($t $(=> $into)? $(as $owned)?)),*
+                ) -> Result<$r> {
+                    $(let $a: <$t as Arg<'_>>::Owned = $a.into();)*
+                    async_api!(@start $mode self $m($($a: $t),*) -> $r);
+                    self.run(move |s| s.$m($(<$t as Arg<'_>>::lend(&$a)),*)).await
                 }
             )*
         }
     };
-}
-
-async_methods! { RelationalStore:
-    /// See [`Relational::execute`].
-    fn execute([sql: String, params: Params]) -> ExecResult => |s| s.execute(&sql, &params);
-    /// See [`Relational::execute_many`].
-    fn execute_many([sql: String, params: Vec<Params>]) -> ExecResult => |s| s.execute_many(&sql, &params);
-    /// See [`Relational::query`].
-    fn query([sql: String, params: Params]) -> Rows => |s| s.query(&sql, &params);
-    /// See [`Relational::transaction`].
-    fn transaction([statements: Vec<Statement>]) -> Vec<ExecResult> => |s| s.transaction(&statements);
-    /// See [`Relational::migrate`].
-    fn migrate([migrations: Vec<Migration>]) -> MigrationReport => |s| s.migrate(&migrations);
-    /// See [`Relational::tables`].
-    fn tables([]) -> Vec<String> => |s| s.tables();
-    /// See [`Relational::describe`].
-    fn describe([table: String]) -> TableSchema => |s| s.describe(&table);
-    /// See [`Relational::backup`].
-    fn backup([path: String]) -> () => |s| s.backup(&path);
-    /// See [`Relational::restore`].
-    fn restore([path: String]) -> () => |s| s.restore(&path);
-}
-
-async_methods! { VectorStore:
-    /// See [`Vector::create_collection`].
-    fn create_collection([name: String], dimension: u32, distance: Distance) -> () => |s| s.create_collection(&name, dimension, distance);
-    /// See [`Vector::drop_collection`].
-    fn drop_collection([name: String]) -> () => |s| s.drop_collection(&name);
-    /// See [`Vector::list_collections`].
-    fn list_collections([]) -> Vec<CollectionInfo> => |s| s.list_collections();
-    /// See [`Vector::collection_info`].
-    fn collection_info([name: String]) -> CollectionInfo => |s| s.collection_info(&name);
-    /// See [`Vector::upsert`].
-    fn upsert([collection: String, records: Vec<VectorRecord>]) -> () => |s| s.upsert(&collection, &records);
-    /// See [`Vector::get`].
-    fn get([collection: String, ids: Vec<String>]) -> Vec<VectorRecord> => |s| s.get(&collection, &ids);
-    /// See [`Vector::delete`].
-    fn delete([collection: String, ids: Vec<String>]) -> u64 => |s| s.delete(&collection, &ids);
-    /// See [`Vector::delete_where`].
-    fn delete_where([collection: String, filter: Filter]) -> u64 => |s| s.delete_where(&collection, &filter);
-    /// See [`Vector::count`].
-    fn count([collection: String], filter: Option<Filter>) -> u64 => |s| s.count(&collection, filter.as_ref());
-    /// See [`Vector::search`].
-    fn search([collection: String, request: SearchRequest]) -> Vec<SearchHit> => |s| s.search(&collection, &request);
-    /// See [`Vector::search_batch`].
-    fn search_batch([collection: String, requests: Vec<SearchRequest>]) -> Vec<Vec<SearchHit>> => |s| s.search_batch(&collection, &requests);
-    /// See [`Vector::scroll`].
-    fn scroll([collection: String], cursor: Option<String>, limit: usize) -> ScrollPage => |s| s.scroll(&collection, cursor.as_deref(), limit);
-}
-
-impl CacheStore {
-    /// See [`Cache::get`]. On a store with a non-blocking form
-    /// ([`Cache::as_async`], the redis backend) the call is awaited
-    /// without taking a blocking thread.
-    pub async fn get(&self, key: impl Into<String>) -> Result<Option<Vec<u8>>> {
-        let key = key.into();
-        if let Some(a) = self.inner.as_async() {
+    (@start start $self:ident $m:ident($($a:ident: $t:ty),*) -> $r:ty) => {
+        if let Some(a) = $self.inner.as_async() {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            a.get(
-                &key,
+            a.$m(
+                $(<$t as Arg<'_>>::lend(&$a),)*
                 Box::new(move |r| {
                     let _ = tx.send(r);
                 }),
             );
             return rx.await.unwrap_or_else(|_| Err(unanswered()));
         }
-        self.run(move |s| s.get(&key)).await
-    }
-
-    /// See [`Cache::set`]; non-blocking where the store allows, as
-    /// [`get`](Self::get).
-    pub async fn set(
-        &self,
-        key: impl Into<String>,
-        value: impl Into<Vec<u8>>,
-        ttl: Option<Duration>,
-    ) -> Result<()> {
-        let (key, value) = (key.into(), value.into());
-        if let Some(a) = self.inner.as_async() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            a.set(
-                &key,
-                &value,
-                ttl,
-                Box::new(move |r| {
-                    let _ = tx.send(r);
-                }),
-            );
-            return rx.await.unwrap_or_else(|_| Err(unanswered()));
-        }
-        self.run(move |s| s.set(&key, &value, ttl)).await
-    }
+    };
+    (@start $mode:ident $($rest:tt)*) => {};
 }
+
+backplane_core::relational_methods!(async_api!(RelationalStore));
+backplane_core::vector_methods!(async_api!(VectorStore));
+backplane_core::cache_methods!(async_api!(CacheStore));
+backplane_core::graph_methods!(async_api!(GraphStore));
 
 /// A started call whose callback was dropped without being called (which
 /// the plugin boundary rules out; kept so a bug is an error, not a hang).
 fn unanswered() -> Error {
     Error::backend("a started call ended without an answer: retry")
-}
-
-async_methods! { CacheStore:
-    /// See [`Cache::delete`].
-    fn delete([key: String]) -> bool => |s| s.delete(&key);
-    /// See [`Cache::exists`].
-    fn exists([key: String]) -> bool => |s| s.exists(&key);
-    /// See [`Cache::expire`].
-    fn expire([key: String], ttl: Duration) -> bool => |s| s.expire(&key, ttl);
-    /// See [`Cache::get_many`].
-    fn get_many([keys: Vec<String>]) -> Vec<Option<Vec<u8>>> => |s| s.get_many(&keys);
-    /// See [`Cache::set_many`].
-    fn set_many([entries: Vec<(String, Vec<u8>)>], ttl: Option<Duration>) -> () => |s| s.set_many(&entries, ttl);
-    /// See [`Cache::add_message`].
-    fn add_message([channel: String, message: Message]) -> Message => |s| s.add_message(&channel, &message);
-    /// See [`Cache::add_messages`].
-    fn add_messages([channel: String, messages: Vec<Message>]) -> Vec<Message> => |s| s.add_messages(&channel, &messages);
-    /// See [`Cache::recent`].
-    fn recent([channel: String], limit: usize, exclude_id: Option<String>) -> Vec<Message> => |s| s.recent(&channel, limit, exclude_id.as_deref());
-    /// See [`Cache::remove_message`].
-    fn remove_message([channel: String, id: String]) -> bool => |s| s.remove_message(&channel, &id);
-    /// See [`Cache::clear`].
-    fn clear([channel: String]) -> u64 => |s| s.clear(&channel);
-    /// See [`Cache::stats`].
-    fn stats([]) -> CacheStats => |s| s.stats();
-}
-
-async_methods! { GraphStore:
-    /// See [`Graph::create_nodes`].
-    fn create_nodes([nodes: Vec<NewNode>]) -> Vec<Node> => |s| s.create_nodes(&nodes);
-    /// See [`Graph::get_node`].
-    fn get_node([id: String]) -> Option<Node> => |s| s.get_node(&id);
-    /// See [`Graph::update_node`].
-    fn update_node([id: String, properties: serde_json::Value]) -> Node => |s| s.update_node(&id, &properties);
-    /// See [`Graph::delete_node`].
-    fn delete_node([id: String]) -> bool => |s| s.delete_node(&id);
-    /// See [`Graph::create_edges`].
-    fn create_edges([edges: Vec<NewEdge>]) -> Vec<Edge> => |s| s.create_edges(&edges);
-    /// See [`Graph::get_edge`].
-    fn get_edge([id: String]) -> Option<Edge> => |s| s.get_edge(&id);
-    /// See [`Graph::update_edge`].
-    fn update_edge([id: String, properties: serde_json::Value]) -> Edge => |s| s.update_edge(&id, &properties);
-    /// See [`Graph::delete_edge`].
-    fn delete_edge([id: String]) -> bool => |s| s.delete_edge(&id);
-    /// See [`Graph::neighbors`].
-    fn neighbors([id: String], direction: Direction, edge_types: Vec<String>, depth: u32) -> Vec<Neighbor> => |s| s.neighbors(&id, direction, &edge_types, depth);
-    /// See [`Graph::shortest_path`].
-    fn shortest_path([from: String, to: String], max_depth: u32) -> Option<backplane_core::Path> => |s| s.shortest_path(&from, &to, max_depth);
-    /// See [`Graph::edges_of`].
-    fn edges_of([id: String], direction: Direction) -> Vec<Edge> => |s| s.edges_of(&id, direction);
-    /// See [`Graph::find_nodes`].
-    fn find_nodes([query: NodeQuery]) -> Vec<Node> => |s| s.find_nodes(&query);
-    /// See [`Graph::export_nodes`].
-    fn export_nodes([], cursor: Option<String>, limit: usize) -> Page<Node> => |s| s.export_nodes(cursor.as_deref(), limit);
-    /// See [`Graph::export_edges`].
-    fn export_edges([], cursor: Option<String>, limit: usize) -> Page<Edge> => |s| s.export_edges(cursor.as_deref(), limit);
 }

@@ -96,7 +96,7 @@ fn plugins(builder: StorageBuilder) -> ExitCode {
         }
     };
     let extra: Vec<PathBuf> = builder.extra_plugin_dirs();
-    let registry = backplane_host::loader::Registry::discover(&config, &extra);
+    let registry = backplane_host::Registry::discover(&config, &extra);
     println!("config: {}", path.display());
     println!("searched:");
     for d in extra.iter().chain(&config.search_paths) {

@@ -78,8 +78,8 @@ impl Plugin for QdrantEdgePlugin {
         // qdrant-edge warns that process-wide settings a Qdrant server sets
         // at startup (feature flags, a multi-mmap probe) were left at their
         // defaults, which is what an embedded engine wants.
-        backplane_core::ffi::demote_log_target("qdrant_edge::common::flags");
-        backplane_core::ffi::demote_log_target("qdrant_edge::common::mmap::ops");
+        backplane_core::demote_log_target("qdrant_edge::common::flags");
+        backplane_core::demote_log_target("qdrant_edge::common::mmap::ops");
         let cfg = QdrantEdgeConfig::from_store(config)?;
         let root = cfg.resolved_path(config);
         let store =

@@ -1,0 +1,260 @@
+//! The relational capability across the boundary: its method list, the
+//! plugin side's dispatcher and the host side's client, plus the fast path
+//! of its three hot calls.
+//!
+//! `execute`, `execute_many` and `query` do not encode their parameters:
+//! the host lays them out as [`RawValue`] views of its own values
+//! (`RawParams`), the plugin reads them through
+//! [`ParamsRef`](crate::ParamsRef) for the length of the call
+//! (`run_sql`), and rows come back written straight into the wire format
+//! by a [`RowsWriter`]. Their list entries (`fast`) still give them tags,
+//! so the plain encoding serves them too.
+
+use super::generate;
+use crate::ffi::Remote;
+use crate::rows::{decode_rows_with, ColumnsMemo, RawValue, RowsWriter};
+use crate::{Error, ExecResult, Params, ParamsRef, Relational, Result, Rows, Value};
+
+/// The relational capability's methods, for everything generated from them.
+/// Expands `$then!` with `($args)` followed by the list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! relational_methods {
+    ($($then:ident)::+ ! ($($args:tt)*)) => {
+        $($then)::+! { ($($args)*)
+            trait Relational;
+            1 fast fn execute(sql: &str => String, params: &$crate::Params => $crate::Params) -> $crate::ExecResult;
+            2 fast fn execute_many(sql: &str => String, params: &[$crate::Params] => Vec<$crate::Params>) -> $crate::ExecResult;
+            3 fast fn query(sql: &str => String, params: &$crate::Params => $crate::Params) -> $crate::Rows;
+            4 call fn transaction(statements: &[$crate::Statement] => Vec<$crate::Statement>) -> Vec<$crate::ExecResult>;
+            5 call fn migrate(migrations: &[$crate::Migration] => Vec<$crate::Migration>) -> $crate::MigrationReport;
+            6 call fn tables() -> Vec<String>;
+            7 call fn describe(table: &str => String) -> $crate::TableSchema;
+            8 call fn backup(path: &str => String) -> ();
+            9 call fn restore(path: &str => String) -> ();
+        }
+    };
+}
+
+/// [`SqlCall::op`]: `execute`.
+pub const SQL_EXECUTE: u8 = 0;
+/// [`SqlCall::op`]: `execute_many`.
+pub const SQL_EXECUTE_MANY: u8 = 1;
+/// [`SqlCall::op`]: `query`.
+pub const SQL_QUERY: u8 = 2;
+
+/// A fast-path call as the plugin receives it: views valid for the call.
+pub(crate) struct SqlCall<'a> {
+    pub op: u8,
+    pub sql: &'a str,
+    pub values: &'a [RawValue],
+    pub names: &'a [RawValue],
+    pub set_lens: &'a [u32],
+}
+
+/// A relational store in a plugin, seen from the host.
+pub(crate) struct RelationalClient(pub(crate) Remote, pub(crate) ColumnsMemo);
+
+impl RelationalClient {
+    fn remote(&self) -> &Remote {
+        &self.0
+    }
+}
+
+relational_methods!(generate!(RelationalClient {
+    fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult> {
+        let raw = RawParams::new(std::slice::from_ref(params));
+        self.0.call_sql(SQL_EXECUTE, sql, &raw, super::decode_owned)
+    }
+    fn execute_many(&self, sql: &str, params: &[Params]) -> Result<ExecResult> {
+        let raw = RawParams::new(params);
+        self.0.call_sql(SQL_EXECUTE_MANY, sql, &raw, super::decode_owned)
+    }
+    fn query(&self, sql: &str, params: &Params) -> Result<Rows> {
+        let raw = RawParams::new(std::slice::from_ref(params));
+        self.0
+            .call_sql(SQL_QUERY, sql, &raw, |b| decode_rows_with(b, &self.1))
+    }
+}));
+
+/// Run a fast-path call on the plugin's side, returning the encoded result.
+pub(crate) fn run_sql(store: &dyn Relational, call: &SqlCall<'_>) -> Result<Vec<u8>> {
+    let (values, names, lens) = (call.values, call.names, call.set_lens);
+    let named = !names.is_empty();
+    if named && names.len() != values.len() {
+        return Err(Error::incompatible(
+            "malformed parameter names across the boundary",
+        ));
+    }
+    if lens.iter().map(|&n| n as usize).sum::<usize>() != values.len() {
+        return Err(Error::incompatible(
+            "malformed parameter sets across the boundary",
+        ));
+    }
+    let set = |at: usize, end: usize| {
+        // SAFETY: the host keeps the values alive for the call, and the
+        // lengths were checked above.
+        unsafe { ParamsRef::from_raw(&values[at..end], if named { &names[at..end] } else { &[] }) }
+    };
+    let one = || {
+        if lens.len() == 1 {
+            Ok(set(0, values.len()))
+        } else {
+            Err(Error::incompatible(
+                "a statement call needs exactly one parameter set",
+            ))
+        }
+    };
+    match call.op {
+        SQL_EXECUTE => Ok(super::encode(&store.execute_ref(call.sql, one()?)?)),
+        SQL_EXECUTE_MANY => {
+            let mut sets = Vec::with_capacity(lens.len());
+            let mut at = 0usize;
+            for &n in lens {
+                sets.push(set(at, at + n as usize));
+                at += n as usize;
+            }
+            Ok(super::encode(&store.execute_many_ref(call.sql, &sets)?))
+        }
+        SQL_QUERY => {
+            let mut w = RowsWriter::new();
+            store.query_into(call.sql, one()?, &mut w)?;
+            Ok(w.finish())
+        }
+        other => Err(Error::incompatible(format!("unknown SQL call {other}"))),
+    }
+}
+
+/// A list that lives on the stack up to `N` items, then on the heap: one
+/// statement's parameters cross the boundary without an allocation.
+pub(crate) struct SmallList<T: Copy, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    heap: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> SmallList<T, N> {
+    fn new(fill: T, capacity: usize) -> Self {
+        SmallList {
+            inline: [fill; N],
+            len: 0,
+            heap: if capacity > N {
+                Vec::with_capacity(capacity)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+    /// Whether the items live in `heap` (decided by the capacity given to
+    /// `new`, or by outgrowing `inline`).
+    #[inline]
+    fn on_heap(&self) -> bool {
+        self.heap.capacity() != 0
+    }
+    #[inline]
+    fn push(&mut self, v: T) {
+        if self.on_heap() {
+            self.heap.push(v);
+        } else if self.len < N {
+            self.inline[self.len] = v;
+            self.len += 1;
+        } else {
+            self.heap.reserve(N * 2);
+            self.heap.extend_from_slice(&self.inline[..self.len]);
+            self.heap.push(v);
+        }
+    }
+    /// The items.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[T] {
+        if self.on_heap() {
+            &self.heap
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn set(&mut self, i: usize, v: T) {
+        if self.on_heap() {
+            self.heap[i] = v;
+        } else {
+            self.inline[i] = v;
+        }
+    }
+}
+
+/// Parameter sets laid out for the fast path: views of the caller's values,
+/// with JSON documents rendered to text and kept alive here.
+pub(crate) struct RawParams<'a> {
+    /// One value per parameter, all parameter sets one after another.
+    pub values: SmallList<RawValue, 4>,
+    /// Names, parallel to `values`, when the sets are named.
+    pub names: Vec<RawValue>,
+    /// The number of values in each set.
+    pub set_lens: SmallList<u32, 1>,
+    json: Vec<String>,
+    borrows: std::marker::PhantomData<&'a Params>,
+}
+
+impl<'a> RawParams<'a> {
+    /// Lay out `sets`, borrowing from them.
+    pub(crate) fn new(sets: &'a [Params]) -> Self {
+        let (count, total) = (sets.len(), sets.iter().map(Params::len).sum());
+        let mut out = RawParams {
+            values: SmallList::new(RawValue::NULL, total),
+            names: Vec::new(),
+            set_lens: SmallList::new(0, count),
+            json: Vec::new(),
+            borrows: std::marker::PhantomData,
+        };
+        // Indexes into `values` of JSON documents, rendered to text after
+        // the loop so that no view points into a growing Vec.
+        let mut json_at: Vec<(usize, &serde_json::Value)> = Vec::new();
+        let mut named = false;
+        for p in sets {
+            out.set_lens.push(p.len() as u32);
+            let mut push = |out: &mut RawParams, v: &'a Value| {
+                let raw = match v {
+                    Value::Json(j) => {
+                        json_at.push((out.values.len(), j));
+                        RawValue::NULL
+                    }
+                    other => RawValue::of(other),
+                };
+                out.values.push(raw);
+            };
+            match p {
+                Params::None => {}
+                Params::Positional(vs) => {
+                    if named {
+                        // A positional set among named ones: empty names.
+                        vs.iter().for_each(|_| out.names.push(RawValue::text("")));
+                    }
+                    vs.iter().for_each(|v| push(&mut out, v));
+                }
+                Params::Named(pairs) => {
+                    if !named {
+                        // Earlier positional sets get empty names.
+                        named = true;
+                        let before = out.values.len();
+                        (0..before).for_each(|_| out.names.push(RawValue::text("")));
+                    }
+                    for (name, v) in pairs {
+                        out.names.push(RawValue::text(name));
+                        push(&mut out, v);
+                    }
+                }
+            }
+        }
+        if !json_at.is_empty() {
+            out.json = json_at.iter().map(|(_, j)| j.to_string()).collect();
+            for ((at, _), text) in json_at.iter().zip(&out.json) {
+                out.values.set(*at, RawValue::json(text));
+            }
+        }
+        out
+    }
+}
