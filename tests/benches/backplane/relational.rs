@@ -1,0 +1,264 @@
+//! `relational`: 100k inserts (in transactions of 1,000) and 100k point
+//! selects by key, through the sqlite plugin (blocking and async API) vs
+//! rusqlite called directly with prepared statements, values read into
+//! Rust types. A middle row runs the plugin's own engine in-process,
+//! without the boundary, to show which part of a gap is whose.
+
+use crate::harness::{
+    assert_same, bench_dir, checksum, interleaved, open, row_sum, rows, Rng, Row, Variant, PLUGINS,
+    TX_SIZE,
+};
+use backplane_behavior::Scratch;
+use backplane_host::{params, Params, Storage};
+use std::ops::Range;
+
+const INSERTS: usize = 100_000;
+const SELECTS: usize = 100_000;
+
+fn direct_conn(path: &std::path::Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    c
+}
+
+const CREATE: &str =
+    "CREATE TABLE bench (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL NOT NULL)";
+const INSERT: &str = "INSERT INTO bench (id, name, score) VALUES (?, ?, ?)";
+const SELECT: &str = "SELECT id, name, score FROM bench WHERE id = ?";
+
+fn engine(path: &std::path::Path) -> backplane_sqlite_engine::SqliteRelational {
+    backplane_sqlite_engine::SqliteRelational::new(
+        backplane_sqlite_engine::Db::open(
+            &backplane_core::StoreConfig::new(
+                "engine",
+                "sqlite",
+                backplane_core::Capability::Relational,
+                serde_json::Value::Null,
+            ),
+            Some(path),
+            5000,
+        )
+        .unwrap(),
+    )
+}
+
+/// Insert the batches `batches` of `TX_SIZE` rows, one `execute_many` (one
+/// transaction) each.
+fn insert_batches<R: backplane_core::Relational + ?Sized>(db: &R, batches: Range<usize>) {
+    for bt in batches {
+        db.execute_many(INSERT, &rows(bt * TX_SIZE..(bt + 1) * TX_SIZE))
+            .unwrap();
+    }
+}
+
+pub fn group(rounds: usize, out: &mut Vec<Row>) {
+    use backplane_core::Relational as _;
+    // A current-thread runtime: idle worker threads of a multi-thread one
+    // keep spinning for a moment after each chunk and slow whichever
+    // variant runs next on this two-core machine.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scratch = bench_dir();
+    let path = |name: &str| scratch.path(name);
+    // Every round inserts into fresh files, opened (untimed) by `reset`.
+    use std::cell::{Cell, RefCell};
+    let round = Cell::new(0usize);
+    let fresh = |name: &str| path(&format!("{name}-{}.db", round.get()));
+    let direct: RefCell<Option<rusqlite::Connection>> = RefCell::new(None);
+    let eng: RefCell<Option<backplane_sqlite_engine::SqliteRelational>> = RefCell::new(None);
+    let host: RefCell<Option<(Storage, backplane_host::RelationalStore)>> = RefCell::new(None);
+    let host_async: RefCell<Option<(Storage, backplane_host::RelationalStore)>> =
+        RefCell::new(None);
+    let open_store = |name: &str| {
+        let dir = Scratch::under(&scratch.0);
+        let st = open(
+            &dir,
+            &PLUGINS,
+            &format!(
+                "[relational.s]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+                fresh(name).display()
+            ),
+        );
+        let s = st.relational("s").unwrap();
+        s.blocking().execute(CREATE, &Params::None).unwrap();
+        (st, s)
+    };
+    let chunks = 1;
+    let per_chunk = INSERTS / TX_SIZE;
+    {
+        let mut variants = [
+            Variant {
+                name: "rusqlite direct",
+                reset: Box::new(|| {
+                    round.set(round.get() + 1);
+                    let c = direct_conn(&fresh("direct"));
+                    c.execute_batch(CREATE).unwrap();
+                    *direct.borrow_mut() = Some(c);
+                }),
+                run: Box::new(|c| {
+                    let mut guard = direct.borrow_mut();
+                    let conn = guard.as_mut().unwrap();
+                    for bt in c * per_chunk..(c + 1) * per_chunk {
+                        let tx = conn.transaction().unwrap();
+                        {
+                            let mut st = tx.prepare_cached(INSERT).unwrap();
+                            for i in bt * TX_SIZE..(bt + 1) * TX_SIZE {
+                                st.execute(rusqlite::params![
+                                    i as i64,
+                                    format!("user-{i}"),
+                                    i as f64 * 0.5
+                                ])
+                                .unwrap();
+                            }
+                        }
+                        tx.commit().unwrap();
+                    }
+                }),
+            },
+            Variant {
+                name: "sqlite engine in-process (no boundary)",
+                reset: Box::new(|| {
+                    let e = engine(&fresh("engine"));
+                    e.execute(CREATE, &Params::None).unwrap();
+                    *eng.borrow_mut() = Some(e);
+                }),
+                run: Box::new(|c| {
+                    let guard = eng.borrow();
+                    insert_batches(guard.as_ref().unwrap(), c * per_chunk..(c + 1) * per_chunk);
+                }),
+            },
+            Variant {
+                name: "host sqlite, blocking API",
+                reset: Box::new(|| *host.borrow_mut() = Some(open_store("host"))),
+                run: Box::new(|c| {
+                    let guard = host.borrow();
+                    let db = guard.as_ref().unwrap().1.blocking();
+                    insert_batches(db, c * per_chunk..(c + 1) * per_chunk);
+                }),
+            },
+            Variant {
+                name: "host sqlite, async API",
+                reset: Box::new(|| *host_async.borrow_mut() = Some(open_store("async"))),
+                run: Box::new(|c| {
+                    let guard = host_async.borrow();
+                    let a = &guard.as_ref().unwrap().1;
+                    rt.block_on(async {
+                        for bt in c * per_chunk..(c + 1) * per_chunk {
+                            a.execute_many(INSERT, rows(bt * TX_SIZE..(bt + 1) * TX_SIZE))
+                                .await
+                                .unwrap();
+                        }
+                    })
+                }),
+            },
+        ];
+        interleaved(
+            "relational",
+            "100k inserts, tx of 1k",
+            INSERTS,
+            rounds,
+            chunks,
+            &mut variants,
+            out,
+        );
+    }
+
+    // Point selects: all variants read one checkpointed file, each through
+    // its own connection.
+    {
+        let conn = direct_conn(&path("read.db"));
+        conn.execute_batch(CREATE).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        for i in 0..INSERTS {
+            conn.execute(
+                INSERT,
+                rusqlite::params![i as i64, format!("user-{i}"), i as f64 * 0.5],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    let mut rng = Rng(0x5eed);
+    let keys: Vec<i64> = (0..SELECTS)
+        .map(|_| (rng.next() % INSERTS as u64) as i64)
+        .collect();
+    let chunks = 1;
+    let per = SELECTS / chunks;
+    let reader = direct_conn(&path("read.db"));
+    let eng = engine(&path("read.db"));
+    let reads_dir = bench_dir();
+    let reads = open(
+        &reads_dir,
+        &PLUGINS,
+        &format!(
+            "[relational.r]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+            path("read.db").display()
+        ),
+    );
+    let r = reads.relational("r").unwrap();
+    let sums = std::cell::RefCell::new([0i64; 4]);
+    let add = |i: usize, v: i64| sums.borrow_mut()[i] += v;
+    {
+        let mut variants = [
+            Variant {
+                name: "rusqlite direct",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    let mut st = reader.prepare_cached(SELECT).unwrap();
+                    for &k in &keys[c * per..(c + 1) * per] {
+                        let (id, name, score): (i64, String, f64) = st
+                            .query_row([k], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .unwrap();
+                        add(0, checksum(id, &name, score));
+                    }
+                }),
+            },
+            Variant {
+                name: "sqlite engine in-process (no boundary)",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    for &k in &keys[c * per..(c + 1) * per] {
+                        let rows = eng.query(SELECT, &params![k]).unwrap();
+                        add(1, row_sum(&rows.rows[0]));
+                    }
+                }),
+            },
+            Variant {
+                name: "host sqlite, blocking API",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    for &k in &keys[c * per..(c + 1) * per] {
+                        let rows = r.blocking().query(SELECT, &params![k]).unwrap();
+                        add(2, row_sum(&rows.rows[0]));
+                    }
+                }),
+            },
+            Variant {
+                name: "host sqlite, async API",
+                reset: Box::new(|| {}),
+                run: Box::new(|c| {
+                    rt.block_on(async {
+                        for &k in &keys[c * per..(c + 1) * per] {
+                            let rows = r.query(SELECT, params![k]).await.unwrap();
+                            add(3, row_sum(&rows.rows[0]));
+                        }
+                    })
+                }),
+            },
+        ];
+        interleaved(
+            "relational",
+            "100k point selects",
+            SELECTS,
+            rounds,
+            chunks,
+            &mut variants,
+            out,
+        );
+    }
+    assert_same(&*sums.borrow());
+}
