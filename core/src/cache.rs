@@ -1,7 +1,7 @@
 //! The cache capability: key/value with expiry, and conversation lists per
 //! channel with a bound on length and a TTL.
 
-use crate::{Error, Health, Result};
+use crate::{Error, Health, Page, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -59,6 +59,29 @@ pub struct CacheStats {
     pub messages: u64,
     /// Bytes used, where known.
     pub memory_bytes: Option<u64>,
+}
+
+/// One conversation channel, as [`Cache::list_channels`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// The channel's name.
+    pub channel: String,
+    /// How many messages it holds.
+    pub messages: u64,
+    /// The timestamp of its newest message, milliseconds since the epoch.
+    pub last_activity_ms: i64,
+}
+
+/// One key with its value and the time it has left, as
+/// [`Cache::scan_keys`] returns it and [`Cache::import_entries`] takes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The key.
+    pub key: String,
+    /// Its value.
+    pub value: Vec<u8>,
+    /// The time it has left to live; `None` when it never expires.
+    pub ttl: Option<Duration>,
 }
 
 /// Settings every cache backend reads from its store section.
@@ -245,4 +268,36 @@ pub trait Cache: Send + Sync {
     fn stats(&self) -> Result<CacheStats>;
     /// Check the store answers.
     fn health(&self) -> Result<Health>;
+
+    /// One page of the channels that hold messages, in name order, with
+    /// their message counts and last activity; pass the page's
+    /// `next_cursor` for the next. The default says the backend cannot
+    /// list them.
+    fn list_channels(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ChannelInfo>> {
+        let _ = (cursor, limit);
+        Err(Error::unsupported(
+            "this cache backend cannot list its channels, so its conversations cannot be exported",
+        ))
+    }
+    /// One page of the live keys (not the channels), with their values and
+    /// the time each has left; pass the page's `next_cursor` for the next.
+    /// A key may be missed or seen twice only if it is written during the
+    /// scan. The default says the backend cannot scan.
+    fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<Page<CacheEntry>> {
+        let _ = (cursor, limit);
+        Err(Error::unsupported(
+            "this cache backend cannot scan its keys, so its keys cannot be exported",
+        ))
+    }
+    /// Set each entry with its own time to live; a key that exists is kept
+    /// unless `overwrite`. Returns the entries given.
+    fn import_entries(&self, entries: &[CacheEntry], overwrite: bool) -> Result<u64> {
+        crate::port::import_entries(self, entries, overwrite)
+    }
+    /// Add `messages` (oldest first, with their ids and timestamps) to
+    /// `channel`, leaving out those whose id the channel holds already, so
+    /// a replayed batch changes nothing. Returns the messages given.
+    fn import_messages(&self, channel: &str, messages: &[Message]) -> Result<u64> {
+        crate::port::import_messages(self, channel, messages)
+    }
 }

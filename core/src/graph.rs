@@ -260,6 +260,17 @@ pub trait Graph: Send + Sync {
     fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>>;
     /// All edges, in pages, in a stable order.
     fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>>;
+    /// Create `nodes` with their ids; a node whose id exists is kept as it
+    /// is, or replaced when `overwrite`, so a replayed batch changes
+    /// nothing. Returns the nodes given.
+    fn import_nodes(&self, nodes: &[Node], overwrite: bool) -> Result<u64> {
+        crate::port::import_nodes(self, nodes, overwrite)
+    }
+    /// Create `edges` with their ids, as [`import_nodes`](Self::import_nodes);
+    /// their end nodes must exist.
+    fn import_edges(&self, edges: &[Edge], overwrite: bool) -> Result<u64> {
+        crate::port::import_edges(self, edges, overwrite)
+    }
     /// Check the store answers.
     fn health(&self) -> Result<Health>;
 }

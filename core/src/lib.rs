@@ -17,6 +17,8 @@
 //! - [`rows`]: borrowed values and parameters, and row sinks: what the
 //!   relational fast path reads and writes.
 //! - [`filter`]: the payload filter language and its evaluator.
+//! - [`port`]: the default export and import of each capability, for
+//!   moving a store to another backend.
 //! - [`plugin`]: [`Plugin`], [`BackendDescriptor`], [`StoreConfig`],
 //!   [`export_plugin!`].
 //! - [`library`]: loading plugins and opening stores on them, for a host.
@@ -37,14 +39,15 @@ pub mod filter;
 pub mod graph;
 pub mod library;
 pub mod plugin;
+pub mod port;
 pub mod relational;
 pub mod rows;
 pub mod value;
 pub mod vector;
 
 pub use cache::{
-    check_batch_ids, parse_duration, validate_key, validate_ttl, AsyncCache, Cache, CacheStats,
-    ChannelLimits, Done, Message,
+    check_batch_ids, parse_duration, validate_key, validate_ttl, AsyncCache, Cache, CacheEntry,
+    CacheStats, ChannelInfo, ChannelLimits, Done, Message,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{Condition, Filter, FilterOp, Range, Scalar};
@@ -56,8 +59,8 @@ pub use plugin::{
     Registration, StoreConfig,
 };
 pub use relational::{
-    ColumnInfo, ExecResult, Migration, MigrationReport, Params, Relational, Rows, Statement,
-    TableSchema,
+    ColumnInfo, ColumnType, ExecResult, ForeignKey, IndexInfo, Migration, MigrationReport, Params,
+    Relational, Rows, Statement, TableSchema,
 };
 pub use rows::{JsonRef, ParamsRef, RowSink, RowsBuilder, RowsWriter, ValueRef};
 pub use value::Value;

@@ -2,6 +2,7 @@
 //! schema introspection and backup.
 
 use crate::rows::{ParamsRef, RowSink};
+use crate::Page;
 use crate::{Error, Health, Result, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -259,6 +260,96 @@ pub fn migration_failed(m: &Migration, applied_before: &[i64]) -> String {
     )
 }
 
+/// A column type every relational backend maps to and from its own: what
+/// a table's schema says when it moves between backends. The mapping to
+/// and from SQLite's and PostgreSQL's types is in `docs/archive-format.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ColumnType {
+    /// 64-bit signed integers ([`Value::Integer`]).
+    Integer,
+    /// 64-bit floats ([`Value::Real`]).
+    Real,
+    /// Exact decimal numbers, carried as their text ([`Value::Text`]).
+    Decimal,
+    /// UTF-8 text ([`Value::Text`]).
+    Text,
+    /// Bytes ([`Value::Blob`]).
+    Blob,
+    /// Booleans ([`Value::Bool`]).
+    Bool,
+    /// JSON documents ([`Value::Json`]).
+    Json,
+    /// Points in time, microseconds since the epoch ([`Value::Timestamp`]).
+    Timestamp,
+}
+
+impl ColumnType {
+    /// Every neutral type.
+    pub const ALL: [ColumnType; 8] = [
+        ColumnType::Integer,
+        ColumnType::Real,
+        ColumnType::Decimal,
+        ColumnType::Text,
+        ColumnType::Blob,
+        ColumnType::Bool,
+        ColumnType::Json,
+        ColumnType::Timestamp,
+    ];
+    /// The name used in archives and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "integer",
+            ColumnType::Real => "real",
+            ColumnType::Decimal => "decimal",
+            ColumnType::Text => "text",
+            ColumnType::Blob => "blob",
+            ColumnType::Bool => "bool",
+            ColumnType::Json => "json",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+    /// Parse a name given by [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<ColumnType> {
+        ColumnType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+    /// The neutral type of a SQLite declared type (SQLite's affinity rules,
+    /// with the names Backplane reads as booleans, JSON and timestamps).
+    pub fn from_sqlite(declared: &str) -> ColumnType {
+        let d = declared.to_ascii_uppercase();
+        let word = d.split(['(', ' ']).next().unwrap_or("");
+        match word {
+            "BOOLEAN" | "BOOL" => ColumnType::Bool,
+            "JSON" | "JSONB" => ColumnType::Json,
+            "TIMESTAMP" | "TIMESTAMPTZ" | "DATETIME" => ColumnType::Timestamp,
+            "NUMERIC" | "DECIMAL" => ColumnType::Decimal,
+            _ if d.contains("INT") => ColumnType::Integer,
+            _ if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") => ColumnType::Text,
+            _ if d.contains("BLOB") || d.is_empty() => ColumnType::Blob,
+            _ if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") => ColumnType::Real,
+            _ => ColumnType::Decimal,
+        }
+    }
+    /// The SQLite type a column of this type is created with.
+    pub fn sqlite_type(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Real => "REAL",
+            ColumnType::Decimal => "NUMERIC",
+            ColumnType::Text => "TEXT",
+            ColumnType::Blob => "BLOB",
+            ColumnType::Bool => "BOOLEAN",
+            ColumnType::Json => "JSON",
+            ColumnType::Timestamp => "TIMESTAMP",
+        }
+    }
+}
+
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One column of a table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnInfo {
@@ -266,19 +357,80 @@ pub struct ColumnInfo {
     pub name: String,
     /// Declared type, as the backend reports it.
     pub data_type: String,
+    /// The declared type's neutral type; `None` when it has no portable
+    /// mapping (the table can then not move to another backend).
+    pub column_type: Option<ColumnType>,
     /// Whether NULL is allowed.
     pub nullable: bool,
     /// Whether the column is part of the primary key.
     pub primary_key: bool,
+    /// Whether the backend numbers it (SQLite's `INTEGER PRIMARY KEY`,
+    /// PostgreSQL's `serial` and identity columns).
+    pub auto_increment: bool,
 }
 
-/// A table's columns.
+impl ColumnInfo {
+    /// A nullable, non-key column of `column_type`.
+    pub fn new(name: impl Into<String>, column_type: ColumnType) -> Self {
+        ColumnInfo {
+            name: name.into(),
+            data_type: column_type.sqlite_type().to_string(),
+            column_type: Some(column_type),
+            nullable: true,
+            primary_key: false,
+            auto_increment: false,
+        }
+    }
+}
+
+/// An index of a table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexInfo {
+    /// Its name.
+    pub name: String,
+    /// The columns, in index order.
+    pub columns: Vec<String>,
+    /// Whether it enforces uniqueness.
+    pub unique: bool,
+}
+
+/// A foreign key of a table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    /// The referencing columns, in this table.
+    pub columns: Vec<String>,
+    /// The referenced table.
+    pub ref_table: String,
+    /// The referenced columns, parallel to `columns`.
+    pub ref_columns: Vec<String>,
+    /// `ON DELETE` action as SQL (`CASCADE`, `SET NULL`, …), if not the default.
+    pub on_delete: Option<String>,
+}
+
+/// A table's schema: enough to recreate it on another backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableSchema {
     /// Table name.
     pub name: String,
     /// Columns in declaration order.
     pub columns: Vec<ColumnInfo>,
+    /// The primary key's columns, in key order (empty: none).
+    pub primary_key: Vec<String>,
+    /// Indexes other than the primary key.
+    pub indexes: Vec<IndexInfo>,
+    /// Foreign keys.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+impl TableSchema {
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+    /// The column names, in declaration order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.name.clone()).collect()
+    }
 }
 
 /// A relational store. Implemented by plugins; used through the host.
@@ -304,6 +456,48 @@ pub trait Relational: Send + Sync {
     fn restore(&self, path: &str) -> Result<()>;
     /// Check the store answers.
     fn health(&self) -> Result<Health>;
+
+    /// One page of `table`'s rows, every column in [`describe`](Self::describe)
+    /// order, in a stable order (the primary key's, else the backend's row
+    /// order); pass the page's `next_cursor` for the next. Rows are never
+    /// loaded whole. The default pages by primary key with standard SQL,
+    /// or by offset for a table without one; backends override it where
+    /// they have a better row order (SQLite's rowid).
+    fn export_rows(
+        &self,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Vec<Value>>> {
+        crate::port::export_rows(self, table, cursor, limit)
+    }
+    /// Before rows are imported: create each table of `tables` that does
+    /// not exist yet, with its primary key and indexes, and its foreign keys
+    /// where the backend can add them later only in [`import_end`](Self::import_end).
+    /// `tables` come parents first. Idempotent: a resumed import calls it again.
+    fn import_begin(&self, tables: &[TableSchema]) -> Result<()> {
+        crate::port::import_begin(self, tables)
+    }
+    /// Insert `rows` (values in `columns` order) into `table`. A row whose
+    /// primary key exists already is kept as it is, or replaced when
+    /// `overwrite`; a replayed page therefore changes nothing. Returns the
+    /// rows given.
+    fn import_rows(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+        overwrite: bool,
+    ) -> Result<u64> {
+        crate::port::import_rows(self, table, columns, rows, overwrite)
+    }
+    /// After every table's rows: what the backend leaves for last (foreign
+    /// keys), and auto-numbered columns moved past the imported values.
+    /// Idempotent.
+    fn import_end(&self, tables: &[TableSchema]) -> Result<()> {
+        let _ = tables;
+        Ok(())
+    }
 
     /// [`execute`](Self::execute) with borrowed parameters: the fast path
     /// the plugin boundary uses. Override it (and have `execute` call it)

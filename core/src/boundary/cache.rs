@@ -28,6 +28,10 @@ macro_rules! cache_methods {
             11 call fn clear(channel: &str => String) -> u64;
             12 call fn stats() -> $crate::CacheStats;
             13 call fn add_messages(channel: &str => String, messages: &[$crate::Message] => Vec<$crate::Message>) -> Vec<$crate::Message>;
+            14 call fn list_channels(cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<$crate::ChannelInfo>;
+            15 call fn scan_keys(cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<$crate::CacheEntry>;
+            16 call fn import_entries(entries: &[$crate::CacheEntry] => Vec<$crate::CacheEntry>, overwrite: bool) -> u64;
+            17 call fn import_messages(channel: &str => String, messages: &[$crate::Message] => Vec<$crate::Message>) -> u64;
         }
     };
 }

@@ -28,6 +28,8 @@ macro_rules! graph_methods {
             12 call fn find_nodes(query: &$crate::NodeQuery => $crate::NodeQuery) -> Vec<$crate::Node>;
             13 call fn export_nodes(cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<$crate::Node>;
             14 call fn export_edges(cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<$crate::Edge>;
+            15 call fn import_nodes(nodes: &[$crate::Node] => Vec<$crate::Node>, overwrite: bool) -> u64;
+            16 call fn import_edges(edges: &[$crate::Edge] => Vec<$crate::Edge>, overwrite: bool) -> u64;
         }
     };
 }

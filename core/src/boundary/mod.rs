@@ -276,6 +276,7 @@ macro_rules! by_value {
 }
 
 by_value!(
+    bool,
     u32,
     u64,
     usize,

@@ -157,6 +157,18 @@ sample! {
     Vec<Params> => |_n| vec![params(), params(), Params::None];
     Vec<Statement> => |n| vec![Statement::new(format!("UPDATE {n}"), params()), Statement::new("SELECT 1", ())];
     Vec<Migration> => |n| vec![Migration::new(1, n, "CREATE TABLE t (x)"), Migration::new(2, "two", "")];
+    bool => |n| n.len() % 2 == 0;
+    Vec<Vec<Value>> => |_n| vec![match params() { Params::Positional(v) => v, _ => unreachable!() }, vec![]];
+    Vec<TableSchema> => |n| vec![TableSchema {
+        name: n.into(),
+        columns: vec![ColumnInfo::new("id", ColumnType::Integer), ColumnInfo::new("j", ColumnType::Json)],
+        primary_key: vec!["id".into()],
+        indexes: vec![IndexInfo { name: "ix".into(), columns: vec!["j".into()], unique: true }],
+        foreign_keys: vec![ForeignKey { columns: vec!["id".into()], ref_table: "p".into(), ref_columns: vec!["pid".into()], on_delete: Some("CASCADE".into()) }],
+    }];
+    Vec<Node> => |n| vec![Node { id: n.into(), label: "L".into(), properties: json!({"a": [1, 2.5]}) }];
+    Vec<Edge> => |n| vec![Edge { id: n.into(), from: "a".into(), to: "b".into(), edge_type: "t".into(), properties: json!({}) }];
+    Vec<CacheEntry> => |n| vec![CacheEntry { key: n.into(), value: vec![0, 1], ttl: Some(Duration::new(5, 7)) }, CacheEntry { key: "k".into(), value: vec![], ttl: None }];
 }
 
 /// Call every method of a list on `$store` and check what the recorder got.

@@ -21,8 +21,9 @@ use backplane_core::relational::{
     MIGRATIONS_TABLE,
 };
 use backplane_core::{
-    ColumnInfo, Error, ExecResult, Health, Migration, MigrationReport, Params, ParamsRef,
-    Relational, Result, RowSink, Rows, RowsBuilder, Statement, TableSchema, ValueRef,
+    ColumnInfo, ColumnType, Error, ExecResult, ForeignKey, Health, IndexInfo, Migration,
+    MigrationReport, Params, ParamsRef, Relational, Result, RowSink, Rows, RowsBuilder, Statement,
+    TableSchema, ValueRef,
 };
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -483,21 +484,37 @@ impl Relational for PgRelational {
         const FIND: &str = "SELECT table_name::text FROM information_schema.tables \
              WHERE table_schema = $1 AND (table_name = $2 OR table_name = lower($2)) \
              ORDER BY table_name = $2 DESC LIMIT 1";
-        const COLS: &str = "SELECT c.column_name::text, format_type(a.atttypid, a.atttypmod), \
-               c.is_nullable = 'YES', \
-               EXISTS (SELECT 1 FROM information_schema.table_constraints tc \
-                       JOIN information_schema.key_column_usage k \
-                         ON k.constraint_schema = tc.constraint_schema \
-                        AND k.constraint_name = tc.constraint_name \
-                        AND k.table_name = tc.table_name \
-                       WHERE tc.table_schema = c.table_schema AND tc.table_name = c.table_name \
-                         AND tc.constraint_type = 'PRIMARY KEY' AND k.column_name = c.column_name) \
-             FROM information_schema.columns c \
-             JOIN pg_attribute a \
-               ON a.attrelid = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass \
-              AND a.attname = c.column_name \
-             WHERE c.table_schema = $1 AND c.table_name = $2 \
-             ORDER BY c.ordinal_position";
+        // Columns with their type, nullability, position in the primary key
+        // (0: none) and whether the server numbers them.
+        const COLS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+               t.typname::text, NOT a.attnotnull, \
+               coalesce((SELECT k.o FROM unnest(pk.indkey::int2[]) WITH ORDINALITY k(n, o) WHERE k.n = a.attnum), 0)::int4, \
+               a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid), '') LIKE 'nextval(%' \
+             FROM pg_attribute a \
+             JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             LEFT JOIN pg_index pk ON pk.indrelid = a.attrelid AND pk.indisprimary \
+             WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+               AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum";
+        // Indexes other than the primary key, on plain columns, without a
+        // condition.
+        const INDEXES: &str = "SELECT c.relname::text, i.indisunique, \
+               array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+               AND NOT i.indisprimary AND i.indpred IS NULL AND NOT (0 = ANY(i.indkey::int2[])) \
+             ORDER BY c.relname";
+        const FKS: &str = "SELECT f.relname::text, \
+               array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o) \
+                     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o), \
+               array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o) \
+                     JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o), \
+               c.confdeltype::text \
+             FROM pg_constraint c JOIN pg_class f ON f.oid = c.confrelid \
+             WHERE c.conrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND c.contype = 'f' \
+             ORDER BY c.conname";
         let mut conn = self.pool.get()?;
         let schema = self.pool.schema().to_string();
         let found = match conn.client.query(FIND, &[&schema, &table]) {
@@ -510,20 +527,60 @@ impl Relational for PgRelational {
                 self.pool.shown()
             )));
         };
-        let rows = match conn.client.query(COLS, &[&schema, &name]) {
-            Ok(rows) => rows,
-            Err(e) => return Err(conn.error(&e, COLS)),
+        let mut run = |sql: &'static str| match conn.client.query(sql, &[&schema, &name]) {
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(conn.error(&e, sql)),
         };
-        let columns = rows
+        let mut keyed: Vec<(i32, String)> = Vec::new();
+        let columns = run(COLS)?
             .iter()
-            .map(|r| ColumnInfo {
-                name: r.get(0),
-                data_type: r.get(1),
-                nullable: r.get(2),
-                primary_key: r.get(3),
+            .map(|r| {
+                let name: String = r.get(0);
+                let key: i32 = r.get(4);
+                if key > 0 {
+                    keyed.push((key, name.clone()));
+                }
+                ColumnInfo {
+                    column_type: neutral_type(r.get(2)),
+                    name,
+                    data_type: r.get(1),
+                    nullable: r.get(3),
+                    primary_key: key > 0,
+                    auto_increment: r.get(5),
+                }
             })
             .collect();
-        Ok(TableSchema { name, columns })
+        keyed.sort();
+        let indexes = run(INDEXES)?
+            .iter()
+            .map(|r| IndexInfo {
+                name: r.get(0),
+                unique: r.get(1),
+                columns: r.get(2),
+            })
+            .collect();
+        let foreign_keys = run(FKS)?
+            .iter()
+            .map(|r| ForeignKey {
+                ref_table: r.get(0),
+                columns: r.get(1),
+                ref_columns: r.get(2),
+                on_delete: match r.get::<_, String>(3).as_str() {
+                    "c" => Some("CASCADE".into()),
+                    "n" => Some("SET NULL".into()),
+                    "d" => Some("SET DEFAULT".into()),
+                    "r" => Some("RESTRICT".into()),
+                    _ => None,
+                },
+            })
+            .collect();
+        Ok(TableSchema {
+            name,
+            columns,
+            primary_key: keyed.into_iter().map(|(_, n)| n).collect(),
+            indexes,
+            foreign_keys,
+        })
     }
 
     fn backup(&self, path: &str) -> Result<()> {
@@ -571,4 +628,20 @@ pub fn health(pool: &Pool, extra: &str) -> Result<Health> {
 /// Map a driver error without a pooled connection at hand.
 pub fn plain_error(pool: &Pool, e: &postgres::Error, sql: &str) -> Error {
     map_error(e, sql, pool.settings())
+}
+
+/// The neutral type of a PostgreSQL type (by its `pg_type` name), where one
+/// carries every value exactly.
+fn neutral_type(typname: &str) -> Option<ColumnType> {
+    Some(match typname {
+        "int2" | "int4" | "int8" => ColumnType::Integer,
+        "float4" | "float8" => ColumnType::Real,
+        "numeric" => ColumnType::Decimal,
+        "text" | "varchar" | "bpchar" | "name" | "citext" => ColumnType::Text,
+        "bytea" => ColumnType::Blob,
+        "bool" => ColumnType::Bool,
+        "json" | "jsonb" => ColumnType::Json,
+        "timestamp" | "timestamptz" => ColumnType::Timestamp,
+        _ => return None,
+    })
 }
