@@ -264,6 +264,7 @@ pub fn migration_failed(m: &Migration, applied_before: &[i64]) -> String {
 /// a table's schema says when it moves between backends. The mapping to
 /// and from SQLite's and PostgreSQL's types is in `docs/archive-format.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ColumnType {
     /// 64-bit signed integers ([`Value::Integer`]).
     Integer,
@@ -457,18 +458,34 @@ pub trait Relational: Send + Sync {
     /// Check the store answers.
     fn health(&self) -> Result<Health>;
 
+    /// Open a read snapshot for an export: the pages read with its id see
+    /// the database as it was when it was opened, across every table,
+    /// whatever is written meanwhile. `None` when the backend has no
+    /// snapshots (the default): each page then sees the data as it is when
+    /// read. Release it with [`release_snapshot`](Self::release_snapshot).
+    fn export_snapshot(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Release a snapshot opened by [`export_snapshot`](Self::export_snapshot).
+    fn release_snapshot(&self, snapshot: &str) -> Result<()> {
+        let _ = snapshot;
+        Ok(())
+    }
     /// One page of `table`'s rows, every column in [`describe`](Self::describe)
     /// order, in a stable order (the primary key's, else the backend's row
-    /// order); pass the page's `next_cursor` for the next. Rows are never
-    /// loaded whole. The default pages by primary key with standard SQL,
-    /// or by offset for a table without one; backends override it where
-    /// they have a better row order (SQLite's rowid).
+    /// order); pass the page's `next_cursor` for the next, and the same
+    /// `snapshot` (or none). Rows are never loaded whole. The default pages
+    /// by primary key with standard SQL, or by offset for a table without
+    /// one, and has no snapshots; backends override it where they have a
+    /// better row order (SQLite's rowid) or snapshots.
     fn export_rows(
         &self,
+        snapshot: Option<&str>,
         table: &str,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Vec<Value>>> {
+        let _ = snapshot;
         crate::port::export_rows(self, table, cursor, limit)
     }
     /// Before rows are imported: create each table of `tables` that does

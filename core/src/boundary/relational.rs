@@ -32,10 +32,12 @@ macro_rules! relational_methods {
             7 call fn describe(table: &str => String) -> $crate::TableSchema;
             8 call fn backup(path: &str => String) -> ();
             9 call fn restore(path: &str => String) -> ();
-            10 call fn export_rows(table: &str => String, cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<Vec<$crate::Value>>;
+            10 call fn export_rows(snapshot: Option<&str> as Option<String>, table: &str => String, cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<Vec<$crate::Value>>;
             11 call fn import_begin(tables: &[$crate::TableSchema] => Vec<$crate::TableSchema>) -> ();
             12 call fn import_rows(table: &str => String, columns: &[String] => Vec<String>, rows: &[Vec<$crate::Value>] => Vec<Vec<$crate::Value>>, overwrite: bool) -> u64;
             13 call fn import_end(tables: &[$crate::TableSchema] => Vec<$crate::TableSchema>) -> ();
+            14 call fn export_snapshot() -> Option<String>;
+            15 call fn release_snapshot(snapshot: &str => String) -> ();
         }
     };
 }
