@@ -19,6 +19,8 @@
 //! - [`filter`]: the payload filter language and its evaluator.
 //! - [`plugin`]: [`Plugin`], [`BackendDescriptor`], [`StoreConfig`],
 //!   [`export_plugin!`].
+//! - [`kit`]: helpers plugins share: redaction of secrets, ids, clocks,
+//!   paging, atomic file writes, a connection pool.
 //! - [`proto`]: the calls that cross the boundary, and their dispatchers.
 //! - [`ffi`]: the `abi_stable` root module and FFI-safe store handle. It is
 //!   the only module that names `abi_stable` types; swapping the FFI layer
@@ -30,6 +32,7 @@ pub mod error;
 pub mod ffi;
 pub mod filter;
 pub mod graph;
+pub mod kit;
 pub mod plugin;
 pub mod proto;
 pub mod relational;
