@@ -21,6 +21,8 @@
 //!   moving a store to another backend.
 //! - [`plugin`]: [`Plugin`], [`BackendDescriptor`], [`StoreConfig`],
 //!   [`export_plugin!`].
+//! - [`kit`]: helpers plugins share: redaction of secrets, ids, clocks,
+//!   paging, atomic file writes, a connection pool.
 //! - [`library`]: loading plugins and opening stores on them, for a host.
 //! - `boundary` (hidden): per capability, the method list from which the
 //!   plugin side's dispatcher, the host side's client and the host's async
@@ -37,6 +39,7 @@ pub mod error;
 mod ffi;
 pub mod filter;
 pub mod graph;
+pub mod kit;
 pub mod library;
 pub mod plugin;
 pub mod port;

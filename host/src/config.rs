@@ -16,6 +16,7 @@
 //! Every key of a store section other than `backend` and `fallback` goes to
 //! the backend, which rejects keys it does not know.
 
+use backplane_core::kit::redact::redact_options;
 use backplane_core::{Capability, Error, Result, StoreConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -69,62 +70,6 @@ impl StoreEntry {
     }
 }
 
-// Secrets: option values whose key looks like a secret are masked, and URLs
-// lose their password.
-fn is_secret_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "credential",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
-/// Mask the password of a `scheme://user:pass@host` URL.
-pub fn redact_url(s: &str) -> String {
-    if let Some(scheme_end) = s.find("://") {
-        let rest = &s[scheme_end + 3..];
-        if let Some(at) = rest.find('@') {
-            let cred = &rest[..at];
-            if let Some(colon) = cred.find(':') {
-                return format!(
-                    "{}://{}:***@{}",
-                    &s[..scheme_end],
-                    &cred[..colon],
-                    &rest[at + 1..]
-                );
-            }
-        }
-    }
-    s.to_string()
-}
-
-/// Options with secrets masked, for logs and `Debug`.
-pub fn redact(options: &serde_json::Value) -> serde_json::Value {
-    match options {
-        serde_json::Value::Object(m) => serde_json::Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_key(k) {
-                        serde_json::Value::String("***".into())
-                    } else if let Some(s) = v.as_str() {
-                        serde_json::Value::String(redact_url(s))
-                    } else {
-                        redact(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
 impl fmt::Debug for StoreEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreEntry")
@@ -132,7 +77,7 @@ impl fmt::Debug for StoreEntry {
             .field("name", &self.name)
             .field("backend", &self.backend)
             .field("fallback", &self.fallback)
-            .field("options", &redact(&self.options))
+            .field("options", &redact_options(&self.options))
             .finish()
     }
 }
@@ -633,5 +578,10 @@ url = "${REDIS_URL:-redis://127.0.0.1:6379}"
         let c = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[])).unwrap();
         let d = format!("{c:?}");
         assert!(!d.contains("hunter2"), "{d}");
+        let text = "[cache.c]\nbackend = \"redis\"\nnodes = [\"redis://:p@ss@a:7000\"]\n";
+        let c = Config::parse_with_env(text, "p", Path::new("/b"), &env(&[])).unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("p@ss") && !d.contains("ss@a"), "{d}");
+        assert!(d.contains("redis://:***@a:7000"), "{d}");
     }
 }

@@ -7,7 +7,7 @@ use backplane_core::{
 };
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A `custom-kv` store.
 pub struct CustomKv {
@@ -148,9 +148,7 @@ impl Cache for CustomKv {
             stored.id = format!("ck-{}", s.next_id);
         }
         if stored.timestamp_ms == 0 {
-            stored.timestamp_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            stored.timestamp_ms = backplane_core::kit::time::now_ms();
         }
         let _ = s.channel(channel); // drops the channel if it has expired
         let ch = s.channels.entry(channel.to_string()).or_insert(Channel {

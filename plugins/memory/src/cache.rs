@@ -10,6 +10,8 @@
 //! One mutex guards the state; every operation is a few map lookups, so the
 //! lock is held briefly. Hit and miss counters are atomics outside it.
 
+use backplane_core::kit::id::new_id_unless;
+use backplane_core::kit::time::now_ms;
 use backplane_core::{
     check_batch_ids, validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Error, Health,
     Message, Result,
@@ -17,7 +19,7 @@ use backplane_core::{
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Writes between two sweeps of expired entries, at the least.
 const MIN_SWEEP_INTERVAL: usize = 1024;
@@ -55,12 +57,6 @@ fn live(expires: Option<Instant>, now: Instant) -> bool {
 /// `now + ttl`; a TTL too large to represent never expires.
 fn deadline(now: Instant, ttl: Option<Duration>) -> Option<Instant> {
     ttl.and_then(|t| now.checked_add(t))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A rough size of a JSON value as text, without serialising it.
@@ -295,7 +291,7 @@ impl Cache for MemoryCache {
         for message in messages {
             let mut stored = message.clone();
             if stored.id.is_empty() {
-                stored.id = crate::fresh_id("m", |id| {
+                stored.id = new_id_unless("m", |id| {
                     ch.messages.iter().any(|m| m.id == id) || messages.iter().any(|m| m.id == id)
                 });
             }

@@ -10,13 +10,17 @@
 //! is written, so it is all or nothing.
 
 use backplane_core::graph::merge_properties;
+use backplane_core::kit::graph::{
+    check_edge_type, check_neighbors_depth, new_properties, shortest_path_ids,
+};
+use backplane_core::kit::id::new_id_unless;
+use backplane_core::kit::page::{check_limit, page_after};
 use backplane_core::{
     validate_key, Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node,
     NodeQuery, Page, Path, Result, MAX_DEPTH,
 };
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::ops::Bound;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A graph held in process memory.
@@ -33,18 +37,6 @@ struct State {
     outgoing: HashMap<String, BTreeSet<String>>,
     /// Node id → ids of edges arriving at it.
     incoming: HashMap<String, BTreeSet<String>>,
-}
-
-/// Properties as stored: a JSON object (`null` becomes `{}`).
-fn properties(v: &Json, what: &str) -> Result<Json> {
-    match v {
-        Json::Null => Ok(Json::Object(Default::default())),
-        Json::Object(_) => Ok(v.clone()),
-        other => Err(Error::invalid(format!(
-            "{what}: properties must be a JSON object, got {}",
-            json_type(other)
-        ))),
-    }
 }
 
 fn json_type(v: &Json) -> &'static str {
@@ -83,30 +75,6 @@ fn no_node(id: &str) -> Error {
     Error::not_found(format!(
         "node '{id}' does not exist: create it with create_nodes first"
     ))
-}
-
-fn check_limit(limit: usize) -> Result<()> {
-    if limit == 0 {
-        return Err(Error::invalid(
-            "export limit is 0: ask for at least one item per page",
-        ));
-    }
-    Ok(())
-}
-
-/// One page of `map` after `cursor`, in key order.
-fn page<T: Clone>(map: &BTreeMap<String, T>, cursor: Option<&str>, limit: usize) -> Page<T> {
-    let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
-    let mut it = map.range::<str, _>((start, Bound::Unbounded));
-    let chunk: Vec<(&String, &T)> = it.by_ref().take(limit).collect();
-    let next_cursor = match it.next() {
-        Some(_) => chunk.last().map(|(k, _)| (*k).clone()),
-        None => None,
-    };
-    Page {
-        items: chunk.into_iter().map(|(_, v)| v.clone()).collect(),
-        next_cursor,
-    }
 }
 
 impl State {
@@ -199,9 +167,9 @@ impl Graph for MemoryGraph {
         for n in nodes {
             let id = match &n.id {
                 Some(id) => id.clone(),
-                None => crate::fresh_id("n", |id| s.nodes.contains_key(id) || given.contains(id)),
+                None => new_id_unless("n", |id| s.nodes.contains_key(id) || given.contains(id)),
             };
-            let properties = properties(&n.properties, &format!("node '{id}'"))?;
+            let properties = new_properties(&n.properties, &format!("node '{id}'"))?;
             created.push(Node {
                 id,
                 label: n.label.clone(),
@@ -258,14 +226,10 @@ impl Graph for MemoryGraph {
         for e in edges {
             let id = match &e.id {
                 Some(id) => id.clone(),
-                None => crate::fresh_id("e", |id| s.edges.contains_key(id) || given.contains(id)),
+                None => new_id_unless("e", |id| s.edges.contains_key(id) || given.contains(id)),
             };
             let what = format!("edge '{id}' ({} -[{}]-> {})", e.from, e.edge_type, e.to);
-            if e.edge_type.is_empty() {
-                return Err(Error::invalid(format!(
-                    "{what}: the edge type is empty: give the relation a type, like \"knows\""
-                )));
-            }
+            check_edge_type(e, &what)?;
             for (end, node) in [("from", &e.from), ("to", &e.to)] {
                 if !s.nodes.contains_key(node.as_str()) {
                     return Err(Error::not_found(format!(
@@ -273,7 +237,7 @@ impl Graph for MemoryGraph {
                     )));
                 }
             }
-            let properties = properties(&e.properties, &what)?;
+            let properties = new_properties(&e.properties, &what)?;
             created.push(Edge {
                 id,
                 from: e.from.clone(),
@@ -330,7 +294,7 @@ impl Graph for MemoryGraph {
         edge_types: &[String],
         depth: u32,
     ) -> Result<Vec<Neighbor>> {
-        check_depth(depth, "depth")?;
+        check_neighbors_depth(depth)?;
         let s = self.read();
         if !s.nodes.contains_key(id) {
             return Err(no_node(id));
@@ -374,41 +338,17 @@ impl Graph for MemoryGraph {
                 return Err(no_node(n));
             }
         }
-        // Breadth first along outgoing edges; `came_from[n]` is the node and
-        // edge `n` was first reached by.
-        let mut came_from: HashMap<&str, (&str, &Edge)> = HashMap::new();
-        let mut queue: VecDeque<(&str, u32)> = VecDeque::from([(from, 0)]);
-        let mut reached = from == to;
-        while let Some((n, d)) = queue.pop_front() {
-            if reached || d == max_depth {
-                break;
-            }
-            for (edge, next) in s.adjacent(n, Direction::Outgoing) {
-                if next == from || came_from.contains_key(next) {
-                    continue;
-                }
-                came_from.insert(next, (n, edge));
-                if next == to {
-                    reached = true;
-                    break;
-                }
-                queue.push_back((next, d + 1));
-            }
-        }
-        if !reached {
+        // Breadth first along outgoing edges, in edge id order.
+        let found = shortest_path_ids(from, to, max_depth, |n| {
+            Ok(s.adjacent(n, Direction::Outgoing)
+                .map(|(edge, next)| (edge.id.clone(), next.to_string()))
+                .collect())
+        })?;
+        let Some(ids) = found else {
             return Ok(None);
-        }
-        let mut nodes = vec![s.nodes[to].clone()];
-        let mut edges = Vec::new();
-        let mut cur = to;
-        while cur != from {
-            let (prev, edge) = came_from[cur];
-            edges.push(edge.clone());
-            nodes.push(s.nodes[prev].clone());
-            cur = prev;
-        }
-        nodes.reverse();
-        edges.reverse();
+        };
+        let nodes = ids.nodes.iter().map(|id| s.nodes[id].clone()).collect();
+        let edges = ids.edges.iter().map(|id| s.edges[id].clone()).collect();
         Ok(Some(Path { nodes, edges }))
     }
 
@@ -430,13 +370,13 @@ impl Graph for MemoryGraph {
     }
 
     fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {
-        check_limit(limit)?;
-        Ok(page(&self.read().nodes, cursor, limit))
+        check_limit(limit, "export", "item")?;
+        Ok(page_after(&self.read().nodes, cursor, limit, Node::clone))
     }
 
     fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>> {
-        check_limit(limit)?;
-        Ok(page(&self.read().edges, cursor, limit))
+        check_limit(limit, "export", "item")?;
+        Ok(page_after(&self.read().edges, cursor, limit, Edge::clone))
     }
 
     fn health(&self) -> Result<Health> {

@@ -39,8 +39,6 @@ pub use vector::MemoryVector;
 use backplane_core::{
     BackendDescriptor, Cache, Capability, Graph, Plugin, Result, StoreConfig, Vector,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The backend's name in plugins.toml.
 pub const BACKEND: &str = "memory";
@@ -115,22 +113,6 @@ impl Plugin for MemoryPlugin {
 }
 
 backplane_core::export_plugin!(MemoryPlugin);
-
-/// A new id, `<prefix><milliseconds since the epoch>-<counter>`, for which
-/// `taken` is false. Ids are unique within the process and sort roughly by
-/// creation time.
-pub(crate) fn fresh_id(prefix: &str, taken: impl Fn(&str) -> bool) -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(1);
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    loop {
-        let id = format!("{prefix}{ms}-{}", SEQ.fetch_add(1, Ordering::Relaxed));
-        if !taken(&id) {
-            return id;
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -207,13 +189,5 @@ mod tests {
             .unwrap();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.message().contains("url"), "{e}");
-    }
-
-    #[test]
-    fn fresh_ids_are_unique() {
-        let a = fresh_id("n", |_| false);
-        let b = fresh_id("n", |id| id == a);
-        assert_ne!(a, b);
-        assert!(a.starts_with('n'));
     }
 }

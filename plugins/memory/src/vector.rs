@@ -27,6 +27,7 @@
 //! the CPU cache and scores every query against a block before moving on.
 //! Large scans are split across threads.
 
+use backplane_core::kit::page::{check_limit, page_after};
 use backplane_core::vector::{validate_collection_name, validate_records, validate_vector, TopK};
 use backplane_core::{
     CollectionInfo, Distance, Error, Filter, Health, Result, ScrollPage, SearchHit, SearchRequest,
@@ -34,7 +35,6 @@ use backplane_core::{
 };
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Rows scored per query before moving on to the next query of a batch:
@@ -447,27 +447,13 @@ impl Vector for MemoryVector {
     }
 
     fn scroll(&self, collection: &str, cursor: Option<&str>, limit: usize) -> Result<ScrollPage> {
-        if limit == 0 {
-            return Err(Error::invalid(
-                "scroll limit is 0: ask for at least one record per page",
-            ));
-        }
+        check_limit(limit, "scroll", "record")?;
         let c = self.collection(collection)?;
         let c = read(&c);
-        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut it = c.index.range::<str, _>((start, Bound::Unbounded));
-        let records: Vec<VectorRecord> = it
-            .by_ref()
-            .take(limit)
-            .map(|(_, &slot)| c.record(slot))
-            .collect();
-        let next_cursor = match it.next() {
-            Some(_) => records.last().map(|r| r.id.clone()),
-            None => None,
-        };
+        let page = page_after(&c.index, cursor, limit, |&slot| c.record(slot));
         Ok(ScrollPage {
-            records,
-            next_cursor,
+            records: page.items,
+            next_cursor: page.next_cursor,
         })
     }
 

@@ -16,6 +16,7 @@
 //! (`sslmode=require` and stricter: TLS is not built in yet): a setting is
 //! never silently ignored.
 
+use backplane_core::kit::redact::{redact_url, Secret};
 use backplane_core::{parse_duration, Capability, Error, Result, StoreConfig};
 use postgres::config::{SslMode, TargetSessionAttrs};
 use serde::Deserialize;
@@ -50,7 +51,7 @@ pub struct PgConfig {
     /// `password = "${POSTGRES_PASSWORD}"` to keep it out of the file.
     /// Never logged, never shown by `Debug`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret<String>>,
     /// The schema every table of the store lives in; created if missing.
     /// Two applications (or stores) with different schemas share a
     /// database without seeing each other's tables. 1-63 of lower-case
@@ -99,7 +100,7 @@ impl fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConfig")
             .field("url", &redact_url(&self.url))
-            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password", &self.password)
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
@@ -201,7 +202,7 @@ impl PgConfig {
             )));
         }
         if let Some(pw) = &self.password {
-            pg.password(pw.as_bytes());
+            pg.password(pw.expose().as_bytes());
         }
         let schema = self
             .schema
@@ -368,57 +369,6 @@ fn strip_url_param(url: &str, key: &str, from: &str, to: &str) -> String {
     } else {
         url.to_string()
     }
-}
-
-/// `url` with the password of its user-info part replaced by `***`
-/// (`postgres://app:***@host/db`), and a `password=` key/value hidden the
-/// same way; a string without one is returned as is.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        // key/value form
-        return url
-            .split_whitespace()
-            .map(|kv| {
-                if kv.starts_with("password=") {
-                    "password=***".to_string()
-                } else {
-                    kv.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let mut out = url.to_string();
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    if let Some(at) = authority.rfind('@') {
-        let userinfo = &authority[..at];
-        if let Some(colon) = userinfo.find(':') {
-            out = format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &userinfo[..colon],
-                &rest[at..]
-            );
-        }
-    }
-    // ?password=... in the query string
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| {
-                if kv.starts_with("password=") {
-                    "password=***".to_string()
-                } else {
-                    kv.to_string()
-                }
-            })
-            .collect();
-        out = format!("{head}{}", query.join("&"));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -42,10 +42,11 @@
 
 use crate::pool::PooledConn;
 use crate::relational::in_transaction;
-use crate::sql::{quote_ident, snippet};
+use crate::sql::quote_ident;
+use backplane_core::kit::text::snippet;
 use backplane_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 const MAGIC: &str = "BACKPLANE-POSTGRES-DUMP 1";
@@ -104,56 +105,29 @@ struct Table {
 
 /// Write the schema's objects and data to `path`.
 pub fn backup(conn: &mut PooledConn<'_>, schema: &str, path: &str) -> Result<()> {
-    if path.trim().is_empty() {
-        return Err(Error::invalid("backup path is empty: give a file to write"));
-    }
-    let dest = Path::new(path);
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            Error::invalid(format!(
-                "cannot create the folder {} for the backup: {e}",
-                parent.display()
-            ))
-        })?;
-    }
-    let file_name = dest
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("backup path '{path}' names no file")))?;
-    let tmp = dest.with_file_name(format!(".{}.backplane-tmp", file_name.to_string_lossy()));
-    let tmp_s = tmp.display().to_string();
-    let file = std::fs::File::create(&tmp)
-        .map_err(|e| Error::invalid(format!("cannot create backup file {tmp_s}: {e}")))?;
-    let mut out = BufWriter::new(file);
-    // A read-only snapshot: every table as of one instant.
-    let r = (|| -> Result<()> {
-        if let Err(e) = conn
-            .client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        {
-            return Err(conn.error(&e, "BEGIN"));
-        }
-        conn.set_in_transaction(true);
-        write_dump(conn, schema, &mut out, &tmp_s)?;
-        if let Err(e) = conn.client.batch_execute("COMMIT") {
-            return Err(conn.error(&e, "COMMIT"));
-        }
-        conn.set_in_transaction(false);
-        out.flush().map_err(|e| io_err(&tmp_s, e))?;
-        out.get_ref().sync_all().map_err(|e| io_err(&tmp_s, e))
-    })();
-    if r.is_err() {
-        if conn.client.batch_execute("ROLLBACK").is_ok() {
+    // Written beside the target, then renamed over it: a failed backup
+    // never leaves a half-written file under the final name.
+    backplane_core::kit::fs::write_file(path, "backup", |out| {
+        // A read-only snapshot: every table as of one instant.
+        let r = (|| -> Result<()> {
+            if let Err(e) = conn
+                .client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            {
+                return Err(conn.error(&e, "BEGIN"));
+            }
+            conn.set_in_transaction(true);
+            write_dump(conn, schema, out, path)?;
+            if let Err(e) = conn.client.batch_execute("COMMIT") {
+                return Err(conn.error(&e, "COMMIT"));
+            }
+            conn.set_in_transaction(false);
+            Ok(())
+        })();
+        if r.is_err() && conn.client.batch_execute("ROLLBACK").is_ok() {
             conn.set_in_transaction(false);
         }
-        let _ = std::fs::remove_file(&tmp);
-        return r;
-    }
-    drop(out);
-    std::fs::rename(&tmp, dest).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::backend(format!(
-            "backup written to {tmp_s} but could not be renamed to {path}: {e}"
-        ))
+        r
     })
 }
 

@@ -30,15 +30,19 @@
 use crate::filter::{refs, translate};
 use crate::pool::{Pool, PooledConn};
 use crate::relational::{health, in_transaction};
+use backplane_core::kit::graph::{
+    check_edge_type, check_max_depth, check_neighbors_depth, edge_label, new_item_id,
+    new_properties, path_changed, PathSearch,
+};
+use backplane_core::kit::page::{check_limit, fetch_count, page_of};
 use backplane_core::{
     Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
-    Result, MAX_DEPTH,
+    Result,
 };
 use postgres::types::ToSql;
 use postgres::Row;
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const SCHEMA: &str = r#"
@@ -83,23 +87,6 @@ impl PgGraph {
     }
 }
 
-/// A new unique id: time, a per-process random salt and a counter, in hex.
-fn new_id(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SALT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let salt = *SALT.get_or_init(|| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.finish() as u32
-    });
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{micros:013x}{salt:08x}{n:06x}")
-}
-
 fn node(r: &Row) -> Node {
     Node {
         id: r.get(0),
@@ -115,17 +102,6 @@ fn edge(r: &Row) -> Edge {
         to: r.get(2),
         edge_type: r.get(3),
         properties: r.get(4),
-    }
-}
-
-/// Properties as given for a new node or edge: an object, or null for none.
-fn check_props(p: &Json, what: &str) -> Result<Json> {
-    match p {
-        Json::Null => Ok(Json::Object(Default::default())),
-        Json::Object(_) => Ok(p.clone()),
-        other => Err(Error::invalid(format!(
-            "{what} has properties that are not a JSON object ({other}): pass an object like {{\"name\": \"x\"}}"
-        ))),
     }
 }
 
@@ -148,25 +124,6 @@ fn require_node(conn: &mut PooledConn<'_>, id: &str, role: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn check_page_limit(limit: usize) -> Result<i64> {
-    if limit == 0 {
-        return Err(Error::invalid("page limit is 0: ask for at least one item"));
-    }
-    // One more than asked, to know whether another page follows.
-    Ok(limit.saturating_add(1).min(i64::MAX as usize) as i64)
-}
-
-fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> &str) -> Page<T> {
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_cursor = if more {
-        items.last().map(|x| id(x).to_string())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
 }
 
 /// The merge of `update_node` / `update_edge`: shallow, `null` removes.
@@ -212,16 +169,8 @@ impl Graph for PgGraph {
         }
         let mut prepared = Vec::with_capacity(nodes.len());
         for (i, n) in nodes.iter().enumerate() {
-            let id = match &n.id {
-                Some(id) if id.is_empty() => {
-                    return Err(Error::invalid(format!(
-                    "node {i} has an empty id: give a non-empty id, or None to have one assigned"
-                )))
-                }
-                Some(id) => id.clone(),
-                None => new_id("n"),
-            };
-            let properties = check_props(&n.properties, &format!("node '{id}'"))?;
+            let id = new_item_id(n.id.as_ref(), &format!("node {i}"), "n")?;
+            let properties = new_properties(&n.properties, &format!("node '{id}'"))?;
             prepared.push(Node {
                 id,
                 label: n.label.clone(),
@@ -279,21 +228,9 @@ impl Graph for PgGraph {
         }
         let mut out = Vec::with_capacity(edges.len());
         for (i, e) in edges.iter().enumerate() {
-            let what = format!("edge {i} ('{}' -[{}]-> '{}')", e.from, e.edge_type, e.to);
-            if e.edge_type.is_empty() {
-                return Err(Error::invalid(format!(
-                    "{what} has an empty type: give every edge a type such as \"knows\""
-                )));
-            }
-            let id = match &e.id {
-                Some(id) if id.is_empty() => {
-                    return Err(Error::invalid(format!(
-                        "{what} has an empty id: give a non-empty id, or None to have one assigned"
-                    )))
-                }
-                Some(id) => id.clone(),
-                None => new_id("e"),
-            };
+            let what = edge_label(i, e);
+            check_edge_type(e, &what)?;
+            let id = new_item_id(e.id.as_ref(), &what, "e")?;
             out.push((
                 what.clone(),
                 Edge {
@@ -301,7 +238,7 @@ impl Graph for PgGraph {
                     from: e.from.clone(),
                     to: e.to.clone(),
                     edge_type: e.edge_type.clone(),
-                    properties: check_props(&e.properties, &what)?,
+                    properties: new_properties(&e.properties, &what)?,
                 },
             ));
         }
@@ -369,11 +306,7 @@ impl Graph for PgGraph {
         edge_types: &[String],
         depth: u32,
     ) -> Result<Vec<Neighbor>> {
-        if depth == 0 || depth > MAX_DEPTH {
-            return Err(Error::invalid(format!(
-                "depth {depth} is out of range: give 1 to {MAX_DEPTH}"
-            )));
-        }
+        check_neighbors_depth(depth)?;
         let sql = neighbors_sql(direction);
         let types: Option<Vec<String>> = (!edge_types.is_empty()).then(|| edge_types.to_vec());
         let depth = depth as i32;
@@ -396,11 +329,7 @@ impl Graph for PgGraph {
     fn shortest_path(&self, from: &str, to: &str, max_depth: u32) -> Result<Option<Path>> {
         const OUT: &str = "SELECT from_id, id, to_id FROM _bp_graph_edges WHERE from_id = ANY($1) \
              ORDER BY from_id, to_id, id";
-        if max_depth > MAX_DEPTH {
-            return Err(Error::invalid(format!(
-                "max_depth {max_depth} is out of range: give 0 to {MAX_DEPTH}"
-            )));
-        }
+        check_max_depth(max_depth)?;
         let mut conn = self.pool.get()?;
         let start = get_node(&mut conn, from)?.ok_or_else(|| {
             Error::not_found(format!("start node '{from}' does not exist: check the id"))
@@ -415,10 +344,8 @@ impl Graph for PgGraph {
         // Breadth-first, one query per level; within a level, frontier
         // nodes in order and their edges by (to_id, id), so the path found
         // is the same as on the other backends.
-        let mut parent: HashMap<String, (String, String)> = HashMap::new();
-        let mut seen: HashSet<String> = HashSet::from([from.to_string()]);
+        let mut search = PathSearch::new(from, to);
         let mut frontier = vec![from.to_string()];
-        let mut found = false;
         'bfs: for _ in 0..max_depth {
             let rows = conn.query(OUT, &[&frontier])?;
             let mut by_source: HashMap<String, Vec<(String, String)>> = HashMap::new();
@@ -428,46 +355,30 @@ impl Graph for PgGraph {
                     .or_default()
                     .push((r.get(1), r.get(2)));
             }
-            let mut next = Vec::new();
             for n in &frontier {
                 for (edge_id, target) in by_source.remove(n).unwrap_or_default() {
-                    if seen.insert(target.clone()) {
-                        parent.insert(target.clone(), (n.clone(), edge_id));
-                        if target == to {
-                            found = true;
-                            break 'bfs;
-                        }
-                        next.push(target);
+                    if search.visit(n, edge_id, target) {
+                        break 'bfs;
                     }
                 }
             }
-            if next.is_empty() {
+            frontier = search.next_level();
+            if frontier.is_empty() {
                 break;
             }
-            frontier = next;
         }
-        if !found {
+        let Some(ids) = search.path() else {
             return Ok(None);
-        }
-        let mut node_ids = vec![to.to_string()];
-        let mut edge_ids = Vec::new();
-        let mut cur = to.to_string();
-        while cur != from {
-            let (prev, e) = parent[&cur].clone();
-            edge_ids.push(e);
-            node_ids.push(prev.clone());
-            cur = prev;
-        }
-        node_ids.reverse();
-        edge_ids.reverse();
-        let missing = || Error::conflict("the graph changed while the path was read: retry");
-        let nodes = node_ids
+        };
+        let nodes = ids
+            .nodes
             .iter()
-            .map(|id| get_node(&mut conn, id)?.ok_or_else(missing))
+            .map(|id| get_node(&mut conn, id)?.ok_or_else(path_changed))
             .collect::<Result<Vec<_>>>()?;
-        let edges = edge_ids
+        let edges = ids
+            .edges
             .iter()
-            .map(|id| get_edge(&mut conn, id)?.ok_or_else(missing))
+            .map(|id| get_edge(&mut conn, id)?.ok_or_else(path_changed))
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Path { nodes, edges }))
     }
@@ -517,18 +428,20 @@ impl Graph for PgGraph {
         let sql = format!(
             "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
         );
-        let fetch = check_page_limit(limit)?;
+        check_limit(limit, "export", "item")?;
+        let fetch = fetch_count(limit);
         let rows = self.pool.get()?.query(&sql, &[&cursor, &fetch])?;
-        Ok(page(rows.iter().map(node).collect(), limit, |n| &n.id))
+        Ok(page_of(rows.iter().map(node).collect(), limit, |n| &n.id))
     }
 
     fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>> {
         let sql = format!(
             "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
         );
-        let fetch = check_page_limit(limit)?;
+        check_limit(limit, "export", "item")?;
+        let fetch = fetch_count(limit);
         let rows = self.pool.get()?.query(&sql, &[&cursor, &fetch])?;
-        Ok(page(rows.iter().map(edge).collect(), limit, |e| &e.id))
+        Ok(page_of(rows.iter().map(edge).collect(), limit, |e| &e.id))
     }
 
     fn health(&self) -> Result<Health> {

@@ -12,15 +12,15 @@
 //! server, or with `target_session_attrs=read-write` to the new primary.
 
 use crate::config::Settings;
-use crate::sql::snippet;
+use backplane_core::kit::pool::{self as kit, Connect, OnBreak, PoolOptions, Usage};
+use backplane_core::kit::text::snippet;
 use backplane_core::{Error, Result};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::Arc;
 
 /// Statements kept per connection; past that the cache starts afresh.
 const MAX_STATEMENTS: usize = 512;
@@ -53,8 +53,11 @@ pub struct Conn {
     pub stmts: HashMap<String, Arc<Prepared>>,
     /// The plugin's own statements (graph, vector, catalog queries).
     internal: HashMap<String, Statement>,
+    /// The schema epoch the kept statements were prepared in.
     epoch: u64,
-    generation: u64,
+    /// A transaction is open: a connection given back so (after a panic)
+    /// is closed, not reused.
+    in_tx: bool,
 }
 
 impl Conn {
@@ -73,43 +76,63 @@ impl Conn {
     }
 }
 
-struct State {
-    idle: Vec<Conn>,
-    open: usize,
+/// How the pool opens and checks connections.
+pub struct Connector {
+    settings: Settings,
+    /// Bumped when this store changes the schema: kept statements and
+    /// table facts are then re-read.
+    epoch: AtomicU64,
+}
+
+impl Connect for Connector {
+    type Conn = Conn;
+
+    fn connect(&self) -> Result<Conn> {
+        let client = self
+            .settings
+            .pg
+            .connect(NoTls)
+            .map_err(|e| connect_error(&e, &self.settings))?;
+        log::debug!(
+            "postgres: connected to {} (schema {})",
+            self.settings.shown,
+            self.settings.schema
+        );
+        Ok(Conn {
+            client,
+            stmts: HashMap::new(),
+            internal: HashMap::new(),
+            epoch: self.epoch.load(Ordering::SeqCst),
+            in_tx: false,
+        })
+    }
+
+    fn is_usable(&self, conn: &Conn) -> bool {
+        !conn.in_tx && !conn.client.is_closed()
+    }
 }
 
 /// The pool of one store.
 pub struct Pool {
-    settings: Settings,
-    state: Mutex<State>,
-    freed: Condvar,
-    /// Bumped when this store changes the schema: kept statements and
-    /// table facts are then re-read.
-    epoch: AtomicU64,
-    /// Bumped when a connection fails at the connection level: older
-    /// connections are dropped instead of reused.
-    generation: AtomicU64,
+    conns: kit::Pool<Connector>,
 }
 
-/// A connection taken from the pool; given back (or dropped, if broken)
+/// A connection taken from the pool; given back (or closed, if broken)
 /// when it goes out of scope.
 pub struct PooledConn<'p> {
-    pool: &'p Pool,
-    conn: Option<Conn>,
-    broken: bool,
-    in_tx: bool,
+    conn: kit::Pooled<'p, Connector>,
 }
 
 impl std::ops::Deref for PooledConn<'_> {
     type Target = Conn;
     fn deref(&self) -> &Conn {
-        self.conn.as_ref().expect("present until dropped")
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for PooledConn<'_> {
     fn deref_mut(&mut self) -> &mut Conn {
-        self.conn.as_mut().expect("present until dropped")
+        &mut self.conn
     }
 }
 
@@ -117,10 +140,9 @@ impl PooledConn<'_> {
     /// Map a driver error met while running `sql`, dropping the connection
     /// when the error leaves it unusable.
     pub fn error(&mut self, e: &postgres::Error, sql: &str) -> Error {
-        let mapped = map_error(e, sql, &self.pool.settings);
+        let mapped = map_error(e, sql, &self.conn.pool().connector().settings);
         if breaks_connection(e) || self.client.is_closed() {
-            self.broken = true;
-            self.pool.generation.fetch_add(1, Ordering::SeqCst);
+            self.conn.mark_broken();
         }
         mapped
     }
@@ -176,163 +198,67 @@ impl PooledConn<'_> {
     /// Say whether a transaction is open on the connection: one given
     /// back with a transaction open (after a panic) is closed, not reused.
     pub fn set_in_transaction(&mut self, open: bool) {
-        self.in_tx = open;
-    }
-}
-
-impl Drop for PooledConn<'_> {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        let mut st = self.pool.lock();
-        if self.broken
-            || self.in_tx
-            || conn.client.is_closed()
-            || conn.generation < self.pool.generation.load(Ordering::SeqCst)
-        {
-            st.open -= 1;
-            drop(st);
-            drop(conn);
-        } else {
-            st.idle.push(conn);
-        }
-        self.pool.freed.notify_one();
+        self.conn.in_tx = open;
     }
 }
 
 impl Pool {
-    /// A pool for `settings`; connects nothing yet.
+    /// A pool for `settings`; connects nothing yet. A call waits for a free
+    /// connection at most `timeout`; after a connection-level failure the
+    /// older connections are closed as they are taken or given back.
     pub fn new(settings: Settings) -> Pool {
+        let options = PoolOptions::new(settings.pool_size, settings.timeout, settings.shown.clone())
+            .busy_hint(
+                "raise `pool_size` (and the server's max_connections) or `timeout`, or make the calls shorter",
+            )
+            .on_break(OnBreak::CloseIdleWhenTaken);
         Pool {
-            settings,
-            state: Mutex::new(State {
-                idle: Vec::new(),
-                open: 0,
-            }),
-            freed: Condvar::new(),
-            epoch: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
+            conns: kit::Pool::new(
+                Connector {
+                    settings,
+                    epoch: AtomicU64::new(0),
+                },
+                options,
+            ),
         }
     }
 
     /// The store's settings.
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.conns.connector().settings
     }
 
     /// `host:port/db` of the server, for messages.
     pub fn shown(&self) -> &str {
-        &self.settings.shown
+        &self.settings().shown
     }
 
     /// The store's schema.
     pub fn schema(&self) -> &str {
-        &self.settings.schema
+        &self.settings().schema
     }
 
-    /// (open, idle) connections.
-    pub fn usage(&self) -> (usize, usize) {
-        let st = self.lock();
-        (st.open, st.idle.len())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Connections open and idle.
+    pub fn usage(&self) -> Usage {
+        self.conns.usage()
     }
 
     /// Note that the schema changed: every connection forgets its kept
     /// statements before its next use.
     pub fn schema_changed(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.conns.connector().epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Take a connection: an idle one, a new one while fewer than
     /// `pool_size` are open, or the first one given back within `timeout`.
     pub fn get(&self) -> Result<PooledConn<'_>> {
-        let deadline = Instant::now() + self.settings.timeout;
-        let mut st = self.lock();
-        loop {
-            let generation = self.generation.load(Ordering::SeqCst);
-            while let Some(mut conn) = st.idle.pop() {
-                if conn.generation < generation || conn.client.is_closed() {
-                    st.open -= 1;
-                    continue;
-                }
-                let epoch = self.epoch.load(Ordering::SeqCst);
-                if conn.epoch != epoch {
-                    conn.forget_statements();
-                    conn.epoch = epoch;
-                }
-                return Ok(PooledConn {
-                    pool: self,
-                    conn: Some(conn),
-                    broken: false,
-                    in_tx: false,
-                });
-            }
-            if st.open < self.settings.pool_size {
-                st.open += 1;
-                drop(st);
-                return match self.connect() {
-                    Ok(conn) => Ok(PooledConn {
-                        pool: self,
-                        conn: Some(conn),
-                        broken: false,
-                        in_tx: false,
-                    }),
-                    Err(e) => {
-                        self.lock().open -= 1;
-                        self.freed.notify_one();
-                        Err(e)
-                    }
-                };
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::unavailable(format!(
-                    "all {} connections to {} are busy and none was given back within {} ms: \
-                     raise `pool_size` (and the server's max_connections) or `timeout`, or make the calls shorter",
-                    self.settings.pool_size,
-                    self.settings.shown,
-                    self.settings.timeout.as_millis()
-                )));
-            }
-            st = self
-                .freed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        let mut conn = self.conns.get()?;
+        let epoch = self.conns.connector().epoch.load(Ordering::SeqCst);
+        if conn.epoch != epoch {
+            conn.forget_statements();
+            conn.epoch = epoch;
         }
-    }
-
-    fn connect(&self) -> Result<Conn> {
-        let generation = self.generation.load(Ordering::SeqCst);
-        let client = self
-            .settings
-            .pg
-            .connect(NoTls)
-            .map_err(|e| connect_error(&e, &self.settings))?;
-        log::debug!(
-            "postgres: connected to {} (schema {})",
-            self.settings.shown,
-            self.settings.schema
-        );
-        Ok(Conn {
-            client,
-            stmts: HashMap::new(),
-            internal: HashMap::new(),
-            epoch: self.epoch.load(Ordering::SeqCst),
-            generation,
-        })
-    }
-
-    /// Drop every idle connection (the plugin is shutting down).
-    pub fn close_idle(&self) {
-        let mut st = self.lock();
-        let n = st.idle.len();
-        st.idle.clear();
-        st.open -= n;
+        Ok(PooledConn { conn })
     }
 }
 

@@ -14,8 +14,9 @@
 
 use crate::dump;
 use crate::pool::{map_error, Pool, PooledConn, Prepared};
-use crate::sql::{first_keyword, insert_target, is_ddl, quote_ident, rewrite, snippet};
+use crate::sql::{first_keyword, insert_target, is_ddl, quote_ident, rewrite};
 use crate::types::{readable, with_value, Bind, Raw};
+use backplane_core::kit::text::snippet;
 use backplane_core::relational::{
     migration_failed, migration_still_pending, plan_migrations, validate_migrations,
     MIGRATIONS_TABLE,
@@ -611,7 +612,7 @@ pub fn health(pool: &Pool, extra: &str) -> Result<Health> {
         Err(e) => return Err(conn.error(&e, SQL)),
     };
     drop(conn);
-    let (open, _) = pool.usage();
+    let open = pool.usage().open;
     Ok(Health::ok(format!(
         "postgresql {version} at {}, schema {}, {}, pool {open}/{} open{extra}",
         pool.shown(),

@@ -9,6 +9,7 @@
 //! comments. `::` is a cast, never a named parameter, and `??` stands for a
 //! literal `?` (the jsonb operators `?`, `?|`, `?&`).
 
+use backplane_core::kit::text::snippet;
 use backplane_core::{Error, Result};
 
 /// A statement with its placeholders rewritten.
@@ -371,16 +372,6 @@ pub fn quote_ident(name: &str) -> String {
 /// `s` as a quoted string literal.
 pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-/// The SQL shown in messages: its first 200 characters on one line.
-pub fn snippet(sql: &str) -> String {
-    const MAX: usize = 200;
-    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ use crate::pool::{Pool, PooledConn};
 use crate::relational::{health, in_transaction};
 use crate::sql::{quote_ident, quote_literal};
 use crate::types::{Bind, Raw, Reader};
+use backplane_core::kit::page::{check_limit, fetch_count, page_of};
 use backplane_core::vector::{
     norm, validate_collection_name, validate_records, validate_vector, TopK,
 };
@@ -974,18 +975,12 @@ impl Vector for PgVector {
     fn scroll(&self, collection: &str, cursor: Option<&str>, limit: usize) -> Result<ScrollPage> {
         const SQL: &str = "SELECT id, vector, document, payload FROM _bp_vec_records \
              WHERE collection = $1 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3";
-        if limit == 0 {
-            return Err(Error::invalid(
-                "scroll limit is 0: ask for at least one record",
-            ));
-        }
+        check_limit(limit, "scroll", "record")?;
         let mut conn = self.pool.get()?;
         let m = meta(&mut conn, collection)?;
-        let fetch = limit.saturating_add(1).min(i64::MAX as usize) as i64;
-        let rows = conn.query(SQL, &[&collection, &cursor, &fetch])?;
-        let more = rows.len() > limit;
-        let mut records = Vec::with_capacity(rows.len().min(limit));
-        for r in rows.iter().take(limit) {
+        let rows = conn.query(SQL, &[&collection, &cursor, &fetch_count(limit)])?;
+        let mut records = Vec::with_capacity(rows.len());
+        for r in &rows {
             let mut vector = Vec::new();
             vector_of(r, 1, &mut vector)?;
             check_dimension(collection, vector.len(), m)?;
@@ -996,14 +991,10 @@ impl Vector for PgVector {
                 payload: payload_of(r.get(3)),
             });
         }
-        let next_cursor = if more {
-            records.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
+        let page = page_of(records, limit, |r| &r.id);
         Ok(ScrollPage {
-            records,
-            next_cursor,
+            records: page.items,
+            next_cursor: page.next_cursor,
         })
     }
 

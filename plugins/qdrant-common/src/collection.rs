@@ -1,5 +1,6 @@
 //! What both backends check and say about collections.
 
+use backplane_core::kit::page::check_limit;
 use backplane_core::vector::validate_collection_name;
 use backplane_core::{CollectionInfo, Error, ErrorKind, Result, StoreConfig, Vector};
 
@@ -35,11 +36,7 @@ pub fn check_new(name: &str, dimension: u32) -> Result<()> {
 
 /// The page size of a scroll asking for `limit` records.
 pub fn scroll_page(limit: usize) -> Result<usize> {
-    if limit == 0 {
-        return Err(Error::invalid(
-            "scroll limit is 0: ask for at least one record per page",
-        ));
-    }
+    check_limit(limit, "scroll", "record")?;
     Ok(limit.min(MAX_PAGE))
 }
 

@@ -62,10 +62,11 @@
 use crate::config::{DefaultCollection, Tuning};
 use crate::filter::{translate, Translation};
 use crate::point::{check_payload, decoded, encode_payload, parse_cursor, point_id, PayloadShape};
+use backplane_core::kit;
 use backplane_core::vector::{validate_collection_name, validate_records, validate_vector};
 use backplane_core::{
-    CollectionInfo, Distance, Error, Filter, Health, Result, ScrollPage, SearchHit, SearchRequest,
-    Vector, VectorRecord,
+    CollectionInfo, Distance, Error, ErrorKind, Filter, Health, Result, ScrollPage, SearchHit,
+    SearchRequest, Vector, VectorRecord,
 };
 use backplane_qdrant_common::collection::{
     check_new, describe_all, scroll_page, unknown, RAW_VECTOR, SCAN_PAGE,
@@ -84,7 +85,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Our file in each collection's folder.
 const META_FILE: &str = "backplane.json";
@@ -162,13 +163,12 @@ impl Meta {
 
     /// Write atomically: a temporary file renamed over the old one.
     fn save(&self, dir: &Path) -> Result<()> {
-        let file = dir.join(META_FILE);
-        let tmp = dir.join(format!("{META_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self).expect("Meta serialises");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &file))
-            .map_err(|e| io(format!("cannot write {}", file.display()), e))
+        kit::fs::write_bytes(
+            dir.join(META_FILE),
+            "collection description",
+            text.as_bytes(),
+        )
     }
 }
 
@@ -835,11 +835,9 @@ fn remove_leftovers(root: &Path) {
     }
 }
 
+/// `<name>-<unique id>`, for the temporary names of a collection's folder.
 fn unique_suffix(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{name}-{}-{nanos}", std::process::id())
+    kit::id::new_id(&format!("{name}-"))
 }
 
 impl Vector for QdrantEdgeVector {
@@ -866,10 +864,8 @@ impl Vector for QdrantEdgeVector {
             return Err(exists(&dir));
         }
         let tmp = self.root.join(format!("{CREATING}{}", unique_suffix(name)));
-        let built = (|| {
-            std::fs::create_dir(&tmp)
-                .map_err(|e| io(format!("cannot create {}", tmp.display()), e))?;
-            let shard = EdgeShard::new(&tmp, edge_config(dimension, distance, &self.tuning))
+        let built = kit::fs::build_dir(&tmp, &dir, "collection", |tmp| {
+            let shard = EdgeShard::new(tmp, edge_config(dimension, distance, &self.tuning))
                 .map_err(|e| engine("creating the collection", e))?;
             catch_unwind(AssertUnwindSafe(|| drop(shard))).map_err(|p| {
                 Error::backend(format!(
@@ -884,22 +880,13 @@ impl Vector for QdrantEdgeVector {
                 dotted_keys: false,
                 empty_arrays: false,
             }
-            .save(&tmp)?;
-            std::fs::rename(&tmp, &dir).map_err(|e| {
-                if dir.exists() {
-                    exists(&dir)
-                } else {
-                    io(
-                        format!("cannot move the new collection to {}", dir.display()),
-                        e,
-                    )
-                }
-            })
-        })();
+            .save(tmp)
+        });
         drop(reg);
-        if let Err(e) = built {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
+        match built {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(exists(&dir)),
+            Err(e) => return Err(e),
+            Ok(()) => {}
         }
         self.collection(name).map(|_| ())
     }

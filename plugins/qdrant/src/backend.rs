@@ -208,7 +208,7 @@ impl QdrantVector {
                 Error::backend(format!("cannot start the qdrant plugin's runtime: {e}"))
             })?;
         let client = Qdrant::from_url(&settings.url)
-            .api_key(settings.api_key.clone())
+            .api_key(settings.api_key.as_ref().map(|k| k.expose().clone()))
             .timeout(settings.timeout)
             .connect_timeout(settings.connect_timeout)
             .skip_compatibility_check()

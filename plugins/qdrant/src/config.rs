@@ -12,6 +12,7 @@
 //! write_consistency_factor = 1        #   collection is created
 //! ```
 
+use backplane_core::kit::redact::Secret;
 use backplane_core::{Capability, DefaultCollection, Result, StoreConfig};
 use serde::Deserialize;
 use std::time::Duration;
@@ -31,8 +32,9 @@ pub struct QdrantConfig {
     /// gRPC port is 6334; 6333 is its REST port). `https://` for TLS.
     pub url: String,
     /// The API key, when the server requires one. Prefer `api_key_env`.
+    /// `Debug` shows it as `***`.
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret<String>>,
     /// The environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -81,8 +83,8 @@ pub struct QdrantConfig {
 pub struct Settings {
     /// The gRPC url.
     pub url: String,
-    /// The API key.
-    pub api_key: Option<String>,
+    /// The API key (`Debug` shows it as `***`).
+    pub api_key: Option<Secret<String>>,
     /// Request timeout.
     pub timeout: Duration,
     /// Connect timeout.
@@ -142,7 +144,7 @@ impl QdrantConfig {
             }
             (Some(k), None) => Some(k.clone()),
             (None, Some(var)) => match std::env::var(var) {
-                Ok(k) if !k.is_empty() => Some(k),
+                Ok(k) if !k.is_empty() => Some(Secret::new(k)),
                 _ => {
                     return Err(store.error(format!(
                         "`api_key_env` names the environment variable {var}, which is not set: export it, or remove `api_key_env` for a server without an API key"
@@ -151,7 +153,7 @@ impl QdrantConfig {
             },
             (None, None) => None,
         };
-        if api_key.as_deref().is_some_and(str::is_empty) {
+        if api_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
             return Err(store.error("`api_key` is empty: give the key, or remove the line"));
         }
         let prefix = cfg.collection_prefix.clone().unwrap_or_default();
@@ -224,6 +226,20 @@ mod tests {
 
     fn store(options: serde_json::Value) -> StoreConfig {
         StoreConfig::new("mem", "qdrant", Capability::Vector, options)
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let s = QdrantConfig::settings(&store(
+            json!({"url": "http://h:6334", "api_key": "s3cret-k3y"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            s.api_key.as_ref().map(|k| k.expose().as_str()),
+            Some("s3cret-k3y")
+        );
+        let d = format!("{s:?}");
+        assert!(!d.contains("s3cret") && d.contains("***"), "{d}");
     }
 
     #[test]

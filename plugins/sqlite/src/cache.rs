@@ -18,7 +18,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use backplane_sqlite_engine::db::{new_id, now_ms, sql_error, write_tx, Db};
+use backplane_core::kit::id::new_id;
+use backplane_core::kit::time::now_ms;
+use backplane_sqlite_engine::db::{sql_error, write_tx, Db};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _bp_cache_kv (

@@ -13,12 +13,16 @@
 use backplane_core::graph::merge_properties;
 use backplane_core::{
     Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
-    Result, MAX_DEPTH,
+    Result,
 };
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::{HashMap, HashSet};
 
-use backplane_sqlite_engine::db::{new_id, sql_error, write_tx, Db};
+use backplane_core::kit::graph::{
+    check_edge_type, check_max_depth, check_neighbors_depth, edge_label, new_item_id,
+    new_properties, path_changed, shortest_path_ids,
+};
+use backplane_core::kit::page::{check_limit, fetch_count, page_of};
+use backplane_sqlite_engine::db::{sql_error, write_tx, Db};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS _bp_graph_nodes (
@@ -95,17 +99,6 @@ fn to_edge((id, from, to, edge_type, props): EdgeRow) -> Result<Edge> {
     })
 }
 
-/// Properties as given for a new node or edge: an object, or null for none.
-fn check_props(p: &serde_json::Value, what: &str) -> Result<String> {
-    match p {
-        serde_json::Value::Null => Ok("{}".to_string()),
-        serde_json::Value::Object(_) => Ok(p.to_string()),
-        other => Err(Error::invalid(format!(
-            "{what} has properties that are not a JSON object ({other}): pass an object like {{\"name\": \"x\"}}"
-        ))),
-    }
-}
-
 fn get_node(conn: &Connection, id: &str) -> Result<Option<Node>> {
     const SQL: &str = "SELECT id, label, properties FROM _bp_graph_nodes WHERE id = ?1";
     conn.prepare_cached(SQL)
@@ -142,25 +135,6 @@ fn require_node(conn: &Connection, id: &str, role: &str) -> Result<()> {
     }
 }
 
-fn check_page_limit(limit: usize) -> Result<i64> {
-    if limit == 0 {
-        return Err(Error::invalid("page limit is 0: ask for at least one item"));
-    }
-    // One more than asked, to know whether another page follows.
-    Ok(limit.saturating_add(1).min(i64::MAX as usize) as i64)
-}
-
-fn page<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> &str) -> Page<T> {
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_cursor = if more {
-        items.last().map(|x| id(x).to_string())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
 const WALK_OUT: &str = "
     SELECT e.to_id, w.depth + 1 FROM walk w JOIN _bp_graph_edges e ON e.from_id = w.id
     WHERE w.depth < ?2 AND (?3 IS NULL OR e.edge_type IN (SELECT value FROM json_each(?3)))";
@@ -190,32 +164,20 @@ impl Graph for SqliteGraph {
         write_tx(&conn, |tx| {
             let mut out = Vec::with_capacity(nodes.len());
             for (i, n) in nodes.iter().enumerate() {
-                let id = match &n.id {
-                    Some(id) if id.is_empty() => {
-                        return Err(Error::invalid(format!(
-                            "node {i} has an empty id: give a non-empty id, or None to have one assigned"
-                        )))
-                    }
-                    Some(id) => id.clone(),
-                    None => new_id("n"),
-                };
-                let props = check_props(&n.properties, &format!("node '{id}'"))?;
+                let id = new_item_id(n.id.as_ref(), &format!("node {i}"), "n")?;
+                let properties = new_properties(&n.properties, &format!("node '{id}'"))?;
                 if node_exists(tx, &id)? {
                     return Err(Error::already_exists(format!(
                         "node '{id}' exists already: use update_node to change it, or another id; nothing was created"
                     )));
                 }
                 tx.prepare_cached(SQL)
-                    .and_then(|mut s| s.execute(params![id, n.label, props]))
+                    .and_then(|mut s| s.execute(params![id, n.label, properties.to_string()]))
                     .map_err(|e| sql_error(e, SQL))?;
                 out.push(Node {
                     id,
                     label: n.label.clone(),
-                    properties: if n.properties.is_null() {
-                        serde_json::json!({})
-                    } else {
-                        n.properties.clone()
-                    },
+                    properties,
                 });
             }
             Ok(out)
@@ -272,22 +234,10 @@ impl Graph for SqliteGraph {
         write_tx(&conn, |tx| {
             let mut out = Vec::with_capacity(edges.len());
             for (i, e) in edges.iter().enumerate() {
-                let what = format!("edge {i} ('{}' -[{}]-> '{}')", e.from, e.edge_type, e.to);
-                if e.edge_type.is_empty() {
-                    return Err(Error::invalid(format!(
-                        "{what} has an empty type: give every edge a type such as \"knows\""
-                    )));
-                }
-                let id = match &e.id {
-                    Some(id) if id.is_empty() => {
-                        return Err(Error::invalid(format!(
-                        "{what} has an empty id: give a non-empty id, or None to have one assigned"
-                    )))
-                    }
-                    Some(id) => id.clone(),
-                    None => new_id("e"),
-                };
-                let props = check_props(&e.properties, &what)?;
+                let what = edge_label(i, e);
+                check_edge_type(e, &what)?;
+                let id = new_item_id(e.id.as_ref(), &what, "e")?;
+                let properties = new_properties(&e.properties, &what)?;
                 for (end, role) in [(&e.from, "source"), (&e.to, "target")] {
                     if !node_exists(tx, end)? {
                         return Err(Error::not_found(format!(
@@ -305,18 +255,22 @@ impl Graph for SqliteGraph {
                     )));
                 }
                 tx.prepare_cached(SQL)
-                    .and_then(|mut s| s.execute(params![id, e.from, e.to, e.edge_type, props]))
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            id,
+                            e.from,
+                            e.to,
+                            e.edge_type,
+                            properties.to_string()
+                        ])
+                    })
                     .map_err(|e| sql_error(e, SQL))?;
                 out.push(Edge {
                     id,
                     from: e.from.clone(),
                     to: e.to.clone(),
                     edge_type: e.edge_type.clone(),
-                    properties: if e.properties.is_null() {
-                        serde_json::json!({})
-                    } else {
-                        e.properties.clone()
-                    },
+                    properties,
                 });
             }
             Ok(out)
@@ -365,11 +319,7 @@ impl Graph for SqliteGraph {
         edge_types: &[String],
         depth: u32,
     ) -> Result<Vec<Neighbor>> {
-        if depth == 0 || depth > MAX_DEPTH {
-            return Err(Error::invalid(format!(
-                "depth {depth} is out of range: give 1 to {MAX_DEPTH}"
-            )));
-        }
+        check_neighbors_depth(depth)?;
         let sql = neighbors_sql(direction);
         let types = (!edge_types.is_empty())
             .then(|| serde_json::to_string(edge_types))
@@ -396,11 +346,7 @@ impl Graph for SqliteGraph {
     fn shortest_path(&self, from: &str, to: &str, max_depth: u32) -> Result<Option<Path>> {
         const OUT: &str =
             "SELECT id, to_id FROM _bp_graph_edges WHERE from_id = ?1 ORDER BY to_id, id";
-        if max_depth > MAX_DEPTH {
-            return Err(Error::invalid(format!(
-                "max_depth {max_depth} is out of range: give 0 to {MAX_DEPTH}"
-            )));
-        }
+        check_max_depth(max_depth)?;
         let conn = self.db.lock();
         let start = get_node(&conn, from)?.ok_or_else(|| {
             Error::not_found(format!("start node '{from}' does not exist: check the id"))
@@ -414,57 +360,30 @@ impl Graph for SqliteGraph {
         require_node(&conn, to, "end")?;
 
         // Breadth-first along outgoing edges, one indexed lookup per node.
-        // `parent[n] = (previous node, edge id)` for every node reached.
-        let mut parent: HashMap<String, (String, String)> = HashMap::new();
-        let mut seen: HashSet<String> = HashSet::from([from.to_string()]);
-        let mut frontier = vec![from.to_string()];
         let mut stmt = conn.prepare_cached(OUT).map_err(|e| sql_error(e, OUT))?;
-        let mut found = false;
-        'bfs: for _ in 0..max_depth {
-            let mut next = Vec::new();
-            for node in &frontier {
-                let mut rows = stmt.query([node]).map_err(|e| sql_error(e, OUT))?;
-                while let Some(r) = rows.next().map_err(|e| sql_error(e, OUT))? {
-                    let edge: String = r.get(0).map_err(|e| sql_error(e, OUT))?;
-                    let target: String = r.get(1).map_err(|e| sql_error(e, OUT))?;
-                    if seen.insert(target.clone()) {
-                        parent.insert(target.clone(), (node.clone(), edge));
-                        if target == to {
-                            found = true;
-                            break 'bfs;
-                        }
-                        next.push(target);
-                    }
-                }
+        let found = shortest_path_ids(from, to, max_depth, |node| {
+            let mut rows = stmt.query([node]).map_err(|e| sql_error(e, OUT))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| sql_error(e, OUT))? {
+                let edge: String = r.get(0).map_err(|e| sql_error(e, OUT))?;
+                let target: String = r.get(1).map_err(|e| sql_error(e, OUT))?;
+                out.push((edge, target));
             }
-            if next.is_empty() {
-                break;
-            }
-            frontier = next;
-        }
+            Ok(out)
+        })?;
         drop(stmt);
-        if !found {
+        let Some(ids) = found else {
             return Ok(None);
-        }
-        let mut node_ids = vec![to.to_string()];
-        let mut edge_ids = Vec::new();
-        let mut cur = to.to_string();
-        while cur != from {
-            let (prev, edge) = parent[&cur].clone();
-            edge_ids.push(edge);
-            node_ids.push(prev.clone());
-            cur = prev;
-        }
-        node_ids.reverse();
-        edge_ids.reverse();
-        let missing = || Error::conflict("the graph changed while the path was read: retry");
-        let nodes = node_ids
+        };
+        let nodes = ids
+            .nodes
             .iter()
-            .map(|id| get_node(&conn, id)?.ok_or_else(missing))
+            .map(|id| get_node(&conn, id)?.ok_or_else(path_changed))
             .collect::<Result<Vec<_>>>()?;
-        let edges = edge_ids
+        let edges = ids
+            .edges
             .iter()
-            .map(|id| get_edge(&conn, id)?.ok_or_else(missing))
+            .map(|id| get_edge(&conn, id)?.ok_or_else(path_changed))
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Path { nodes, edges }))
     }
@@ -520,7 +439,8 @@ impl Graph for SqliteGraph {
         let sql = format!(
             "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
         );
-        let fetch = check_page_limit(limit)?;
+        check_limit(limit, "export", "item")?;
+        let fetch = fetch_count(limit);
         let conn = self.db.lock();
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_error(e, &sql))?;
         let rows = stmt
@@ -530,14 +450,15 @@ impl Graph for SqliteGraph {
         for r in rows {
             items.push(to_node(r.map_err(|e| sql_error(e, &sql))?)?);
         }
-        Ok(page(items, limit, |n| &n.id))
+        Ok(page_of(items, limit, |n| &n.id))
     }
 
     fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>> {
         let sql = format!(
             "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
         );
-        let fetch = check_page_limit(limit)?;
+        check_limit(limit, "export", "item")?;
+        let fetch = fetch_count(limit);
         let conn = self.db.lock();
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| sql_error(e, &sql))?;
         let rows = stmt
@@ -547,7 +468,7 @@ impl Graph for SqliteGraph {
         for r in rows {
             items.push(to_edge(r.map_err(|e| sql_error(e, &sql))?)?);
         }
-        Ok(page(items, limit, |e| &e.id))
+        Ok(page_of(items, limit, |e| &e.id))
     }
 
     fn health(&self) -> Result<Health> {

@@ -21,7 +21,7 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "bp-sqlite-test-{}-{}-{}",
             std::process::id(),
-            backplane_sqlite_engine::db::now_ms(),
+            backplane_core::kit::time::now_ms(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::config::DefaultCollection;
+use backplane_core::kit::page::{check_limit, fetch_count, page_of};
 use backplane_sqlite_engine::db::{sql_error, write_tx, Db};
 
 /// The largest dimension accepted.
@@ -738,36 +739,21 @@ impl Vector for SqliteVector {
     fn scroll(&self, collection: &str, cursor: Option<&str>, limit: usize) -> Result<ScrollPage> {
         const SQL: &str = "SELECT id, vector, document, payload FROM _bp_vec_records \
              WHERE collection = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3";
-        if limit == 0 {
-            return Err(Error::invalid(
-                "scroll limit is 0: ask for at least one record",
-            ));
-        }
+        check_limit(limit, "scroll", "record")?;
         let conn = self.db.lock();
         let m = meta(&conn, collection)?;
         let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
-        // One more than asked, to know whether another page follows.
-        let fetch = limit.saturating_add(1).min(i64::MAX as usize) as i64;
         let mut rows = stmt
-            .query(params![collection, cursor, fetch])
+            .query(params![collection, cursor, fetch_count(limit)])
             .map_err(|e| sql_error(e, SQL))?;
         let mut records = Vec::with_capacity(limit.min(1024));
-        let mut more = false;
         while let Some(row) = rows.next().map_err(|e| sql_error(e, SQL))? {
-            if records.len() == limit {
-                more = true;
-                break;
-            }
             records.push(read_record(row, m, collection, SQL)?);
         }
-        let next_cursor = if more {
-            records.last().map(|r: &VectorRecord| r.id.clone())
-        } else {
-            None
-        };
+        let page = page_of(records, limit, |r: &VectorRecord| &r.id);
         Ok(ScrollPage {
-            records,
-            next_cursor,
+            records: page.items,
+            next_cursor: page.next_cursor,
         })
     }
 

@@ -2,11 +2,10 @@
 //! it, the mutex around the connection, write transactions, and the mapping
 //! from SQLite's errors to Backplane's.
 
+use backplane_core::kit::text::snippet;
 use backplane_core::{Error, Health, Result, StoreConfig};
 use rusqlite::{ffi, Connection, OpenFlags, Transaction, TransactionBehavior};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::path::Path;
 
@@ -142,16 +141,6 @@ pub fn write_tx<T>(conn: &Connection, f: impl FnOnce(&Transaction<'_>) -> Result
     Ok(out)
 }
 
-/// The SQL shown in messages: its first 200 characters on one line.
-pub fn snippet(sql: &str) -> String {
-    const MAX: usize = 200;
-    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
-}
-
 /// Map a rusqlite error met while running `sql` to Backplane's kinds:
 /// SQL mistakes are `InvalidInput`, constraint violations `Conflict`, locks
 /// `Unavailable`, anything else `Backend`. The message names the SQL.
@@ -240,30 +229,4 @@ pub fn sql_error(e: rusqlite::Error, sql: &str) -> Error {
         }
         _ => Error::backend(format!("sqlite: {msg} (in `{at}`)")),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-#[inline]
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A new unique id: time, a per-process random salt and a counter, in hex.
-/// Ids made later sort after earlier ones within a process.
-pub fn new_id(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SALT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let salt = *SALT.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.finish() as u32
-    });
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{micros:013x}{salt:08x}{n:06x}")
 }

@@ -28,7 +28,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::db::{now_ms, snippet, sql_error, write_tx, Db};
+use crate::db::{sql_error, write_tx, Db};
+use backplane_core::kit::text::snippet;
+use backplane_core::kit::time::now_ms;
 
 /// A relational store on one SQLite database.
 ///
@@ -598,28 +600,14 @@ impl Relational for SqliteRelational {
     }
 
     fn backup(&self, path: &str) -> Result<()> {
-        if path.trim().is_empty() {
-            return Err(Error::invalid("backup path is empty: give a file to write"));
-        }
-        let dest = Path::new(path);
-        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
+        // Written beside the target, then renamed over it: a failed backup
+        // never leaves a half-written file under the final name.
+        backplane_core::kit::fs::replace_file(path, "backup", |tmp| {
+            let mut out = Connection::open(tmp).map_err(|e| {
                 Error::invalid(format!(
-                    "cannot create the folder {} for the backup: {e}",
-                    parent.display()
+                    "cannot write the backup to {path}: creating {} failed: {e}",
+                    tmp.display()
                 ))
-            })?;
-        }
-        // Write next to the target, then rename: a failed backup never
-        // leaves a half-written file under the final name.
-        let file_name = dest
-            .file_name()
-            .ok_or_else(|| Error::invalid(format!("backup path '{path}' names no file")))?;
-        let tmp = dest.with_file_name(format!(".{}.backplane-tmp", file_name.to_string_lossy()));
-        let _ = std::fs::remove_file(&tmp);
-        let result = (|| {
-            let mut out = Connection::open(&tmp).map_err(|e| {
-                Error::invalid(format!("cannot create backup file {}: {e}", tmp.display()))
             })?;
             {
                 let conn = self.db.lock();
@@ -627,18 +615,8 @@ impl Relational for SqliteRelational {
                 run_backup(&b, &format!("backup of {} to {path}", self.db.path))?;
             }
             out.close()
-                .map_err(|(_, e)| sql_error(e, "closing the backup file"))?;
-            std::fs::rename(&tmp, dest).map_err(|e| {
-                Error::backend(format!(
-                    "backup written to {} but could not be renamed to {path}: {e}",
-                    tmp.display()
-                ))
-            })
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+                .map_err(|(_, e)| sql_error(e, "closing the backup file"))
+        })
     }
 
     fn restore(&self, path: &str) -> Result<()> {

@@ -1,0 +1,36 @@
+//! The plugin kit: the helpers every backend needs besides its own storage
+//! logic, written once so that every plugin behaves the same way.
+//!
+//! A plugin author reaches for these instead of writing them again:
+//!
+//! - [`redact`]: [`redact_url`](redact::redact_url) masks the password of
+//!   any connection string a plugin is given (URLs, multi-host URLs,
+//!   query parameters, PostgreSQL `key=value` strings);
+//!   [`redact_options`](redact::redact_options) does the same to a JSON
+//!   options object; [`Secret`](redact::Secret) keeps a config value out of
+//!   `Debug` and `Display`.
+//! - [`id`]: [`new_id`](id::new_id), unique ids that sort by creation time
+//!   within a process.
+//! - [`time`]: [`now_ms`](time::now_ms) and [`now_us`](time::now_us), the
+//!   wall clock since the Unix epoch.
+//! - [`page`]: cursor pages over collections ordered by key, for
+//!   `export_nodes`, `export_edges` and `scroll`.
+//! - [`graph`]: the breadth-first shortest-path search of graph stores.
+//! - [`fs`]: replacing a file or creating a folder atomically (a failed
+//!   write never leaves half a file under the final name).
+//! - [`pool`]: a blocking connection pool with a size limit, a bounded
+//!   wait, broken-connection handling and gauges for `health`.
+//! - [`text`]: [`snippet`](text::snippet), a statement shortened to one
+//!   line for error messages.
+//!
+//! The kit adds no dependency to `backplane-core`: everything here is
+//! built on the standard library, `serde` and `serde_json`.
+
+pub mod fs;
+pub mod graph;
+pub mod id;
+pub mod page;
+pub mod pool;
+pub mod redact;
+pub mod text;
+pub mod time;
