@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The four capabilities a store can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// SQL tables.
     Relational,

@@ -22,6 +22,8 @@
 //! - `layer`: how a store layer implements a capability's trait from the
 //!   same list; `fallback`: the layer that serves a cache from a fallback
 //!   backend while its primary is unavailable.
+//! - [`port`]: migrate, back up, restore and verify: moving every record
+//!   of a store to another backend or into a portable archive.
 //! - `demo`: the chat-assistant walk-through behind `backplane demo`.
 //! - `src/bin/backplane.rs`: the CLI.
 #![warn(missing_docs)]
@@ -31,6 +33,7 @@ mod demo;
 mod fallback;
 mod layer;
 mod loader;
+pub mod port;
 mod storage;
 
 pub use backplane_core::{
@@ -46,6 +49,9 @@ pub mod traits {
 pub use config::Config;
 pub use demo::run_demo;
 pub use loader::{BackendInfo, LoadFailure, PluginSource, Registry};
+pub use port::{
+    verify_archive, ArchiveReport, CopyOptions, Merge, Progress, Quiet, Report, StoreRef,
+};
 pub use storage::{
     CacheStore, GraphStore, RelationalStore, Storage, StorageBuilder, StoreHealth, VectorStore,
 };

@@ -167,6 +167,24 @@ pub fn write_bytes(dest: impl AsRef<Path>, what: &str, bytes: &[u8]) -> Result<(
     })
 }
 
+/// Replace the file at `dest` with `bytes` without waiting for the disk:
+/// a killed process leaves the old file or the new one, never a mix, but
+/// after a power cut either may be lost. For progress records written
+/// often, whose loss only repeats work.
+pub fn write_bytes_unsynced(dest: impl AsRef<Path>, what: &str, bytes: &[u8]) -> Result<()> {
+    let dest = dest.as_ref();
+    prepare(dest, what)?;
+    let tmp = temp_path(dest);
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(what, dest, e)
+    })?;
+    std::fs::rename(&tmp, dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(what, dest, e)
+    })
+}
+
 /// Create the folder `dest`, which must not exist, by building it as `tmp`
 /// (created empty here, then filled by `build`) and renaming it into
 /// place: `dest` appears complete or not at all.

@@ -1,62 +1,96 @@
-//! The `backplane` command: inspect plugins, check stores, run the demo.
+//! The `backplane` command: inspect plugins, check stores, run the demo,
+//! and move data: migrate a store to another backend, back up stores into
+//! a portable archive, restore one, verify one, count records.
+//!
+//! - this file: the commands and their arguments (clap);
+//! - `port.rs`: migrate, backup, restore, verify and count, with their
+//!   text and JSON reports;
+//! - `progress.rs`: progress bars on a terminal, nothing elsewhere.
+
+mod port;
+mod progress;
 
 use backplane_host::{Capability, Storage, StorageBuilder};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-backplane: a plug-in storage layer for AI applications
+/// backplane: a plug-in storage layer for AI applications.
+#[derive(Parser, Debug)]
+#[command(name = "backplane", version, about, long_about = None, disable_help_subcommand = false)]
+struct Cli {
+    /// plugins.toml to read [default: $BACKPLANE_CONFIG, else ./plugins.toml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Search DIR for plugins first (repeatable; also $BACKPLANE_PLUGIN_PATH)
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE:
-    backplane [--config FILE] [--plugin-dir DIR]... <COMMAND>
-
-COMMANDS:
-    plugins   list the backends found and the plugin libraries that failed, with reasons
-    check     open every store in plugins.toml and report its health
-    demo      run a chat assistant's storage pattern on the configured stores
-    help      print this text
-
-OPTIONS:
-    --config FILE      plugins.toml to read (default: $BACKPLANE_CONFIG, else ./plugins.toml)
-    --plugin-dir DIR   search DIR for plugins first (repeatable; also $BACKPLANE_PLUGIN_PATH)
-";
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the backends found and the plugin libraries that failed, with reasons
+    Plugins,
+    /// Open every store in plugins.toml and report its health
+    Check,
+    /// Run a chat assistant's storage pattern on the configured stores
+    Demo,
+    /// Copy every record of one store into another, any backend to any backend
+    Migrate(port::MigrateArgs),
+    /// Back up stores into a new archive folder (every store when none is named)
+    Backup(port::BackupArgs),
+    /// Restore an archive into the configured stores
+    Restore(port::RestoreArgs),
+    /// Check an archive's files against its manifest
+    Verify(port::VerifyArgs),
+    /// Count the records of stores (every store when none is named)
+    Count(port::CountArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
 
 fn main() -> ExitCode {
     init_logging();
+    let cli = Cli::parse();
     let mut builder = Storage::builder();
-    let mut command = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--config" | "-c" => match args.next() {
-                Some(f) => builder = builder.config(f),
-                None => return usage_error("--config needs a file"),
-            },
-            "--plugin-dir" => match args.next() {
-                Some(d) => builder = builder.plugin_dir(d),
-                None => return usage_error("--plugin-dir needs a folder"),
-            },
-            "-h" | "--help" | "help" => {
-                print!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            s if s.starts_with('-') => return usage_error(&format!("unknown option {s}")),
-            s if command.is_none() => command = Some(s.to_string()),
-            s => return usage_error(&format!("unexpected argument {s}")),
+    if let Some(c) = &cli.config {
+        builder = builder.config(c);
+    }
+    for d in &cli.plugin_dirs {
+        builder = builder.plugin_dir(d);
+    }
+    let result = match cli.command {
+        Command::Plugins => return plugins(builder),
+        Command::Check => return check(builder),
+        Command::Demo => return demo(builder),
+        Command::Migrate(a) => port::migrate(builder, &cli.plugin_dirs, a),
+        Command::Backup(a) => port::backup(builder, a),
+        Command::Restore(a) => port::restore(builder, a),
+        Command::Verify(a) => port::verify(a),
+        Command::Count(a) => port::count(builder, a),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "backplane",
+                &mut std::io::stdout(),
+            );
+            Ok(true)
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
-    match command.as_deref() {
-        Some("plugins") => plugins(builder),
-        Some("check") => check(builder),
-        Some("demo") => demo(builder),
-        Some(other) => usage_error(&format!("unknown command '{other}'")),
-        None => usage_error("no command given"),
-    }
-}
-
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("error: {msg}\n\n{USAGE}");
-    ExitCode::from(2)
 }
 
 fn init_logging() {
