@@ -10,19 +10,20 @@ use std::fmt;
 use std::time::Duration;
 
 /// Default for [`RedisConfig::url`].
-pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
+pub(crate) const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 /// Default for [`RedisConfig::connect_timeout_ms`].
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2000;
+pub(crate) const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2000;
 /// Default for [`RedisConfig::timeout_ms`].
-pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 2000;
 /// Default for [`RedisConfig::max_messages`].
-pub const DEFAULT_MAX_MESSAGES: usize = 1000;
+pub(crate) const DEFAULT_MAX_MESSAGES: usize = 1000;
 /// Default for [`RedisConfig::max_value_bytes`]: 16 MiB.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// Default for [`RedisConfig::pool_size`].
-pub const DEFAULT_POOL_SIZE: usize = 16;
+pub(crate) const DEFAULT_POOL_SIZE: usize = 16;
 
-/// Options of a `backend = "redis"` store.
+/// Options of a `backend = "redis"` store. The `tls` key, kept as the
+/// section gives it, is described in the crate's Configuration section.
 ///
 /// ```toml
 /// [cache.conversations]
@@ -39,7 +40,7 @@ pub struct RedisConfig {
     /// The server: `redis://[user[:password]@]host[:port][/db]`, or
     /// `redis+unix:///path/to/redis.sock[?db=N]`. Default (when `nodes` is
     /// not given either): `redis://127.0.0.1:6379/0`. `rediss://` asks for
-    /// TLS (see [`tls`](Self::tls)).
+    /// TLS (see the `tls` key).
     pub url: Option<String>,
     /// Redis Cluster: some of the cluster's nodes
     /// (`["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`); the rest are
@@ -83,7 +84,7 @@ pub struct RedisConfig {
     /// key_file = "..." }`: the CA that signed the server's certificate
     /// (instead of the system's roots), and a client certificate and key
     /// for servers that ask for one (both or neither). Paths are relative
-    /// to plugins.toml's folder. Read through [`RedisConfig::tls`].
+    /// to plugins.toml's folder.
     tls: Option<serde_json::Value>,
     /// The TLS settings with their paths resolved (filled in by
     /// [`RedisConfig::from_store`]).
@@ -145,7 +146,7 @@ impl RedisConfig {
     }
 
     /// The TLS settings: `None` for plain TCP.
-    pub fn tls(&self) -> Option<&TlsFiles> {
+    pub(crate) fn tls(&self) -> Option<&TlsFiles> {
         self.tls_resolved.as_ref()
     }
 
@@ -261,13 +262,13 @@ impl RedisConfig {
     }
 
     /// The single server's URL: `url`, or the default.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         self.url.as_deref().unwrap_or(DEFAULT_URL)
     }
 
     /// The URLs the store connects to: the cluster's nodes, or the one
     /// server's.
-    pub fn urls(&self) -> Vec<&str> {
+    pub(crate) fn urls(&self) -> Vec<&str> {
         match &self.nodes {
             Some(nodes) => nodes.iter().map(String::as_str).collect(),
             None => vec![self.url()],
@@ -275,7 +276,7 @@ impl RedisConfig {
     }
 
     /// The key prefix for store `store`: the configured one, or `bp:<store>:`.
-    pub fn prefix(&self, store: &str) -> String {
+    pub(crate) fn prefix(&self, store: &str) -> String {
         match &self.prefix {
             Some(p) => p.clone(),
             None => format!("bp:{store}:"),
@@ -283,7 +284,7 @@ impl RedisConfig {
     }
 
     /// The channel bound and TTL.
-    pub fn channel_limits(&self) -> Result<ChannelLimits> {
+    pub(crate) fn channel_limits(&self) -> Result<ChannelLimits> {
         Ok(ChannelLimits {
             max_messages: self.max_messages,
             ttl: self.ttl.as_deref().map(parse_duration).transpose()?,
@@ -291,12 +292,12 @@ impl RedisConfig {
     }
 
     /// [`connect_timeout_ms`](Self::connect_timeout_ms) as a duration.
-    pub fn connect_timeout(&self) -> Duration {
+    pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
 
     /// [`timeout_ms`](Self::timeout_ms) as a duration.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
 }
@@ -304,13 +305,13 @@ impl RedisConfig {
 /// A store's TLS settings, paths resolved. All `None`: TLS, verifying the
 /// server against the system's trusted roots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     /// The CA certificate (PEM) that signed the server's certificate.
-    pub ca_file: Option<std::path::PathBuf>,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
     /// A client certificate (PEM), for servers that ask for one.
-    pub cert_file: Option<std::path::PathBuf>,
+    pub(crate) cert_file: Option<std::path::PathBuf>,
     /// The client certificate's private key (PEM).
-    pub key_file: Option<std::path::PathBuf>,
+    pub(crate) key_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]
