@@ -24,15 +24,15 @@ use std::fmt;
 use std::time::Duration;
 
 /// Default for [`PgConfig::schema`].
-pub const DEFAULT_SCHEMA: &str = "public";
+const DEFAULT_SCHEMA: &str = "public";
 /// Default for [`PgConfig::pool_size`].
-pub const DEFAULT_POOL_SIZE: usize = 8;
+const DEFAULT_POOL_SIZE: usize = 8;
 /// Default for [`PgConfig::connect_timeout`]: 5 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default for [`PgConfig::timeout`]: 30 s.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`PgConfig::search_cache_mb`].
-pub const DEFAULT_SEARCH_CACHE_MB: u64 = 512;
+const DEFAULT_SEARCH_CACHE_MB: u64 = 512;
 
 /// Options of a `backend = "postgres"` store.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -85,7 +85,7 @@ pub struct PgConfig {
 
 /// How the vector capability searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PgvectorMode {
+pub(crate) enum PgvectorMode {
     /// pgvector when available, exact otherwise.
     Auto,
     /// Always exact.
@@ -113,24 +113,24 @@ impl fmt::Debug for PgConfig {
 
 /// The checked settings a store runs with.
 #[derive(Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The driver's connection settings (password, timeouts, schema and
     /// statement timeout applied).
-    pub pg: postgres::Config,
+    pub(crate) pg: postgres::Config,
     /// The hosts, for messages (`127.0.0.1:5432/test`): never the password.
-    pub shown: String,
+    pub(crate) shown: String,
     /// The schema.
-    pub schema: String,
+    pub(crate) schema: String,
     /// Connections kept at most.
-    pub pool_size: usize,
+    pub(crate) pool_size: usize,
     /// Connect timeout.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Statement timeout and connection wait.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Vector search mode.
-    pub pgvector: PgvectorMode,
+    pub(crate) pgvector: PgvectorMode,
     /// Bytes the exact search's in-memory copies may take.
-    pub search_cache_bytes: u64,
+    pub(crate) search_cache_bytes: u64,
 }
 
 impl fmt::Debug for Settings {
@@ -148,7 +148,7 @@ impl fmt::Debug for Settings {
 
 impl PgConfig {
     /// Parse and check a store section; the result is ready to connect.
-    pub fn settings(store: &StoreConfig) -> Result<Settings> {
+    pub(crate) fn settings(store: &StoreConfig) -> Result<Settings> {
         let cfg: PgConfig = store.parse()?;
         cfg.check(store)
     }
@@ -294,7 +294,7 @@ impl PgConfig {
 }
 
 /// Check a schema name: 1-63 of `[a-z0-9_]`, not starting with a digit.
-pub fn check_schema(schema: &str) -> Result<()> {
+fn check_schema(schema: &str) -> Result<()> {
     let ok = !schema.is_empty()
         && schema.len() <= 63
         && schema

@@ -23,14 +23,14 @@ use backplane_core::{Condition, Filter, Range, Scalar};
 use postgres::types::ToSql;
 
 /// One statement parameter owned by a translated filter.
-pub type Param = Box<dyn ToSql + Sync + Send>;
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
 
 /// A filter as a SQL condition and the parameters it refers to.
-pub struct SqlFilter {
+pub(crate) struct SqlFilter {
     /// A boolean SQL expression.
-    pub sql: String,
+    pub(crate) sql: String,
     /// Its parameters; the first is `$first_param` as given to [`translate`].
-    pub params: Vec<Param>,
+    pub(crate) params: Vec<Param>,
 }
 
 struct Builder<'a> {
@@ -119,26 +119,25 @@ impl Builder<'_> {
         })
     }
 
+    /// The conditions joined with `OR`.
+    fn any(&mut self, conditions: &[Condition]) -> Option<String> {
+        let each = conditions
+            .iter()
+            .map(|c| self.condition(c))
+            .collect::<Option<Vec<_>>>()?;
+        Some(each.join(" OR "))
+    }
+
     fn filter(&mut self, f: &Filter) -> Option<String> {
         let mut parts = Vec::new();
         for c in &f.must {
             parts.push(self.condition(c)?);
         }
         if !f.should.is_empty() {
-            let any = f
-                .should
-                .iter()
-                .map(|c| self.condition(c))
-                .collect::<Option<Vec<_>>>()?;
-            parts.push(format!("({})", any.join(" OR ")));
+            parts.push(format!("({})", self.any(&f.should)?));
         }
         if !f.must_not.is_empty() {
-            let any = f
-                .must_not
-                .iter()
-                .map(|c| self.condition(c))
-                .collect::<Option<Vec<_>>>()?;
-            parts.push(format!("NOT ({})", any.join(" OR ")));
+            parts.push(format!("NOT ({})", self.any(&f.must_not)?));
         }
         Some(if parts.is_empty() {
             "true".to_string()
@@ -151,7 +150,7 @@ impl Builder<'_> {
 /// `filter` as a condition on the `jsonb` expression `column`, its
 /// parameters numbered from `$first_param`; `None` when part of it must be
 /// evaluated by core's evaluator instead.
-pub fn translate(filter: &Filter, column: &str, first_param: usize) -> Option<SqlFilter> {
+pub(crate) fn translate(filter: &Filter, column: &str, first_param: usize) -> Option<SqlFilter> {
     let mut b = Builder {
         column,
         first: first_param,
@@ -165,7 +164,7 @@ pub fn translate(filter: &Filter, column: &str, first_param: usize) -> Option<Sq
 }
 
 /// References to the parameters, for the driver's calls.
-pub fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+pub(crate) fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params
         .iter()
         .map(|p| p.as_ref() as &(dyn ToSql + Sync))

@@ -1,5 +1,5 @@
-//! The graph capability: nodes and edges in two tables of the store's
-//! schema.
+//! The graph capability: [`PgGraph`], nodes and edges in two tables of
+//! the store's schema.
 //!
 //! ```sql
 //! _bp_graph_nodes(id TEXT COLLATE "C" PRIMARY KEY, label TEXT, properties JSONB)
@@ -27,9 +27,8 @@
 //! - `find_nodes` runs the label and the payload filter in SQL (see
 //!   [`crate::filter`]); the text search is evaluated by the plugin.
 
-use crate::filter::{refs, translate};
-use crate::pool::{Pool, PooledConn};
-use crate::relational::{health, in_transaction};
+use crate::client::{in_transaction, Pool, PooledConn};
+use crate::filter::{refs, translate, Param};
 use backplane_core::kit::graph::{
     check_edge_type, check_max_depth, check_neighbors_depth, edge_label, new_item_id,
     new_properties, path_changed, PathSearch,
@@ -39,7 +38,6 @@ use backplane_core::{
     Direction, Edge, Error, Graph, Health, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
     Result,
 };
-use postgres::types::ToSql;
 use postgres::Row;
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
@@ -63,18 +61,90 @@ CREATE INDEX IF NOT EXISTS _bp_graph_edges_from ON _bp_graph_edges (from_id, edg
 CREATE INDEX IF NOT EXISTS _bp_graph_edges_to ON _bp_graph_edges (to_id, edge_type);
 "#;
 
-const NODE_COLS: &str = "id, label, properties";
-const EDGE_COLS: &str = "id, from_id, to_id, edge_type, properties";
+/// One of the two tables, as the statements nodes and edges share (get,
+/// update, export) need it.
+struct Items<T> {
+    /// The item, for messages.
+    what: &'static str,
+    table: &'static str,
+    /// The columns [`read`](Self::read) takes, in order.
+    cols: &'static str,
+    read: fn(&Row) -> T,
+    id: fn(&T) -> &str,
+}
+
+impl<T> Items<T> {
+    /// The item `id`, if it exists.
+    fn get(&self, conn: &mut PooledConn<'_>, id: &str) -> Result<Option<T>> {
+        let sql = format!("SELECT {} FROM {} WHERE id = $1", self.cols, self.table);
+        Ok(conn.query(&sql, &[&id])?.first().map(self.read))
+    }
+
+    /// Merge `properties` into the item's, in one statement.
+    fn update(&self, pool: &Pool, id: &str, properties: &Json) -> Result<T> {
+        let what = self.what;
+        if !properties.is_object() {
+            return Err(Error::invalid(format!(
+                "the update for {what} '{id}' is not a JSON object: pass the properties to set (null removes a key)"
+            )));
+        }
+        let sql = format!(
+            "UPDATE {} SET properties = {MERGE} WHERE id = $1 RETURNING {}",
+            self.table, self.cols
+        );
+        let mut conn = pool.get()?;
+        conn.query(&sql, &[&id, properties])?
+            .first()
+            .map(self.read)
+            .ok_or_else(|| {
+                Error::not_found(format!("{what} '{id}' does not exist: create it first"))
+            })
+    }
+
+    /// A page of the items after `cursor`, by id.
+    fn export(&self, pool: &Pool, cursor: Option<&str>, limit: usize) -> Result<Page<T>> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            self.cols, self.table
+        );
+        check_limit(limit, "export", "item")?;
+        let fetch = fetch_count(limit);
+        let rows = pool.get()?.query(&sql, &[&cursor, &fetch])?;
+        Ok(page_of(
+            rows.iter().map(self.read).collect(),
+            limit,
+            self.id,
+        ))
+    }
+}
+
+/// The nodes table.
+const NODES: Items<Node> = Items {
+    what: "node",
+    table: "_bp_graph_nodes",
+    cols: "id, label, properties",
+    read: node,
+    id: node_id,
+};
+
+/// The edges table.
+const EDGES: Items<Edge> = Items {
+    what: "edge",
+    table: "_bp_graph_edges",
+    cols: "id, from_id, to_id, edge_type, properties",
+    read: edge,
+    id: edge_id,
+};
 
 /// A graph store on PostgreSQL.
-pub struct PgGraph {
+pub(crate) struct PgGraph {
     pool: Arc<Pool>,
 }
 
 impl PgGraph {
     /// Create the tables and indexes if missing (serialised with an
     /// advisory lock, so stores opening at once do not race).
-    pub fn open(pool: Arc<Pool>) -> Result<Self> {
+    pub(crate) fn open(pool: Arc<Pool>) -> Result<Self> {
         {
             let mut conn = pool.get()?;
             let key = format!("{}._bp_graph", pool.schema());
@@ -87,6 +157,7 @@ impl PgGraph {
     }
 }
 
+/// A node from a row of [`NODES`]`.cols`.
 fn node(r: &Row) -> Node {
     Node {
         id: r.get(0),
@@ -95,6 +166,7 @@ fn node(r: &Row) -> Node {
     }
 }
 
+/// An edge from a row of [`EDGES`]`.cols`.
 fn edge(r: &Row) -> Edge {
     Edge {
         id: r.get(0),
@@ -105,17 +177,15 @@ fn edge(r: &Row) -> Edge {
     }
 }
 
-fn get_node(conn: &mut PooledConn<'_>, id: &str) -> Result<Option<Node>> {
-    const SQL: &str = "SELECT id, label, properties FROM _bp_graph_nodes WHERE id = $1";
-    Ok(conn.query(SQL, &[&id])?.first().map(node))
+fn node_id(n: &Node) -> &str {
+    &n.id
 }
 
-fn get_edge(conn: &mut PooledConn<'_>, id: &str) -> Result<Option<Edge>> {
-    const SQL: &str =
-        "SELECT id, from_id, to_id, edge_type, properties FROM _bp_graph_edges WHERE id = $1";
-    Ok(conn.query(SQL, &[&id])?.first().map(edge))
+fn edge_id(e: &Edge) -> &str {
+    &e.id
 }
 
+/// An error unless node `id` exists; `role` names it in the message.
 fn require_node(conn: &mut PooledConn<'_>, id: &str, role: &str) -> Result<()> {
     const SQL: &str = "SELECT 1 FROM _bp_graph_nodes WHERE id = $1";
     if conn.query(SQL, &[&id])?.is_empty() {
@@ -131,6 +201,8 @@ const MERGE: &str =
     "(properties || $2::jsonb) - COALESCE(ARRAY(SELECT k FROM jsonb_each($2::jsonb) AS t(k, v) \
      WHERE v = 'null'::jsonb), '{}'::text[])";
 
+/// The recursive query of `neighbors` in `direction`: `$1` the start,
+/// `$2` the depth, `$3` the edge types (NULL: any).
 fn neighbors_sql(direction: Direction) -> String {
     let step = match direction {
         Direction::Outgoing => {
@@ -193,23 +265,11 @@ impl Graph for PgGraph {
     }
 
     fn get_node(&self, id: &str) -> Result<Option<Node>> {
-        get_node(&mut self.pool.get()?, id)
+        NODES.get(&mut self.pool.get()?, id)
     }
 
     fn update_node(&self, id: &str, properties: &Json) -> Result<Node> {
-        if !properties.is_object() {
-            return Err(Error::invalid(format!(
-                "the update for node '{id}' is not a JSON object: pass the properties to set (null removes a key)"
-            )));
-        }
-        let sql = format!(
-            "UPDATE _bp_graph_nodes SET properties = {MERGE} WHERE id = $1 RETURNING {NODE_COLS}"
-        );
-        let mut conn = self.pool.get()?;
-        conn.query(&sql, &[&id, properties])?
-            .first()
-            .map(node)
-            .ok_or_else(|| Error::not_found(format!("node '{id}' does not exist: create it first")))
+        NODES.update(&self.pool, id, properties)
     }
 
     fn delete_node(&self, id: &str) -> Result<bool> {
@@ -275,23 +335,11 @@ impl Graph for PgGraph {
     }
 
     fn get_edge(&self, id: &str) -> Result<Option<Edge>> {
-        get_edge(&mut self.pool.get()?, id)
+        EDGES.get(&mut self.pool.get()?, id)
     }
 
     fn update_edge(&self, id: &str, properties: &Json) -> Result<Edge> {
-        if !properties.is_object() {
-            return Err(Error::invalid(format!(
-                "the update for edge '{id}' is not a JSON object: pass the properties to set (null removes a key)"
-            )));
-        }
-        let sql = format!(
-            "UPDATE _bp_graph_edges SET properties = {MERGE} WHERE id = $1 RETURNING {EDGE_COLS}"
-        );
-        let mut conn = self.pool.get()?;
-        conn.query(&sql, &[&id, properties])?
-            .first()
-            .map(edge)
-            .ok_or_else(|| Error::not_found(format!("edge '{id}' does not exist: create it first")))
+        EDGES.update(&self.pool, id, properties)
     }
 
     fn delete_edge(&self, id: &str) -> Result<bool> {
@@ -331,7 +379,7 @@ impl Graph for PgGraph {
              ORDER BY from_id, to_id, id";
         check_max_depth(max_depth)?;
         let mut conn = self.pool.get()?;
-        let start = get_node(&mut conn, from)?.ok_or_else(|| {
+        let start = NODES.get(&mut conn, from)?.ok_or_else(|| {
             Error::not_found(format!("start node '{from}' does not exist: check the id"))
         })?;
         if from == to {
@@ -373,19 +421,20 @@ impl Graph for PgGraph {
         let nodes = ids
             .nodes
             .iter()
-            .map(|id| get_node(&mut conn, id)?.ok_or_else(path_changed))
+            .map(|id| NODES.get(&mut conn, id)?.ok_or_else(path_changed))
             .collect::<Result<Vec<_>>>()?;
         let edges = ids
             .edges
             .iter()
-            .map(|id| get_edge(&mut conn, id)?.ok_or_else(path_changed))
+            .map(|id| EDGES.get(&mut conn, id)?.ok_or_else(path_changed))
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Path { nodes, edges }))
     }
 
     fn edges_of(&self, id: &str, direction: Direction) -> Result<Vec<Edge>> {
         let sql = format!(
-            "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE {} ORDER BY id",
+            "SELECT {} FROM _bp_graph_edges WHERE {} ORDER BY id",
+            EDGES.cols,
             match direction {
                 Direction::Outgoing => "from_id = $1",
                 Direction::Incoming => "to_id = $1",
@@ -399,9 +448,10 @@ impl Graph for PgGraph {
 
     fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
         let translated = query.filter.as_ref().map(|f| translate(f, "properties", 2));
-        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(query.label.clone())];
+        let mut params: Vec<Param> = vec![Box::new(query.label.clone())];
         let mut sql = format!(
-            "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE ($1::text IS NULL OR label = $1)"
+            "SELECT {} FROM _bp_graph_nodes WHERE ($1::text IS NULL OR label = $1)",
+            NODES.cols
         );
         // The filter runs in SQL when it translates; `select` checks every
         // row again (and the text), so the limit is SQL's only when nothing
@@ -425,26 +475,15 @@ impl Graph for PgGraph {
     }
 
     fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {
-        let sql = format!(
-            "SELECT {NODE_COLS} FROM _bp_graph_nodes WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
-        );
-        check_limit(limit, "export", "item")?;
-        let fetch = fetch_count(limit);
-        let rows = self.pool.get()?.query(&sql, &[&cursor, &fetch])?;
-        Ok(page_of(rows.iter().map(node).collect(), limit, |n| &n.id))
+        NODES.export(&self.pool, cursor, limit)
     }
 
     fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>> {
-        let sql = format!(
-            "SELECT {EDGE_COLS} FROM _bp_graph_edges WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
-        );
-        check_limit(limit, "export", "item")?;
-        let fetch = fetch_count(limit);
-        let rows = self.pool.get()?.query(&sql, &[&cursor, &fetch])?;
-        Ok(page_of(rows.iter().map(edge).collect(), limit, |e| &e.id))
+        EDGES.export(&self.pool, cursor, limit)
     }
 
     fn health(&self) -> Result<Health> {
-        health(&self.pool, ", graph in _bp_graph_nodes/_bp_graph_edges")
+        self.pool
+            .health(", graph in _bp_graph_nodes/_bp_graph_edges")
     }
 }

@@ -1,9 +1,10 @@
-//! The relational capability on PostgreSQL.
+//! The relational capability on PostgreSQL: [`PgRelational`].
 //!
-//! A call takes a connection from the pool, looks up the statement it
-//! prepared for this SQL text before (or rewrites the placeholders and
-//! prepares it now), binds the caller's values in place ([`Bind`]) and
-//! streams the rows into the caller's [`RowSink`] as borrowed views.
+//! A call takes a connection from the pool and runs the caller's statement
+//! through [`crate::statement`]: kept prepared per connection, the caller's
+//! values bound in place, the rows streamed into the caller's [`RowSink`]
+//! as borrowed views. A statement that may change the schema makes every
+//! connection forget its kept statements.
 //!
 //! PostgreSQL has no "last insert id". For an `INSERT` into a table whose
 //! primary key is one generated integer column (`GENERATED … AS IDENTITY`,
@@ -11,12 +12,15 @@
 //! statement it prepares (once per connection and statement), so
 //! `last_insert_id` is the key of the last row inserted, as on SQLite.
 //! Other statements report `None`.
+//!
+//! `migrate` keeps its record in `_backplane_migrations`; `tables` and
+//! `describe` read the catalog; `backup` and `restore` are in
+//! [`crate::backup`] and [`crate::restore`].
 
-use crate::dump;
-use crate::pool::{map_error, Pool, PooledConn, Prepared};
-use crate::sql::{first_keyword, insert_target, is_ddl, quote_ident, rewrite};
-use crate::types::{readable, with_value, Bind, Raw};
-use backplane_core::kit::text::snippet;
+use crate::client::{in_transaction, Pool, PooledConn};
+use crate::sql::is_ddl;
+use crate::statement::{exec_on, query_on, stale_plan, Fail};
+use crate::{backup, restore};
 use backplane_core::relational::{
     migration_failed, migration_still_pending, plan_migrations, validate_migrations,
     MIGRATIONS_TABLE,
@@ -24,285 +28,24 @@ use backplane_core::relational::{
 use backplane_core::{
     ColumnInfo, ColumnType, Error, ExecResult, ForeignKey, Health, IndexInfo, Migration,
     MigrationReport, Params, ParamsRef, Relational, Result, RowSink, Rows, RowsBuilder, Statement,
-    TableSchema, ValueRef,
+    TableSchema,
 };
-use postgres::error::SqlState;
-use postgres::types::ToSql;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A relational store: tables in one schema of one PostgreSQL database.
-pub struct PgRelational {
+pub(crate) struct PgRelational {
     pool: Arc<Pool>,
 }
 
-/// Why a statement failed: the driver (mapped with the connection at hand)
-/// or the plugin itself.
-pub enum Fail {
-    /// A driver error.
-    Pg(postgres::Error),
-    /// Already mapped.
-    Done(Error),
-}
-
-impl From<postgres::Error> for Fail {
-    fn from(e: postgres::Error) -> Self {
-        Fail::Pg(e)
-    }
-}
-impl From<Error> for Fail {
-    fn from(e: Error) -> Self {
-        Fail::Done(e)
-    }
-}
-
-impl Fail {
-    /// The Backplane error, dropping the connection if the failure broke it.
-    pub fn resolve(self, conn: &mut PooledConn<'_>, sql: &str) -> Error {
-        match self {
-            Fail::Pg(e) => conn.error(&e, sql),
-            Fail::Done(e) => e,
-        }
-    }
-}
-
 impl PgRelational {
-    /// A store on `pool` (already checked by [`crate::open_pool`]).
-    pub fn new(pool: Arc<Pool>) -> Self {
+    /// A store on `pool` (already checked by [`Pool::open`]).
+    pub(crate) fn new(pool: Arc<Pool>) -> Self {
         PgRelational { pool }
     }
-}
 
-const GENERATED_KEY: &str = "SELECT a.attname::text FROM pg_index i \
-     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-     WHERE i.indrelid = to_regclass($1) AND i.indisprimary AND i.indnatts = 1 \
-       AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) \
-       AND (a.attidentity <> '' OR EXISTS (SELECT 1 FROM pg_attrdef d \
-            WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum \
-              AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'))";
-
-/// The statement prepared on `conn` for `sql`, preparing it if needed.
-pub fn prepared(conn: &mut PooledConn<'_>, sql: &str) -> Result<Arc<Prepared>, Fail> {
-    if let Some(p) = conn.stmts.get(sql) {
-        return Ok(p.clone());
-    }
-    let rw = rewrite(sql)?;
-    let mut text = rw.sql.clone();
-    let mut returning_id = false;
-    if let Some((table, end)) = insert_target(&rw.sql) {
-        let rows = conn.client.query(GENERATED_KEY, &[&table])?;
-        if let Some(row) = rows.first() {
-            let key: String = row.get(0);
-            text = format!("{}\nRETURNING {}", &rw.sql[..end], quote_ident(&key));
-            returning_id = true;
-        }
-    }
-    let stmt = conn.client.prepare(&text)?;
-    let names: Arc<[String]> = stmt
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let p = Arc::new(Prepared {
-        stmt,
-        names,
-        param_names: rw.names,
-        positional: rw.positional,
-        returning_id,
-        ddl: is_ddl(sql),
-        select: first_keyword(sql) == "SELECT",
-    });
-    conn.keep(sql, p.clone());
-    Ok(p)
-}
-
-/// The values for `p`'s placeholders, in `$n` order, checked against them.
-pub fn binds<'a>(p: &Prepared, params: ParamsRef<'a>, sql: &str) -> Result<Vec<Bind<'a>>> {
-    let expected = p.stmt.params().len();
-    if params.is_named() {
-        if p.param_names.is_empty() {
-            return Err(Error::invalid(format!(
-                "`{}` has no :name placeholders but named values were given: pass Params::Positional, or write :name in the SQL",
-                snippet(sql)
-            )));
-        }
-        let mut out: Vec<Option<Bind<'a>>> = (0..expected).map(|_| None).collect();
-        for i in 0..params.len() {
-            let name = params.name(i).unwrap_or("");
-            let idx = p
-                .param_names
-                .iter()
-                .position(|n| n == name)
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "`{}` has no parameter :{name}; it has {}: check the name",
-                        snippet(sql),
-                        p.param_names
-                            .iter()
-                            .map(|n| format!(":{n}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-            if out[idx].is_some() {
-                return Err(Error::invalid(format!(
-                    "parameter :{name} is given twice for `{}`: give each name once",
-                    snippet(sql)
-                )));
-            }
-            out[idx] = Some(Bind(params.value(i)));
-        }
-        let missing: Vec<String> = out
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_none())
-            .map(|(i, _)| format!(":{}", p.param_names.get(i).map_or("?", |s| s.as_str())))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::invalid(format!(
-                "`{}` has {expected} parameter(s) but {} value(s) were given; missing: {}",
-                snippet(sql),
-                params.len(),
-                missing.join(", ")
-            )));
-        }
-        return Ok(out.into_iter().flatten().collect());
-    }
-    if !p.param_names.is_empty() && !params.is_empty() {
-        return Err(Error::invalid(format!(
-            "`{}` uses :name placeholders but positional values were given: pass Params::Named",
-            snippet(sql)
-        )));
-    }
-    if params.len() != expected {
-        return Err(Error::invalid(format!(
-            "`{}` has {expected} parameter(s) but {} value(s) were given: pass one value per placeholder",
-            snippet(sql),
-            params.len()
-        )));
-    }
-    Ok((0..params.len()).map(|i| Bind(params.value(i))).collect())
-}
-
-/// Run one statement on `conn` (inside or outside a transaction).
-pub fn exec_on(
-    conn: &mut PooledConn<'_>,
-    sql: &str,
-    params: ParamsRef<'_>,
-) -> Result<ExecResult, Fail> {
-    let p = prepared(conn, sql)?;
-    let binds = binds(&p, params, sql)?;
-    let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-    let (affected, last) = if p.returning_id {
-        let rows = conn.client.query(&p.stmt, &refs)?;
-        let mut last = None;
-        if let Some(row) = rows.last() {
-            let raw: Raw<'_> = row.try_get(0)?;
-            if let Some(b) = raw.bytes {
-                last = with_value(&raw.ty, b, |v| match v {
-                    ValueRef::Integer(i) => Some(i),
-                    _ => None,
-                })
-                .ok()
-                .flatten();
-            }
-        }
-        (rows.len() as u64, last)
-    } else {
-        (conn.client.execute(&p.stmt, &refs)?, None)
-    };
-    if p.ddl {
-        conn.forget_statements();
-    }
-    Ok(ExecResult {
-        rows_affected: if p.select { 0 } else { affected },
-        last_insert_id: last,
-    })
-}
-
-/// Run a query on `conn`, writing its rows into `sink`.
-pub fn query_on(
-    conn: &mut PooledConn<'_>,
-    sql: &str,
-    params: ParamsRef<'_>,
-    sink: &mut dyn RowSink,
-) -> Result<(), Fail> {
-    let p = prepared(conn, sql)?;
-    for c in p.stmt.columns() {
-        if !readable(c.type_()) {
-            return Err(Fail::Done(Error::invalid(format!(
-                "column '{0}' of `{1}` has type {2}, which has no Backplane value: cast it in the query, e.g. {0}::text",
-                c.name(),
-                snippet(sql),
-                c.type_().name()
-            ))));
-        }
-    }
-    let binds = binds(&p, params, sql)?;
-    let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-    // One round trip collects every row: fewer hand-offs to the client's
-    // runtime than pulling rows one by one.
-    let rows = conn.client.query(&p.stmt, &refs)?;
-    sink.columns(&p.names);
-    for row in &rows {
-        sink.begin_row();
-        for i in 0..p.names.len() {
-            let raw: Raw<'_> = row.try_get(i)?;
-            match raw.bytes {
-                None => sink.value(ValueRef::Null),
-                Some(b) => with_value(&raw.ty, b, |v| sink.value(v)).map_err(|e| {
-                    Error::backend(format!(
-                        "column '{}' of `{}` could not be read: {e}",
-                        p.names[i],
-                        snippet(sql)
-                    ))
-                })?,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether the failure is "cached plan must not change result type": the
-/// table changed under a kept statement; preparing again fixes it.
-fn stale_plan(f: &Fail) -> bool {
-    matches!(f, Fail::Pg(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
-        && e.to_string().contains("cached plan"))
-}
-
-/// Run `f` in a transaction on `conn`: committed when it returns `Ok`,
-/// rolled back when it fails.
-pub fn in_transaction<T>(
-    conn: &mut PooledConn<'_>,
-    what: &str,
-    f: impl FnOnce(&mut PooledConn<'_>) -> Result<T>,
-) -> Result<T> {
-    if let Err(e) = conn.client.batch_execute("BEGIN") {
-        return Err(conn.error(&e, "BEGIN"));
-    }
-    // A panic must not give a connection with an open transaction back to
-    // the pool.
-    conn.set_in_transaction(true);
-    let out = f(conn);
-    match out {
-        Ok(v) => match conn.client.batch_execute("COMMIT") {
-            Ok(()) => {
-                conn.set_in_transaction(false);
-                Ok(v)
-            }
-            Err(e) => Err(conn
-                .error(&e, "COMMIT")
-                .context(format!("{what}: the commit failed; nothing was written"))),
-        },
-        Err(e) => {
-            if conn.client.batch_execute("ROLLBACK").is_ok() {
-                conn.set_in_transaction(false);
-            }
-            Err(e)
-        }
-    }
-}
-
-impl PgRelational {
+    /// Run `f` on a connection; a statement whose kept plan went stale
+    /// (the table changed under it) is prepared again and run once more.
     fn run<T>(
         &self,
         sql: &str,
@@ -415,7 +158,7 @@ impl Relational for PgRelational {
         );
         let select = format!("SELECT version, checksum FROM {MIGRATIONS_TABLE}");
         let mut conn = self.pool.get()?;
-        let applied: std::collections::HashMap<i64, String> = (|| {
+        let applied: HashMap<i64, String> = (|| {
             conn.client.batch_execute(&create)?;
             let rows = conn.client.query(&select, &[])?;
             Ok::<_, postgres::Error>(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -442,9 +185,7 @@ impl Relational for PgRelational {
                 if !migration_still_pending(m, recorded)? {
                     return Ok(false);
                 }
-                if let Err(e) = conn.client.batch_execute(&m.sql) {
-                    return Err(conn.error(&e, &m.sql));
-                }
+                conn.batch(&m.sql)?;
                 let insert = format!(
                     "INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum) VALUES ($1, $2, $3)"
                 );
@@ -475,10 +216,11 @@ impl Relational for PgRelational {
              ORDER BY table_name COLLATE \"C\"";
         let mut conn = self.pool.get()?;
         let schema = self.pool.schema().to_string();
-        match conn.client.query(SQL, &[&schema]) {
-            Ok(rows) => Ok(rows.iter().map(|r| r.get(0)).collect()),
-            Err(e) => Err(conn.error(&e, SQL)),
-        }
+        Ok(conn
+            .query_once(SQL, &[&schema])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
     }
 
     fn describe(&self, table: &str) -> Result<TableSchema> {
@@ -518,20 +260,17 @@ impl Relational for PgRelational {
              ORDER BY c.conname";
         let mut conn = self.pool.get()?;
         let schema = self.pool.schema().to_string();
-        let found = match conn.client.query(FIND, &[&schema, &table]) {
-            Ok(rows) => rows.first().map(|r| r.get::<_, String>(0)),
-            Err(e) => return Err(conn.error(&e, FIND)),
-        };
+        let found = conn
+            .query_once(FIND, &[&schema, &table])?
+            .first()
+            .map(|r| r.get::<_, String>(0));
         let Some(name) = found else {
             return Err(Error::not_found(format!(
                 "table '{table}' does not exist in schema '{schema}' of {}: see tables() for the ones that do",
                 self.pool.shown()
             )));
         };
-        let mut run = |sql: &'static str| match conn.client.query(sql, &[&schema, &name]) {
-            Ok(rows) => Ok(rows),
-            Err(e) => Err(conn.error(&e, sql)),
-        };
+        let mut run = |sql: &str| conn.query_once(sql, &[&schema, &name]);
         let mut keyed: Vec<(i32, String)> = Vec::new();
         let columns = run(COLS)?
             .iter()
@@ -586,49 +325,20 @@ impl Relational for PgRelational {
 
     fn backup(&self, path: &str) -> Result<()> {
         let mut conn = self.pool.get()?;
-        dump::backup(&mut conn, self.pool.schema(), path)
+        backup::backup(&mut conn, self.pool.schema(), path)
     }
 
     fn restore(&self, path: &str) -> Result<()> {
         let mut conn = self.pool.get()?;
-        let r = dump::restore(&mut conn, self.pool.schema(), path);
+        let r = restore::restore(&mut conn, self.pool.schema(), path);
         self.pool.schema_changed();
         conn.forget_statements();
         r
     }
 
     fn health(&self) -> Result<Health> {
-        health(&self.pool, "")
+        self.pool.health("")
     }
-}
-
-/// `postgresql 15.4 at host:5432/db, schema s, primary, pool 1/8 open`,
-/// plus `extra`.
-pub fn health(pool: &Pool, extra: &str) -> Result<Health> {
-    const SQL: &str = "SELECT current_setting('server_version'), pg_is_in_recovery()";
-    let mut conn = pool.get()?;
-    let (version, standby): (String, bool) = match conn.client.query_one(SQL, &[]) {
-        Ok(r) => (r.get(0), r.get(1)),
-        Err(e) => return Err(conn.error(&e, SQL)),
-    };
-    drop(conn);
-    let open = pool.usage().open;
-    Ok(Health::ok(format!(
-        "postgresql {version} at {}, schema {}, {}, pool {open}/{} open{extra}",
-        pool.shown(),
-        pool.schema(),
-        if standby {
-            "standby (read-only)"
-        } else {
-            "primary"
-        },
-        pool.settings().pool_size,
-    )))
-}
-
-/// Map a driver error without a pooled connection at hand.
-pub fn plain_error(pool: &Pool, e: &postgres::Error, sql: &str) -> Error {
-    map_error(e, sql, pool.settings())
 }
 
 /// The neutral type of a PostgreSQL type (by its `pg_type` name), where one

@@ -14,19 +14,17 @@ use backplane_core::{Error, Result};
 
 /// A statement with its placeholders rewritten.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rewritten {
+pub(crate) struct Rewritten {
     /// The SQL with `$n` placeholders.
-    pub sql: String,
+    pub(crate) sql: String,
     /// For `:name` placeholders, the name of each `$n` in order (`names[0]`
     /// is `$1`). Empty when the statement has no named placeholders.
-    pub names: Vec<String>,
-    /// Whether `?` / `?N` placeholders were found.
-    pub positional: bool,
+    pub(crate) names: Vec<String>,
 }
 
 /// Rewrite `?`, `?N` and `:name` placeholders to `$n`. A statement that
 /// mixes `?` and `:name` is refused; `$n` written by hand is left alone.
-pub fn rewrite(sql: &str) -> Result<Rewritten> {
+pub(crate) fn rewrite(sql: &str) -> Result<Rewritten> {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len() + 8);
     let mut names: Vec<String> = Vec::new();
@@ -35,29 +33,11 @@ pub fn rewrite(sql: &str) -> Result<Rewritten> {
     let mut copied = 0usize; // bytes of `sql` already copied to `out`
     let mut i = 0usize;
     while i < b.len() {
-        let c = b[i];
-        match c {
-            b'\'' => {
-                // E'...' strings take backslash escapes.
-                let escapes =
-                    i > 0 && (b[i - 1] == b'e' || b[i - 1] == b'E') && !ident_byte_before(b, i - 1);
-                i = skip_quoted(b, i, b'\'', escapes);
-            }
-            b'"' => i = skip_quoted(b, i, b'"', false),
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(b.len(), |p| i + p + 1);
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
-            b'$' => {
-                if let Some(end) = dollar_quote_end(b, i) {
-                    i = end;
-                } else {
-                    i += 1;
-                }
-            }
+        if let Some((end, _)) = skip_non_code(b, i) {
+            i = end;
+            continue;
+        }
+        match b[i] {
             b'?' => {
                 if b.get(i + 1) == Some(&b'?') {
                     out.push_str(&sql[copied..i]);
@@ -124,11 +104,7 @@ pub fn rewrite(sql: &str) -> Result<Rewritten> {
         }
     }
     out.push_str(&sql[copied..]);
-    Ok(Rewritten {
-        sql: out,
-        names,
-        positional,
-    })
+    Ok(Rewritten { sql: out, names })
 }
 
 fn mixed(sql: &str) -> Error {
@@ -136,6 +112,33 @@ fn mixed(sql: &str) -> Error {
         "`{}` mixes `?` and `:name` placeholders: use one style per statement",
         snippet(sql)
     ))
+}
+
+/// If a string literal, quoted identifier, comment or dollar-quoted
+/// string starts at `i`, the index just past it, and whether it was a
+/// comment. Placeholders and keywords are never looked for inside these.
+fn skip_non_code(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    Some(match b[i] {
+        b'\'' => {
+            // E'...' strings take backslash escapes.
+            let escapes =
+                i > 0 && (b[i - 1] == b'e' || b[i - 1] == b'E') && !ident_byte_before(b, i - 1);
+            (skip_quoted(b, i, b'\'', escapes), false)
+        }
+        b'"' => (skip_quoted(b, i, b'"', false), false),
+        b'-' if b.get(i + 1) == Some(&b'-') => (line_end(b, i), true),
+        b'/' if b.get(i + 1) == Some(&b'*') => (skip_block_comment(b, i), true),
+        b'$' => (dollar_quote_end(b, i)?, false),
+        _ => return None,
+    })
+}
+
+/// The index just past the end of the line `i` is on.
+fn line_end(b: &[u8], i: usize) -> usize {
+    b[i..]
+        .iter()
+        .position(|&x| x == b'\n')
+        .map_or(b.len(), |p| i + p + 1)
 }
 
 fn ident_byte_before(b: &[u8], i: usize) -> bool {
@@ -212,7 +215,7 @@ fn dollar_quote_end(b: &[u8], start: usize) -> Option<usize> {
 
 /// The statement's first keyword, upper-cased (`SELECT`, `INSERT`, …),
 /// after comments and opening parentheses.
-pub fn first_keyword(sql: &str) -> String {
+pub(crate) fn first_keyword(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut i = 0;
     loop {
@@ -220,10 +223,7 @@ pub fn first_keyword(sql: &str) -> String {
             i += 1;
         }
         if b[i..].starts_with(b"--") {
-            i = b[i..]
-                .iter()
-                .position(|&x| x == b'\n')
-                .map_or(b.len(), |p| i + p + 1);
+            i = line_end(b, i);
         } else if b[i..].starts_with(b"/*") {
             i = skip_block_comment(b, i);
         } else {
@@ -239,7 +239,7 @@ pub fn first_keyword(sql: &str) -> String {
 
 /// Whether a statement may change the schema (so kept statements and
 /// table facts are to be forgotten).
-pub fn is_ddl(sql: &str) -> bool {
+pub(crate) fn is_ddl(sql: &str) -> bool {
     matches!(
         first_keyword(sql).as_str(),
         "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE" | "DO" | "CALL"
@@ -249,7 +249,7 @@ pub fn is_ddl(sql: &str) -> bool {
 /// For an `INSERT INTO <table> …` without a `RETURNING` clause: the table
 /// as written (`items`, `"Items"`, `s.items`), and the statement's length
 /// without a trailing `;` and comments (where a `RETURNING` can go).
-pub fn insert_target(sql: &str) -> Option<(String, usize)> {
+pub(crate) fn insert_target(sql: &str) -> Option<(String, usize)> {
     if first_keyword(sql) != "INSERT" {
         return None;
     }
@@ -302,17 +302,11 @@ fn top_level_words(sql: &str) -> Vec<(&str, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
+        if let Some((end, _)) = skip_non_code(b, i) {
+            i = end;
+            continue;
+        }
         match b[i] {
-            b'\'' => i = skip_quoted(b, i, b'\'', i > 0 && (b[i - 1] | 0x20) == b'e'),
-            b'"' => i = skip_quoted(b, i, b'"', false),
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(b.len(), |p| i + p + 1)
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
-            b'$' => i = dollar_quote_end(b, i).unwrap_or(i + 1),
             x if x.is_ascii_alphabetic() || x == b'_' => {
                 let n = b[i..]
                     .iter()
@@ -334,26 +328,14 @@ fn statement_end(sql: &str) -> usize {
     let mut last = 0;
     let mut i = 0;
     while i < b.len() {
+        if let Some((end, comment)) = skip_non_code(b, i) {
+            i = end;
+            if !comment {
+                last = i;
+            }
+            continue;
+        }
         match b[i] {
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(b.len(), |p| i + p + 1)
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
-            b'\'' => {
-                i = skip_quoted(b, i, b'\'', i > 0 && (b[i - 1] | 0x20) == b'e');
-                last = i;
-            }
-            b'"' => {
-                i = skip_quoted(b, i, b'"', false);
-                last = i;
-            }
-            b'$' => {
-                i = dollar_quote_end(b, i).unwrap_or(i + 1);
-                last = i;
-            }
             x if x.is_ascii_whitespace() || x == b';' => i += 1,
             _ => {
                 i += 1;
@@ -365,12 +347,12 @@ fn statement_end(sql: &str) -> usize {
 }
 
 /// `name` as a quoted identifier.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `s` as a quoted string literal.
-pub fn quote_literal(s: &str) -> String {
+pub(crate) fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -387,7 +369,6 @@ mod tests {
         assert_eq!(rw("SELECT ?, ?"), "SELECT $1, $2");
         assert_eq!(rw("SELECT ?2, ?1"), "SELECT $2, $1");
         assert_eq!(rw("SELECT $1"), "SELECT $1");
-        assert!(rewrite("SELECT ?").unwrap().positional);
     }
 
     #[test]
@@ -420,7 +401,7 @@ mod tests {
         ] {
             let r = rewrite(sql).unwrap();
             assert_eq!(r.sql, sql, "{sql}");
-            assert!(!r.positional && r.names.is_empty(), "{sql}");
+            assert!(r.names.is_empty(), "{sql}");
         }
         assert_eq!(
             rw("SELECT 'a?' || ? -- ?\n, :: /* x */"),
@@ -454,5 +435,11 @@ mod tests {
             "t"
         );
         assert_eq!(insert_target("SELECT 1"), None);
+        // A typed literal whose type name ends in `e` is no E'' string: its
+        // backslash is a plain character.
+        assert_eq!(
+            insert_target("INSERT INTO t (n) VALUES (name'C:\\'); -- x"),
+            Some(("t".into(), "INSERT INTO t (n) VALUES (name'C:\\')".len()))
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! Values both ways: Backplane's [`Value`](backplane_core::Value) bound as
-//! a statement parameter of whatever type the server inferred, and result
-//! columns read back as typed values.
+//! PostgreSQL's types and Backplane's values: which types map to which
+//! values, and result columns read back as typed values (the binding side
+//! is [`crate::bind`]), among them the stored vectors of vector stores.
 //!
 //! | PostgreSQL | read as | bound from |
 //! |---|---|---|
@@ -23,236 +23,40 @@
 //! the server, so `'2024-05-01'` binds to a `date`, and an enum label to its
 //! enum.
 
-use backplane_core::{JsonRef, ValueRef};
-use bytes::{BufMut, BytesMut};
-use postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type};
+use backplane_core::{Error, JsonRef, Result, ValueRef};
+use postgres::types::{FromSql, Kind, Type};
 use std::error::Error as StdError;
 
-type BoxError = Box<dyn StdError + Sync + Send>;
+/// The driver's error type for conversions.
+pub(crate) type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
+pub(crate) const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days from 1970-01-01 to 2000-01-01.
-const PG_EPOCH_DAYS: i64 = 10_957;
-
-/// A borrowed value bound as a parameter of any type.
-#[derive(Debug)]
-pub struct Bind<'a>(pub ValueRef<'a>);
+pub(crate) const PG_EPOCH_DAYS: i64 = 10_957;
 
 /// The type to encode for: a domain's base type, else the type itself.
-fn base(ty: &Type) -> &Type {
+pub(crate) fn base(ty: &Type) -> &Type {
     match ty.kind() {
         Kind::Domain(b) => base(b),
         _ => ty,
     }
 }
 
-fn is_textual(ty: &Type) -> bool {
+/// Whether values of `ty` travel as plain text.
+pub(crate) fn is_textual(ty: &Type) -> bool {
     matches!(
         *ty,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
     ) || ty.name() == "citext"
 }
 
-/// How a value travels for a parameter of type `ty`.
-enum Plan<'v> {
-    Binary,
-    Text(std::borrow::Cow<'v, str>),
-}
-
-fn plan<'v>(v: &ValueRef<'v>, ty: &Type) -> Plan<'v> {
-    use std::borrow::Cow;
-    let ty = base(ty);
-    let binary_here = matches!(
-        *ty,
-        Type::BOOL
-            | Type::INT2
-            | Type::INT4
-            | Type::INT8
-            | Type::OID
-            | Type::FLOAT4
-            | Type::FLOAT8
-            | Type::BYTEA
-            | Type::JSON
-            | Type::JSONB
-            | Type::TIMESTAMP
-            | Type::TIMESTAMPTZ
-            | Type::DATE
-    ) || is_textual(ty);
-    if binary_here {
-        // `Text` into a timestamp or date column is parsed by the server.
-        if let ValueRef::Text(s) = v {
-            if matches!(*ty, Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::DATE) {
-                return Plan::Text(Cow::Borrowed(s));
-            }
-        }
-        return Plan::Binary;
-    }
-    match *v {
-        ValueRef::Text(s) => Plan::Text(Cow::Borrowed(s)),
-        ValueRef::Integer(i) => Plan::Text(Cow::Owned(i.to_string())),
-        ValueRef::Real(f) => Plan::Text(Cow::Owned(real_text(f))),
-        ValueRef::Bool(b) => Plan::Text(Cow::Borrowed(if b { "true" } else { "false" })),
-        ValueRef::Json(j) => Plan::Text(Cow::Owned(j.text().into_owned())),
-        // Null, and what has no text form here: reported by `to_sql`.
-        _ => Plan::Binary,
-    }
-}
-
-fn real_text(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else {
-        f.to_string()
-    }
-}
-
-fn mismatch(v: &ValueRef<'_>, ty: &Type, hint: &str) -> BoxError {
-    let name = match v {
-        ValueRef::Null => "null",
-        ValueRef::Integer(_) => "an integer",
-        ValueRef::Real(_) => "a real",
-        ValueRef::Text(_) => "text",
-        ValueRef::Blob(_) => "a blob",
-        ValueRef::Bool(_) => "a bool",
-        ValueRef::Json(_) => "json",
-        ValueRef::Timestamp(_) => "a timestamp",
-    };
-    format!(
-        "{name} cannot be bound where PostgreSQL expects {}{hint}",
-        ty.name()
-    )
-    .into()
-}
-
-impl ToSql for Bind<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        let v = self.0;
-        if matches!(v, ValueRef::Null) {
-            return Ok(IsNull::Yes);
-        }
-        if let Plan::Text(t) = plan(&v, ty) {
-            out.put_slice(t.as_bytes());
-            return Ok(IsNull::No);
-        }
-        let bty = base(ty);
-        let int = |v: &ValueRef<'_>| -> Option<i64> {
-            match *v {
-                ValueRef::Integer(i) => Some(i),
-                ValueRef::Bool(b) => Some(b as i64),
-                ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(f as i64),
-                _ => None,
-            }
-        };
-        let range = |lo: i64, hi: i64| -> Result<i64, BoxError> {
-            let i = int(&v).ok_or_else(|| mismatch(&v, ty, ""))?;
-            if i < lo || i > hi {
-                return Err(format!("{i} is out of range for {} ({lo} to {hi})", ty.name()).into());
-            }
-            Ok(i)
-        };
-        match *bty {
-            Type::BOOL => match v {
-                ValueRef::Bool(b) => out.put_u8(b as u8),
-                ValueRef::Integer(i @ (0 | 1)) => out.put_u8(i as u8),
-                _ => return Err(mismatch(&v, ty, ": pass a bool")),
-            },
-            Type::INT2 => out.put_i16(range(i16::MIN as i64, i16::MAX as i64)? as i16),
-            Type::INT4 => out.put_i32(range(i32::MIN as i64, i32::MAX as i64)? as i32),
-            Type::INT8 => out.put_i64(range(i64::MIN, i64::MAX)?),
-            Type::OID => out.put_u32(range(0, u32::MAX as i64)? as u32),
-            Type::FLOAT4 | Type::FLOAT8 => {
-                let f = match v {
-                    ValueRef::Real(f) => f,
-                    ValueRef::Integer(i) => i as f64,
-                    _ => return Err(mismatch(&v, ty, ": pass a number")),
-                };
-                if *bty == Type::FLOAT4 {
-                    out.put_f32(f as f32)
-                } else {
-                    out.put_f64(f)
-                }
-            }
-            Type::BYTEA => match v {
-                ValueRef::Blob(b) => out.put_slice(b),
-                ValueRef::Text(s) => out.put_slice(s.as_bytes()),
-                _ => return Err(mismatch(&v, ty, ": pass a blob")),
-            },
-            Type::JSON | Type::JSONB => {
-                if *bty == Type::JSONB {
-                    out.put_u8(1);
-                }
-                match v {
-                    ValueRef::Json(JsonRef::Text(t)) => out.put_slice(t.as_bytes()),
-                    ValueRef::Json(JsonRef::Doc(d)) => {
-                        serde_json::to_writer((&mut *out).writer(), d)?
-                    }
-                    ValueRef::Text(s) => out.put_slice(s.as_bytes()),
-                    ValueRef::Integer(i) => out.put_slice(i.to_string().as_bytes()),
-                    ValueRef::Real(f) if f.is_finite() => out.put_slice(f.to_string().as_bytes()),
-                    ValueRef::Bool(b) => out.put_slice(if b { b"true" } else { b"false" }),
-                    _ => return Err(mismatch(&v, ty, ": pass a JSON value")),
-                }
-            }
-            Type::TIMESTAMP | Type::TIMESTAMPTZ => match v {
-                ValueRef::Timestamp(us) | ValueRef::Integer(us) => {
-                    out.put_i64(us.saturating_sub(PG_EPOCH_US))
-                }
-                _ => {
-                    return Err(mismatch(
-                        &v,
-                        ty,
-                        ": pass a Timestamp (microseconds since 1970-01-01 UTC) or text like '2024-05-01 12:00:00+00'",
-                    ))
-                }
-            },
-            Type::DATE => match v {
-                ValueRef::Timestamp(us) => {
-                    out.put_i32((us.div_euclid(86_400_000_000) - PG_EPOCH_DAYS) as i32)
-                }
-                _ => return Err(mismatch(&v, ty, ": pass text like '2024-05-01' or a Timestamp")),
-            },
-            _ if is_textual(bty) => match v {
-                ValueRef::Text(s) => out.put_slice(s.as_bytes()),
-                ValueRef::Integer(i) => out.put_slice(i.to_string().as_bytes()),
-                ValueRef::Real(f) => out.put_slice(real_text(f).as_bytes()),
-                ValueRef::Bool(b) => out.put_slice(if b { b"true" } else { b"false" }),
-                ValueRef::Json(j) => out.put_slice(j.text().as_bytes()),
-                _ => return Err(mismatch(&v, ty, ": pass text")),
-            },
-            _ => {
-                return Err(mismatch(
-                    &v,
-                    ty,
-                    ": pass the value as text in PostgreSQL's input syntax, or cast the placeholder ($1::text)",
-                ))
-            }
-        }
-        Ok(IsNull::No)
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    fn encode_format(&self, ty: &Type) -> Format {
-        match plan(&self.0, ty) {
-            Plan::Text(_) => Format::Text,
-            Plan::Binary => Format::Binary,
-        }
-    }
-
-    postgres::types::to_sql_checked!();
-}
-
 /// A result column's raw bytes and type.
-pub struct Raw<'a> {
+pub(crate) struct Raw<'a> {
     /// The column's type.
-    pub ty: Type,
+    pub(crate) ty: Type,
     /// Its binary value; `None` for NULL.
-    pub bytes: Option<&'a [u8]>,
+    pub(crate) bytes: Option<&'a [u8]>,
 }
 
 impl<'a> FromSql<'a> for Raw<'a> {
@@ -274,7 +78,7 @@ impl<'a> FromSql<'a> for Raw<'a> {
 }
 
 /// Whether columns of type `ty` can be read.
-pub fn readable(ty: &Type) -> bool {
+pub(crate) fn readable(ty: &Type) -> bool {
     let ty = base(ty);
     match ty.kind() {
         Kind::Enum(_) => true,
@@ -288,26 +92,30 @@ pub fn readable(ty: &Type) -> bool {
 fn readable_scalar(ty: &Type) -> bool {
     matches!(ty.kind(), Kind::Enum(_))
         || is_textual(ty)
-        || matches!(
-            *ty,
-            Type::BOOL
-                | Type::INT2
-                | Type::INT4
-                | Type::INT8
-                | Type::OID
-                | Type::FLOAT4
-                | Type::FLOAT8
-                | Type::NUMERIC
-                | Type::BYTEA
-                | Type::JSON
-                | Type::JSONB
-                | Type::TIMESTAMP
-                | Type::TIMESTAMPTZ
-                | Type::DATE
-                | Type::TIME
-                | Type::UUID
-                | Type::CHAR
-        )
+        || is_binary(ty)
+        || matches!(*ty, Type::NUMERIC | Type::TIME | Type::UUID | Type::CHAR)
+}
+
+/// Whether the plugin writes values of `ty` in binary itself (textual
+/// types aside): every other type is bound as text, for the server to
+/// parse.
+pub(crate) fn is_binary(ty: &Type) -> bool {
+    matches!(
+        *ty,
+        Type::BOOL
+            | Type::INT2
+            | Type::INT4
+            | Type::INT8
+            | Type::OID
+            | Type::FLOAT4
+            | Type::FLOAT8
+            | Type::BYTEA
+            | Type::JSON
+            | Type::JSONB
+            | Type::TIMESTAMP
+            | Type::TIMESTAMPTZ
+            | Type::DATE
+    )
 }
 
 fn short(raw: &[u8], n: usize, ty: &Type) -> Result<(), BoxError> {
@@ -317,13 +125,18 @@ fn short(raw: &[u8], n: usize, ty: &Type) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The first four bytes of `raw` (at least four long).
+fn be4(raw: &[u8]) -> [u8; 4] {
+    [raw[0], raw[1], raw[2], raw[3]]
+}
+
 fn be_i64(raw: &[u8]) -> i64 {
     i64::from_be_bytes(raw[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// Decode one non-NULL value of type `ty` and hand it to `f` as a
 /// borrowed view. Errors describe malformed or unmapped values.
-pub fn with_value<R>(
+pub(crate) fn with_value<R>(
     ty: &Type,
     raw: &[u8],
     f: impl FnOnce(ValueRef<'_>) -> R,
@@ -354,15 +167,11 @@ pub fn with_value<R>(
         }
         Type::INT4 => {
             short(raw, 4, ty)?;
-            f(ValueRef::Integer(
-                i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as i64,
-            ))
+            f(ValueRef::Integer(i32::from_be_bytes(be4(raw)) as i64))
         }
         Type::OID => {
             short(raw, 4, ty)?;
-            f(ValueRef::Integer(
-                u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as i64,
-            ))
+            f(ValueRef::Integer(u32::from_be_bytes(be4(raw)) as i64))
         }
         Type::INT8 => {
             short(raw, 8, ty)?;
@@ -370,9 +179,7 @@ pub fn with_value<R>(
         }
         Type::FLOAT4 => {
             short(raw, 4, ty)?;
-            f(ValueRef::Real(
-                f32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as f64,
-            ))
+            f(ValueRef::Real(f32::from_be_bytes(be4(raw)) as f64))
         }
         Type::FLOAT8 => {
             short(raw, 8, ty)?;
@@ -407,7 +214,7 @@ pub fn with_value<R>(
         }
         Type::DATE => {
             short(raw, 4, ty)?;
-            let days = i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            let days = i32::from_be_bytes(be4(raw));
             let s = match days {
                 i32::MAX => "infinity".to_string(),
                 i32::MIN => "-infinity".to_string(),
@@ -458,9 +265,7 @@ fn to_json(ty: &Type, raw: &[u8]) -> Result<serde_json::Value, BoxError> {
 /// A one-dimensional array as a JSON array.
 fn decode_array(elem: &Type, raw: &[u8]) -> Result<serde_json::Value, BoxError> {
     let mut r = Reader(raw);
-    let ndim = r.i32()?;
-    let _flags = r.i32()?;
-    let _oid = r.i32()?;
+    let (ndim, len) = array_header(&mut r)?;
     if ndim == 0 {
         return Ok(serde_json::Value::Array(Vec::new()));
     }
@@ -470,8 +275,6 @@ fn decode_array(elem: &Type, raw: &[u8]) -> Result<serde_json::Value, BoxError> 
         )
         .into());
     }
-    let len = r.i32()?.max(0) as usize;
-    let _lower = r.i32()?;
     let mut items = Vec::with_capacity(len.min(1 << 16));
     for _ in 0..len {
         let n = r.i32()?;
@@ -484,12 +287,65 @@ fn decode_array(elem: &Type, raw: &[u8]) -> Result<serde_json::Value, BoxError> 
     Ok(serde_json::Value::Array(items))
 }
 
+/// Read a binary array's header, leaving `r` at its first element: the
+/// number of dimensions and, for a one-dimensional array, its length (0
+/// otherwise).
+fn array_header(r: &mut Reader<'_>) -> Result<(i32, usize), BoxError> {
+    let ndim = r.i32()?;
+    let _flags = r.i32()?;
+    let _oid = r.i32()?;
+    if ndim != 1 {
+        return Ok((ndim, 0));
+    }
+    let len = r.i32()?.max(0) as usize;
+    let _lower = r.i32()?;
+    Ok((ndim, len))
+}
+
+/// Read column `i` of `row`, a stored vector (a one-dimensional `real[]`),
+/// into `out`.
+pub(crate) fn read_vector(row: &postgres::Row, i: usize, out: &mut Vec<f32>) -> Result<()> {
+    let raw: Raw<'_> = row
+        .try_get(i)
+        .map_err(|e| Error::backend(format!("reading a vector: {e}")))?;
+    match raw.bytes {
+        Some(b) => read_reals(b, out),
+        None => Err(Error::backend("a stored vector is NULL")),
+    }
+}
+
+/// A binary `real[]` value into `out`.
+fn read_reals(raw: &[u8], out: &mut Vec<f32>) -> Result<()> {
+    let bad = || {
+        Error::backend("a stored vector is not a one-dimensional real[]: it was written by something other than this plugin")
+    };
+    out.clear();
+    let mut r = Reader(raw);
+    let (ndim, len) = array_header(&mut r).map_err(|_| bad())?;
+    if ndim == 0 {
+        return Ok(());
+    }
+    if ndim != 1 {
+        return Err(bad());
+    }
+    out.reserve(len);
+    for _ in 0..len {
+        let n = r.i32().map_err(|_| bad())?;
+        if n != 4 {
+            return Err(bad());
+        }
+        let b = r.take(4).map_err(|_| bad())?;
+        out.push(f32::from_be_bytes(be4(b)));
+    }
+    Ok(())
+}
+
 /// A big-endian cursor over a binary value.
-pub struct Reader<'a>(pub &'a [u8]);
+struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     /// The next `n` bytes.
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], BoxError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BoxError> {
         if self.0.len() < n {
             return Err("a binary value is truncated".into());
         }
@@ -498,9 +354,9 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
     /// The next i32.
-    pub fn i32(&mut self) -> Result<i32, BoxError> {
+    fn i32(&mut self) -> Result<i32, BoxError> {
         let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(i32::from_be_bytes(be4(b)))
     }
     fn i16(&mut self) -> Result<i16, BoxError> {
         let b = self.take(2)?;
