@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A `custom-kv` store.
-pub struct CustomKv {
+pub(crate) struct CustomKv {
     greeting: String,
     limits: ChannelLimits,
     state: Mutex<State>,
@@ -61,7 +61,7 @@ fn expiry(ttl: Option<Duration>) -> Option<Instant> {
 
 impl CustomKv {
     /// An empty store.
-    pub fn new(greeting: String, limits: ChannelLimits) -> Self {
+    pub(crate) fn new(greeting: String, limits: ChannelLimits) -> Self {
         CustomKv {
             greeting,
             limits,

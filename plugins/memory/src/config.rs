@@ -9,9 +9,9 @@ use backplane_core::{parse_duration, Capability, ChannelLimits, Distance, Result
 use serde::Deserialize;
 
 /// Default for [`MemoryConfig::max_messages`].
-pub const DEFAULT_MAX_MESSAGES: usize = 1000;
+pub(crate) const DEFAULT_MAX_MESSAGES: usize = 1000;
 /// Default for [`MemoryConfig::max_value_bytes`]: 16 MiB.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Options of a `backend = "memory"` store.
 ///

@@ -1,14 +1,9 @@
-//! The graph capability in memory: nodes and edges in ordered maps, with
-//! adjacency indexes for traversal.
-//!
-//! Nodes and edges live in `BTreeMap`s keyed by id, which gives `find_nodes`
-//! and the exports their id order (an export cursor is the last id
-//! returned). Two indexes map each node to the ids of the edges leaving it
-//! and arriving at it, so traversals and cascading deletes touch only the
-//! edges concerned. One `RwLock` guards it all: reads run concurrently,
-//! writes one at a time, and a batch is validated completely before anything
-//! is written, so it is all or nothing.
+//! The graph capability in memory ([`MemoryGraph`]): the nodes, edges and
+//! adjacency indexes of `adjacency` behind one `RwLock`. Reads run
+//! concurrently, writes one at a time, and a batch is validated completely
+//! before anything is written, so it is all or nothing.
 
+use crate::adjacency::State;
 use backplane_core::graph::merge_properties;
 use backplane_core::kit::graph::{
     check_edge_type, check_neighbors_depth, new_properties, shortest_path_ids,
@@ -20,23 +15,13 @@ use backplane_core::{
     NodeQuery, Page, Path, Result, MAX_DEPTH,
 };
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A graph held in process memory.
 #[derive(Default)]
 pub struct MemoryGraph {
     state: RwLock<State>,
-}
-
-#[derive(Default)]
-struct State {
-    nodes: BTreeMap<String, Node>,
-    edges: BTreeMap<String, Edge>,
-    /// Node id → ids of edges leaving it.
-    outgoing: HashMap<String, BTreeSet<String>>,
-    /// Node id → ids of edges arriving at it.
-    incoming: HashMap<String, BTreeSet<String>>,
 }
 
 fn json_type(v: &Json) -> &'static str {
@@ -75,46 +60,6 @@ fn no_node(id: &str) -> Error {
     Error::not_found(format!(
         "node '{id}' does not exist: create it with create_nodes first"
     ))
-}
-
-impl State {
-    /// The edges touching `node` in `direction`, each with the node at its
-    /// other end.
-    fn adjacent<'a>(
-        &'a self,
-        node: &str,
-        direction: Direction,
-    ) -> impl Iterator<Item = (&'a Edge, &'a str)> + 'a {
-        let out = matches!(direction, Direction::Outgoing | Direction::Both)
-            .then(|| self.outgoing.get(node))
-            .flatten()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| self.edges.get(e))
-            .map(|e| (e, e.to.as_str()));
-        let inc = matches!(direction, Direction::Incoming | Direction::Both)
-            .then(|| self.incoming.get(node))
-            .flatten()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| self.edges.get(e))
-            .map(|e| (e, e.from.as_str()));
-        out.chain(inc)
-    }
-
-    fn unlink(&mut self, edge: &Edge) {
-        for (index, node) in [
-            (&mut self.outgoing, &edge.from),
-            (&mut self.incoming, &edge.to),
-        ] {
-            if let Some(set) = index.get_mut(node) {
-                set.remove(&edge.id);
-                if set.is_empty() {
-                    index.remove(node);
-                }
-            }
-        }
-    }
 }
 
 impl MemoryGraph {
@@ -195,24 +140,7 @@ impl Graph for MemoryGraph {
     }
 
     fn delete_node(&self, id: &str) -> Result<bool> {
-        let mut s = self.write();
-        if s.nodes.remove(id).is_none() {
-            return Ok(false);
-        }
-        let touching: BTreeSet<String> = s
-            .outgoing
-            .get(id)
-            .into_iter()
-            .chain(s.incoming.get(id))
-            .flatten()
-            .cloned()
-            .collect();
-        for e in touching {
-            if let Some(edge) = s.edges.remove(&e) {
-                s.unlink(&edge);
-            }
-        }
-        Ok(true)
+        Ok(self.write().remove_node(id))
     }
 
     fn create_edges(&self, edges: &[NewEdge]) -> Result<Vec<Edge>> {
@@ -247,15 +175,7 @@ impl Graph for MemoryGraph {
             });
         }
         for e in &created {
-            s.outgoing
-                .entry(e.from.clone())
-                .or_default()
-                .insert(e.id.clone());
-            s.incoming
-                .entry(e.to.clone())
-                .or_default()
-                .insert(e.id.clone());
-            s.edges.insert(e.id.clone(), e.clone());
+            s.add_edge(e.clone());
         }
         Ok(created)
     }
@@ -277,14 +197,7 @@ impl Graph for MemoryGraph {
     }
 
     fn delete_edge(&self, id: &str) -> Result<bool> {
-        let mut s = self.write();
-        match s.edges.remove(id) {
-            Some(edge) => {
-                s.unlink(&edge);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.write().remove_edge(id))
     }
 
     fn neighbors(

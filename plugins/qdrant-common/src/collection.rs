@@ -2,7 +2,7 @@
 
 use backplane_core::kit::page::check_limit;
 use backplane_core::vector::validate_collection_name;
-use backplane_core::{CollectionInfo, Error, ErrorKind, Result, StoreConfig, Vector};
+use backplane_core::{CollectionInfo, Distance, Error, ErrorKind, Result, StoreConfig, Vector};
 
 /// The named vector holding a cosine collection's vectors as given
 /// (Qdrant normalises the searched copy).
@@ -21,6 +21,33 @@ pub fn unknown(collection: &str) -> Error {
         "collection '{collection}' does not exist: create it with create_collection(\"{collection}\", dimension, distance), \
          or set `dimension` in the store's section to have it created on open"
     ))
+}
+
+/// Check `name` as the name of a collection to use: a name no collection
+/// can have is an unknown collection.
+pub fn check_name(name: &str) -> Result<()> {
+    validate_collection_name(name).map_err(|_| unknown(name))
+}
+
+/// The error for creating a collection that exists already; `what` says
+/// what it is ([`described`], or why it is not a collection).
+pub fn exists(name: &str, what: &str) -> Error {
+    Error::already_exists(format!(
+        "collection '{name}' exists already ({what}): use it, or drop it first"
+    ))
+}
+
+/// A collection's dimension and distance as messages give them:
+/// `384 dims, cosine`.
+pub fn described(dimension: u32, distance: Distance) -> String {
+    format!("{dimension} dims, {}", distance.as_str())
+}
+
+/// Whether a collection of `distance` keeps each vector a second time as
+/// [`RAW_VECTOR`], the copy `get` and `scroll` return: cosine only, whose
+/// searched copy Qdrant normalises.
+pub fn keeps_raw(distance: Distance) -> bool {
+    distance == Distance::Cosine
 }
 
 /// Check the name and dimension of a collection to create.

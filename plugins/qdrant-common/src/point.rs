@@ -24,6 +24,7 @@
 //! A record whose payload has a top-level key starting with `__bp_` is
 //! refused with `InvalidInput`. Reads strip the reserved keys.
 
+use backplane_core::vector::validate_records;
 use backplane_core::{Error, Result, VectorRecord};
 use serde_json::{Map, Value as Json};
 pub use uuid::Uuid;
@@ -67,6 +68,16 @@ pub struct PayloadShape {
     pub empty_arrays: bool,
 }
 
+impl PayloadShape {
+    /// What either shape has.
+    pub fn join(self, other: PayloadShape) -> PayloadShape {
+        PayloadShape {
+            dotted_keys: self.dotted_keys || other.dotted_keys,
+            empty_arrays: self.empty_arrays || other.empty_arrays,
+        }
+    }
+}
+
 /// Check that no user key is reserved.
 pub fn check_payload(record: &VectorRecord) -> Result<()> {
     if let Some(obj) = record.payload.as_object() {
@@ -103,9 +114,31 @@ fn empty_paths(obj: &Map<String, Json>, prefix: Option<&str>, out: &mut Vec<Stri
     }
 }
 
+/// The stored payloads of a batch of records for a collection of
+/// `dimension`, in order, and the shape they add to the collection. The
+/// whole batch is checked first (vectors, ids, [`check_payload`]), so a
+/// mistake anywhere means nothing is written.
+pub fn encode_batch(
+    records: &[VectorRecord],
+    dimension: u32,
+) -> Result<(Vec<Map<String, Json>>, PayloadShape)> {
+    validate_records(records, dimension)?;
+    records.iter().try_for_each(check_payload)?;
+    let mut shape = PayloadShape::default();
+    let payloads = records
+        .iter()
+        .map(|r| {
+            let (payload, s) = encode_payload(r);
+            shape = shape.join(s);
+            payload
+        })
+        .collect();
+    Ok((payloads, shape))
+}
+
 /// The stored payload of a record, and what it adds to the collection's
 /// shape.
-pub fn encode_payload(record: &VectorRecord) -> (Json, PayloadShape) {
+pub fn encode_payload(record: &VectorRecord) -> (Map<String, Json>, PayloadShape) {
     let mut shape = PayloadShape::default();
     let mut map = match &record.payload {
         Json::Object(m) => m.clone(),
@@ -129,7 +162,7 @@ pub fn encode_payload(record: &VectorRecord) -> (Json, PayloadShape) {
     if record.payload.is_null() {
         map.insert(KEY_NULL.into(), Json::Bool(true));
     }
-    (Json::Object(map), shape)
+    (map, shape)
 }
 
 /// A stored payload split into the original id, the document and the
@@ -221,17 +254,16 @@ mod tests {
                 r = r.with_document(d);
             }
             check_payload(&r).unwrap();
-            let (stored, shape) = encode_payload(&r);
-            let map = stored.as_object().unwrap().clone();
+            let (map, shape) = encode_payload(&r);
             let d = decode_payload(map.clone(), Some(point_id("id-1")), &"p").unwrap();
-            let e = decode_payload(map, Some(point_id("id-2")), &"p").unwrap_err();
+            let e = decode_payload(map.clone(), Some(point_id("id-2")), &"p").unwrap_err();
             assert!(e.message().contains("maps to another point"), "{e}");
             assert_eq!(d.id, "id-1");
             assert_eq!(d.document.as_deref(), doc);
             assert_eq!(d.payload, payload);
             if payload.get("tags").is_some() {
                 assert_eq!(
-                    stored[KEY_EMPTY],
+                    map[KEY_EMPTY],
                     json!(["h.i", "m.e", "tags"]),
                     "the empty arrays a filter can reach"
                 );
@@ -250,5 +282,11 @@ mod tests {
             e.message().contains("__bp_id") && e.message().contains("rename"),
             "{e}"
         );
+        let ok = VectorRecord::new("w", vec![1.0]).with_payload(json!({"a.b": 1}));
+        let e = encode_batch(&[ok.clone(), r], 1).unwrap_err();
+        assert!(e.message().contains("record 'x'"), "{e}");
+        let (payloads, shape) = encode_batch(&[ok], 1).unwrap();
+        assert_eq!(payloads[0][KEY_ID], json!("w"));
+        assert!(shape.dotted_keys && !shape.empty_arrays);
     }
 }

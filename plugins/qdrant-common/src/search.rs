@@ -1,6 +1,8 @@
-//! Search when Qdrant runs only part of the filter: over-fetch, check each
-//! candidate with core's evaluator, widen until `k` pass.
+//! Scores, and reading with a filter Qdrant may run only in part: a search
+//! over-fetches, checks each candidate with core's evaluator and widens
+//! until `k` pass; a scan checks every point it reads.
 
+use crate::filter::Translation;
 use crate::point::Decoded;
 use backplane_core::{Distance, Filter, Result, SearchHit};
 
@@ -79,6 +81,62 @@ pub fn until_k(
     }
 }
 
+/// Search for `k` hits with `filter` (`None`: none), which translated to
+/// `translation`. `run(limit, native, exact)` asks Qdrant for the best
+/// `limit` points passing `native` (`exact`: a full scan rather than the
+/// HNSW graph); `decode` gives a point's Qdrant score and decoded payload.
+/// Where the translation is not exact, candidates are checked against
+/// `filter` and the search widens as [`until_k`] does.
+pub fn search<F: Clone, P>(
+    k: usize,
+    filter: Option<&Filter>,
+    translation: Option<Translation<F>>,
+    distance: Distance,
+    mut run: impl FnMut(usize, Option<F>, bool) -> Result<Vec<P>>,
+    decode: impl Fn(P) -> Result<(f32, Decoded)>,
+) -> Result<Vec<SearchHit>> {
+    let (native, post) = match translation {
+        None => (None, None),
+        Some(t) if t.exact => (t.native, None),
+        Some(t) => (t.native, filter),
+    };
+    until_k(k, post.is_some(), |limit, exact| {
+        let points = run(limit, native.clone(), exact)?;
+        let returned = points.len();
+        Ok((returned, hits(points, k, post, distance, &decode)?))
+    })
+}
+
+/// The ids of the points passing `filter`, read page by page:
+/// `page(offset)` returns the points from `offset` on that pass the
+/// native part of the filter (with their payloads unless `exact`) and the
+/// next page's offset. Unless `exact` (Qdrant ran the whole filter), each
+/// point's payload is decoded and checked against `filter`.
+pub fn scan_matching<P, Id, Offset>(
+    filter: &Filter,
+    exact: bool,
+    mut page: impl FnMut(Option<Offset>) -> Result<(Vec<P>, Option<Offset>)>,
+    id: impl Fn(&P) -> Option<Id>,
+    decode: impl Fn(P) -> Result<Decoded>,
+) -> Result<Vec<Id>> {
+    let mut out = Vec::new();
+    let mut offset = None;
+    loop {
+        let (points, next) = page(offset)?;
+        for p in points {
+            let id = id(&p);
+            if !exact && !filter.matches(&decode(p)?.payload) {
+                continue;
+            }
+            out.extend(id);
+        }
+        match next {
+            Some(n) => offset = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +175,25 @@ mod tests {
         .unwrap();
         assert_eq!((hits.len(), calls), (10, 1));
         assert!(until_k(0, true, |_, _| unreachable!()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn scans_check_what_qdrant_did_not() {
+        let f = Filter::parse(&json!({"key": "keep", "match": true})).unwrap();
+        let decoded = |i: &u32| Decoded {
+            id: i.to_string(),
+            document: None,
+            payload: json!({"keep": i % 2 == 0}),
+        };
+        // Three pages of two; the offset is the next page's first point.
+        let page = |offset: Option<u32>| {
+            let from = offset.unwrap_or(0);
+            Ok(((from..from + 2).collect(), (from < 4).then_some(from + 2)))
+        };
+        let ids = scan_matching(&f, false, page, |p| Some(*p), |p| Ok(decoded(&p))).unwrap();
+        assert_eq!(ids, [0, 2, 4]);
+        let ids = scan_matching(&f, true, page, |p| Some(*p), |_| unreachable!()).unwrap();
+        assert_eq!(ids, [0, 1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -18,15 +18,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default of [`QdrantEdgeConfig::hnsw_m`].
-pub const DEFAULT_HNSW_M: usize = 16;
+pub(crate) const DEFAULT_HNSW_M: usize = 16;
 /// Default of [`QdrantEdgeConfig::hnsw_ef_construct`].
-pub const DEFAULT_HNSW_EF_CONSTRUCT: usize = 128;
+pub(crate) const DEFAULT_HNSW_EF_CONSTRUCT: usize = 128;
 /// Default of [`QdrantEdgeConfig::hnsw_ef`].
-pub const DEFAULT_HNSW_EF: usize = 128;
+pub(crate) const DEFAULT_HNSW_EF: usize = 128;
 /// Default of [`QdrantEdgeConfig::indexing_threshold_kb`] (Qdrant's own).
-pub const DEFAULT_INDEXING_THRESHOLD_KB: usize = 10_000;
+pub(crate) const DEFAULT_INDEXING_THRESHOLD_KB: usize = 10_000;
 /// Default of [`QdrantEdgeConfig::index_after_idle_ms`].
-pub const DEFAULT_INDEX_AFTER_IDLE_MS: u64 = 1_000;
+pub(crate) const DEFAULT_INDEX_AFTER_IDLE_MS: u64 = 1_000;
 
 /// Options of a `backend = "qdrant-edge"` store.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -85,7 +85,7 @@ pub struct QdrantEdgeConfig {
     pub vectors_on_disk: Option<bool>,
 }
 
-pub use backplane_core::vector::DefaultCollection;
+pub(crate) use backplane_core::vector::DefaultCollection;
 
 /// The settings a collection is created and searched with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,19 +10,19 @@ use qdrant_edge::{
 };
 
 /// A translation to qdrant-edge's filter.
-pub type Translation = backplane_qdrant_common::filter::Translation<QFilter>;
+pub(crate) type Translation = backplane_qdrant_common::filter::Translation<QFilter>;
 
 /// Translate `filter` for a collection whose payloads have `shape`.
-pub fn translate(
+pub(crate) fn translate(
     filter: &backplane_core::Filter,
-    shape: crate::point::PayloadShape,
+    shape: backplane_qdrant_common::point::PayloadShape,
 ) -> Translation {
     backplane_qdrant_common::filter::translate::<Edge>(filter, shape)
 }
 
 /// qdrant-edge's filter types.
 #[derive(Debug)]
-pub enum Edge {}
+pub(crate) enum Edge {}
 
 fn non_empty(v: Vec<QCondition>) -> Option<Vec<QCondition>> {
     (!v.is_empty()).then_some(v)
@@ -96,7 +96,7 @@ impl Native for Edge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::PayloadShape;
+    use backplane_qdrant_common::point::PayloadShape;
     use serde_json::json;
 
     #[test]

@@ -1,48 +1,26 @@
-//! `backplane-plugin-qdrant-edge` is Backplane's embedded Qdrant backend,
-//! named `qdrant-edge`: a vector store on Qdrant's own engine
-//! ([`qdrant-edge`](https://crates.io/crates/qdrant-edge)), running in the
-//! host's process and keeping its collections in a folder (`path`), one
-//! sub-folder per collection. Search is approximate (HNSW) once a
-//! collection is large enough to be worth indexing, exact below that; it
-//! is the default vector store of the shipped plugins.toml.
-//!
-//! String ids map to UUIDv5 point ids (the original id kept in the
-//! payload), the common filter language translates to Qdrant's filter
-//! (what cannot is evaluated in the plugin, never dropped), scores are
-//! higher-is-better for every distance, and `get`/`scroll` return the raw
-//! vectors as upserted. qdrant-edge is pinned to 0.7.2, the last release
-//! that builds with the workspace's toolchain (rustc 1.95).
-//!
-//! # Layout
-//!
-//! - `lib.rs`: [`QdrantEdgePlugin`], its [`BackendDescriptor`], and the one
-//!   [`export_plugin!`](backplane_core::export_plugin).
-//! - [`config`]: [`QdrantEdgeConfig`], the store section of plugins.toml.
-//! - [`backend`]: [`QdrantEdgeVector`], the vector capability: folders,
-//!   the per-process registry of open shards, locking, flushing and index
-//!   builds.
-//! - [`point`]: ids and payloads on qdrant-edge's types.
-//! - [`filter`]: qdrant-edge's filter types for the shared translation.
-//!
-//! The id mapping, payload layout, filter translation and search
-//! over-fetch are `backplane-qdrant-common`'s, shared with the `qdrant`
-//! (server) backend.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod backend;
-pub mod config;
-pub mod filter;
-pub mod point;
+mod backend;
+mod collection;
+mod config;
+mod filter;
+mod folder;
+mod index;
+mod point;
+mod search;
+mod shard;
 #[cfg(test)]
 mod tests;
 
 pub use backend::QdrantEdgeVector;
-pub use config::QdrantEdgeConfig;
+pub use config::{QdrantEdgeConfig, Tuning};
+pub use index::IndexState;
 
 use backplane_core::{BackendDescriptor, Capability, Plugin, Result, StoreConfig, Vector};
 
 /// The backend's name in plugins.toml.
-pub const BACKEND: &str = "qdrant-edge";
+const BACKEND: &str = "qdrant-edge";
 
 /// The plugin: one backend, `qdrant-edge`, serving the vector capability.
 #[derive(Clone, Copy, Debug, Default)]

@@ -9,10 +9,8 @@ use qdrant_edge::external::uuid::Uuid;
 use qdrant_edge::PointId;
 use serde_json::{Map, Value as Json};
 
-pub use common::{check_payload, encode_payload, PayloadShape};
-
 /// The point id of an application id.
-pub fn point_id(id: &str) -> PointId {
+pub(crate) fn point_id(id: &str) -> PointId {
     PointId::Uuid(uuid(common::point_id(id)))
 }
 
@@ -23,12 +21,12 @@ fn uuid(u: common::Uuid) -> Uuid {
 }
 
 /// A scroll cursor (a point id as text) back to the point id.
-pub fn parse_cursor(cursor: &str) -> Result<PointId> {
+pub(crate) fn parse_cursor(cursor: &str) -> Result<PointId> {
     common::parse_cursor(cursor).map(|u| PointId::Uuid(uuid(u)))
 }
 
 /// A point id as a scroll cursor.
-pub fn cursor(id: &PointId) -> String {
+pub(crate) fn cursor(id: &PointId) -> String {
     match id {
         PointId::Uuid(u) => u.to_string(),
         PointId::NumId(n) => n.to_string(),
@@ -37,7 +35,7 @@ pub fn cursor(id: &PointId) -> String {
 
 /// A stored payload split into the original id, the document and the
 /// application's payload, checked against the point that holds it.
-pub fn decoded(payload: Option<Map<String, Json>>, id: &PointId) -> Result<Decoded> {
+pub(crate) fn decoded(payload: Option<Map<String, Json>>, id: &PointId) -> Result<Decoded> {
     let point = match id {
         PointId::Uuid(u) => Some(common::Uuid::from_bytes(*u.as_bytes())),
         PointId::NumId(_) => None,

@@ -141,7 +141,7 @@ fn a_second_open_of_a_folder_shares_the_shard() {
     // folder is locked.
     let e = qdrant_edge::EdgeShard::load(&tmp.path().canonicalize().unwrap().join("c"), None)
         .expect_err("the WAL is locked");
-    let e = crate::backend::open_error("c", tmp.path(), e);
+    let e = crate::shard::open_error("c", tmp.path(), e);
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.message().contains("another process"), "{e}");
 }

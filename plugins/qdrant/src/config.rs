@@ -12,20 +12,22 @@
 //! write_consistency_factor = 1        #   collection is created
 //! ```
 
-use backplane_core::kit::redact::Secret;
+use backplane_core::kit::redact::{redact_url, Secret};
 use backplane_core::{Capability, DefaultCollection, Result, StoreConfig};
 use serde::Deserialize;
+use std::fmt;
 use std::time::Duration;
 
 /// Default request timeout.
-pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Default HNSW `ef` at search time.
-pub const DEFAULT_HNSW_EF: u64 = 128;
+const DEFAULT_HNSW_EF: u64 = 128;
 
-/// A `qdrant` store section.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// A `qdrant` store section. `Debug` shows the url with any password in
+/// it masked, and the API key as `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QdrantConfig {
     /// The server's gRPC endpoint, e.g. `http://127.0.0.1:6334` (Qdrant's
@@ -78,40 +80,41 @@ pub struct QdrantConfig {
     pub distance: Option<String>,
 }
 
-/// What a store does with the section, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
+/// What a store does with the section, checked. (No `Debug`: it holds the
+/// API key; [`QdrantConfig`]'s `Debug` shows a section safely.)
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
     /// The gRPC url.
-    pub url: String,
-    /// The API key (`Debug` shows it as `***`).
-    pub api_key: Option<Secret<String>>,
+    pub(crate) url: String,
+    /// The API key.
+    pub(crate) api_key: Option<Secret<String>>,
     /// Request timeout.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Connect timeout.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Collection name prefix.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Shards of a new collection.
-    pub shard_number: Option<u32>,
+    pub(crate) shard_number: Option<u32>,
     /// Replication factor of a new collection.
-    pub replication_factor: Option<u32>,
+    pub(crate) replication_factor: Option<u32>,
     /// Write consistency factor of a new collection.
-    pub write_consistency_factor: Option<u32>,
+    pub(crate) write_consistency_factor: Option<u32>,
     /// Vectors on disk.
-    pub vectors_on_disk: Option<bool>,
+    pub(crate) vectors_on_disk: Option<bool>,
     /// HNSW `m`.
-    pub hnsw_m: Option<u64>,
+    pub(crate) hnsw_m: Option<u64>,
     /// HNSW `ef_construct`.
-    pub hnsw_ef_construct: Option<u64>,
+    pub(crate) hnsw_ef_construct: Option<u64>,
     /// Search `ef`.
-    pub hnsw_ef: u64,
+    pub(crate) hnsw_ef: u64,
     /// The collection to create on open.
-    pub default: Option<DefaultCollection>,
+    pub(crate) default: Option<DefaultCollection>,
 }
 
 impl QdrantConfig {
     /// Parse and check a store section.
-    pub fn settings(store: &StoreConfig) -> Result<Settings> {
+    pub(crate) fn settings(store: &StoreConfig) -> Result<Settings> {
         if store.capability != Capability::Vector {
             return Err(store.error(format!(
                 "backend \"qdrant\" serves vector stores only, not {}: move this section under [vector.<name>] or pick another backend",
@@ -218,6 +221,28 @@ impl QdrantConfig {
     }
 }
 
+impl fmt::Debug for QdrantConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QdrantConfig")
+            .field("url", &redact_url(&self.url))
+            .field("api_key", &self.api_key)
+            .field("api_key_env", &self.api_key_env)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("collection_prefix", &self.collection_prefix)
+            .field("shard_number", &self.shard_number)
+            .field("replication_factor", &self.replication_factor)
+            .field("write_consistency_factor", &self.write_consistency_factor)
+            .field("vectors_on_disk", &self.vectors_on_disk)
+            .field("hnsw_m", &self.hnsw_m)
+            .field("hnsw_ef_construct", &self.hnsw_ef_construct)
+            .field("hnsw_ef", &self.hnsw_ef)
+            .field("dimension", &self.dimension)
+            .field("distance", &self.distance)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,16 +255,19 @@ mod tests {
 
     #[test]
     fn debug_hides_the_api_key() {
-        let s = QdrantConfig::settings(&store(
-            json!({"url": "http://h:6334", "api_key": "s3cret-k3y"}),
-        ))
-        .unwrap();
+        let section = json!({"url": "https://user:pa55word@h:6334", "api_key": "s3cret-k3y"});
+        let s = QdrantConfig::settings(&store(section.clone())).unwrap();
         assert_eq!(
             s.api_key.as_ref().map(|k| k.expose().as_str()),
             Some("s3cret-k3y")
         );
-        let d = format!("{s:?}");
-        assert!(!d.contains("s3cret") && d.contains("***"), "{d}");
+        let c: QdrantConfig = serde_json::from_value(section).unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("pa55word") && !d.contains("s3cret"), "{d}");
+        assert!(
+            d.contains("user:***@h:6334") && d.contains("api_key: Some(***)"),
+            "{d}"
+        );
     }
 
     #[test]
@@ -285,7 +313,9 @@ mod tests {
             ),
             (json!({"url": "http://x", "path": "data"}), "path"),
         ] {
-            let e = QdrantConfig::settings(&store(bad.clone())).unwrap_err();
+            let e = QdrantConfig::settings(&store(bad.clone()))
+                .err()
+                .expect("a mistake");
             assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
             assert!(e.to_string().contains(key), "{bad}: {e}");
         }
@@ -295,7 +325,8 @@ mod tests {
             Capability::Cache,
             json!({"url": "http://x"}),
         ))
-        .unwrap_err();
+        .err()
+        .expect("a cache section");
         assert!(e.to_string().contains("vector stores only"), "{e}");
     }
 }

@@ -15,7 +15,7 @@ use qdrant_client::qdrant::{
 
 /// qdrant-client's filter messages.
 #[derive(Debug)]
-pub enum Grpc {}
+pub(crate) enum Grpc {}
 
 fn field(key: String, m: MatchValue) -> Condition {
     Condition {

@@ -1,39 +1,22 @@
-//! `backplane-plugin-qdrant` is Backplane's Qdrant server backend, named
-//! `qdrant`: a vector store on a Qdrant server or cluster, reached over
-//! gRPC with the official client
-//! ([`qdrant-client`](https://crates.io/crates/qdrant-client)). The same
-//! store moves from one server to a cluster by pointing `url` at it;
-//! `shard_number`, `replication_factor` and `write_consistency_factor` are
-//! passed to Qdrant when a collection is created.
-//!
-//! Collections mean the same as on `qdrant-edge`, the embedded engine:
-//! string ids map to the same UUIDv5 point ids, payloads carry the same
-//! reserved keys, filters translate the same way and scores are
-//! higher-is-better; that shared part is `backplane-qdrant-common`.
-//!
-//! # Layout
-//!
-//! - `lib.rs`: [`QdrantPlugin`], its [`BackendDescriptor`], and the one
-//!   [`export_plugin!`](backplane_core::export_plugin).
-//! - [`config`]: the store section of plugins.toml.
-//! - [`backend`]: [`QdrantVector`], the vector capability: the client and
-//!   its runtime, collections on the server, every call.
-//! - [`filter`]: the filter translation's gRPC messages.
-//! - [`payload`]: JSON payloads to gRPC values and back.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-pub mod backend;
-pub mod config;
-pub mod filter;
-pub mod payload;
+mod backend;
+mod client;
+mod collections;
+mod config;
+mod filter;
+mod payload;
+mod point;
+mod search;
 
-pub use backend::QdrantVector;
 pub use config::QdrantConfig;
 
+use backend::QdrantVector;
 use backplane_core::{BackendDescriptor, Capability, Plugin, Result, StoreConfig, Vector};
 
 /// The backend's name in plugins.toml.
-pub const BACKEND: &str = "qdrant";
+const BACKEND: &str = "qdrant";
 
 /// The plugin: one backend, `qdrant`, serving the vector capability.
 #[derive(Clone, Copy, Debug, Default)]

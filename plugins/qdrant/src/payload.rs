@@ -10,7 +10,7 @@ use std::collections::HashMap;
 /// A payload object as gRPC values. An integer beyond the signed 64-bit
 /// range (gRPC's integer) is refused rather than stored as a float that
 /// would read back as another number; `id` names the record.
-pub fn to_grpc(map: Map<String, Json>, id: &str) -> Result<HashMap<String, Value>> {
+pub(crate) fn to_grpc(map: Map<String, Json>, id: &str) -> Result<HashMap<String, Value>> {
     map.into_iter()
         .map(|(k, v)| {
             let v = value(v).map_err(|()| {
@@ -51,7 +51,7 @@ fn value(v: Json) -> std::result::Result<Value, ()> {
 }
 
 /// A stored payload back to a JSON object.
-pub fn from_grpc(map: HashMap<String, Value>) -> Map<String, Json> {
+pub(crate) fn from_grpc(map: HashMap<String, Value>) -> Map<String, Json> {
     map.into_iter().map(|(k, v)| (k, json(v))).collect()
 }
 

@@ -50,7 +50,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS _bp_cache_messages_seq ON _bp_cache_messages(c
 const PURGE_EVERY_MS: i64 = 60_000;
 
 /// A cache store on one SQLite database.
-pub struct SqliteCache {
+pub(crate) struct SqliteCache {
     db: Db,
     max_messages: usize,
     channel_ttl: Option<Duration>,
@@ -72,13 +72,9 @@ fn live(expires_at: Option<i64>, now: i64) -> bool {
 }
 
 impl SqliteCache {
+    /// The cache store on `db`, its tables created if missing.
     pub(crate) fn open(db: Db, max_messages: usize, channel_ttl: Option<Duration>) -> Result<Self> {
-        {
-            let conn = db.lock();
-            write_tx(&conn, |tx| {
-                tx.execute_batch(SCHEMA).map_err(|e| sql_error(e, SCHEMA))
-            })?;
-        }
+        db.create_tables(SCHEMA)?;
         let cache = SqliteCache {
             db,
             max_messages,

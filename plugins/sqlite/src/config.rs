@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The path value that opens a private in-memory database instead of a file.
-pub const MEMORY_PATH: &str = ":memory:";
+pub(crate) const MEMORY_PATH: &str = ":memory:";
 
 /// Options of one sqlite store.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -74,12 +74,12 @@ fn default_busy_timeout_ms() -> u64 {
 }
 
 /// The default of `max_messages`.
-pub const DEFAULT_MAX_MESSAGES: usize = 1000;
+pub(crate) const DEFAULT_MAX_MESSAGES: usize = 1000;
 
 /// The default of `search_cache_mb`.
-pub const DEFAULT_SEARCH_CACHE_MB: u64 = 512;
+pub(crate) const DEFAULT_SEARCH_CACHE_MB: u64 = 512;
 
-pub use backplane_core::vector::DefaultCollection;
+pub(crate) use backplane_core::vector::DefaultCollection;
 
 impl SqliteConfig {
     /// Parse and check a store section for the capability it is opened as.
@@ -124,12 +124,12 @@ impl SqliteConfig {
     }
 
     /// Whether `path` is the in-memory marker.
-    pub fn is_memory(&self) -> bool {
+    pub(crate) fn is_memory(&self) -> bool {
         self.path == MEMORY_PATH
     }
 
     /// The database file, resolved against plugins.toml's folder.
-    pub fn resolved_path(&self, store: &StoreConfig) -> PathBuf {
+    pub(crate) fn resolved_path(&self, store: &StoreConfig) -> PathBuf {
         if self.is_memory() {
             PathBuf::from(MEMORY_PATH)
         } else {
@@ -138,19 +138,19 @@ impl SqliteConfig {
     }
 
     /// `max_messages`, or its default.
-    pub fn max_messages(&self) -> usize {
+    pub(crate) fn max_messages(&self) -> usize {
         self.max_messages.unwrap_or(DEFAULT_MAX_MESSAGES)
     }
 
     /// `search_cache_mb` in bytes, or its default.
-    pub fn search_cache_bytes(&self) -> u64 {
+    pub(crate) fn search_cache_bytes(&self) -> u64 {
         self.search_cache_mb
             .unwrap_or(DEFAULT_SEARCH_CACHE_MB)
             .saturating_mul(1 << 20)
     }
 
     /// The parsed channel TTL.
-    pub fn channel_ttl(&self, store: &StoreConfig) -> Result<Option<Duration>> {
+    pub(crate) fn channel_ttl(&self, store: &StoreConfig) -> Result<Option<Duration>> {
         self.ttl
             .as_deref()
             .map(|t| parse_duration(t).map_err(|e| store.error(format!("`ttl`: {}", e.message()))))
@@ -158,7 +158,10 @@ impl SqliteConfig {
     }
 
     /// The collection to create on open, if `dimension` is set.
-    pub fn default_collection(&self, store: &StoreConfig) -> Result<Option<DefaultCollection>> {
+    pub(crate) fn default_collection(
+        &self,
+        store: &StoreConfig,
+    ) -> Result<Option<DefaultCollection>> {
         DefaultCollection::from_options(store, self.dimension, self.distance.as_deref())
     }
 }

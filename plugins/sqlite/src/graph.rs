@@ -42,19 +42,47 @@ CREATE INDEX IF NOT EXISTS _bp_graph_edges_from ON _bp_graph_edges(from_id, edge
 CREATE INDEX IF NOT EXISTS _bp_graph_edges_to ON _bp_graph_edges(to_id, edge_type);";
 
 /// A graph store on one SQLite database.
-pub struct SqliteGraph {
+pub(crate) struct SqliteGraph {
     db: Db,
 }
 
 impl SqliteGraph {
+    /// The graph store on `db`, its tables created if missing.
     pub(crate) fn open(db: Db) -> Result<Self> {
-        {
-            let conn = db.lock();
-            write_tx(&conn, |tx| {
-                tx.execute_batch(SCHEMA).map_err(|e| sql_error(e, SCHEMA))
-            })?;
-        }
+        db.create_tables(SCHEMA)?;
         Ok(SqliteGraph { db })
+    }
+
+    /// Merge `patch` into the properties of the `kind` ("node" or "edge")
+    /// `id`: read with `get`, written back with `sql` (`?1` the id, `?2`
+    /// the properties).
+    fn update_properties<T>(
+        &self,
+        kind: &str,
+        id: &str,
+        patch: &serde_json::Value,
+        sql: &str,
+        get: fn(&Connection, &str) -> Result<Option<T>>,
+        properties: fn(&mut T) -> &mut serde_json::Value,
+    ) -> Result<T> {
+        if !patch.is_object() {
+            return Err(Error::invalid(format!(
+                "the update for {kind} '{id}' is not a JSON object: pass the properties to set (null removes a key)"
+            )));
+        }
+        let conn = self.db.lock();
+        write_tx(&conn, |tx| {
+            let mut item = get(tx, id)?.ok_or_else(|| {
+                Error::not_found(format!("{kind} '{id}' does not exist: create it first"))
+            })?;
+            let merged = properties(&mut item);
+            merge_properties(merged, patch);
+            let text = merged.to_string();
+            tx.prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![id, text]))
+                .map_err(|e| sql_error(e, sql))?;
+            Ok(item)
+        })
     }
 }
 
@@ -191,22 +219,7 @@ impl Graph for SqliteGraph {
 
     fn update_node(&self, id: &str, properties: &serde_json::Value) -> Result<Node> {
         const SQL: &str = "UPDATE _bp_graph_nodes SET properties = ?2 WHERE id = ?1";
-        if !properties.is_object() {
-            return Err(Error::invalid(format!(
-                "the update for node '{id}' is not a JSON object: pass the properties to set (null removes a key)"
-            )));
-        }
-        let conn = self.db.lock();
-        write_tx(&conn, |tx| {
-            let mut node = get_node(tx, id)?.ok_or_else(|| {
-                Error::not_found(format!("node '{id}' does not exist: create it first"))
-            })?;
-            merge_properties(&mut node.properties, properties);
-            tx.prepare_cached(SQL)
-                .and_then(|mut s| s.execute(params![id, node.properties.to_string()]))
-                .map_err(|e| sql_error(e, SQL))?;
-            Ok(node)
-        })
+        self.update_properties("node", id, properties, SQL, get_node, |n| &mut n.properties)
     }
 
     fn delete_node(&self, id: &str) -> Result<bool> {
@@ -284,22 +297,7 @@ impl Graph for SqliteGraph {
 
     fn update_edge(&self, id: &str, properties: &serde_json::Value) -> Result<Edge> {
         const SQL: &str = "UPDATE _bp_graph_edges SET properties = ?2 WHERE id = ?1";
-        if !properties.is_object() {
-            return Err(Error::invalid(format!(
-                "the update for edge '{id}' is not a JSON object: pass the properties to set (null removes a key)"
-            )));
-        }
-        let conn = self.db.lock();
-        write_tx(&conn, |tx| {
-            let mut edge = get_edge(tx, id)?.ok_or_else(|| {
-                Error::not_found(format!("edge '{id}' does not exist: create it first"))
-            })?;
-            merge_properties(&mut edge.properties, properties);
-            tx.prepare_cached(SQL)
-                .and_then(|mut s| s.execute(params![id, edge.properties.to_string()]))
-                .map_err(|e| sql_error(e, SQL))?;
-            Ok(edge)
-        })
+        self.update_properties("edge", id, properties, SQL, get_edge, |e| &mut e.properties)
     }
 
     fn delete_edge(&self, id: &str) -> Result<bool> {

@@ -1,50 +1,28 @@
-//! `backplane-plugin-sqlite` is Backplane's SQLite backend. One plugin,
-//! backend name `"sqlite"`, serves all four capabilities (relational,
-//! vector, cache, graph) on [rusqlite] with SQLite bundled: no server, one
-//! file per store (or several stores in one file), WAL journal. What it
-//! writes is plain SQLite: the `sqlite3` shell reads every table (JSON as
-//! TEXT, vectors as little-endian `f32` BLOBs).
-//!
-//! Built as a `cdylib` the host loads it from its plugin folder; linked as
-//! an `rlib` it registers itself in the host's static registry.
-//!
-//! # Layout
-//!
-//! - [`config`]: [`SqliteConfig`], the store section of plugins.toml.
-//! - `engine/` (crate `backplane-sqlite-engine`, shared with the memory
-//!   plugin): the connection (opened in WAL mode, behind a mutex), write
-//!   transactions, the mapping from SQLite errors to Backplane's kinds, and
-//!   [`SqliteRelational`]: SQL with `?` / `:name` parameters, migrations,
-//!   online backup and restore.
-//! - [`vector`]: [`SqliteVector`], collections in `_bp_vec_*` tables, exact
-//!   search.
-//! - [`cache`]: [`SqliteCache`], keys with expiry and conversation channels
-//!   in `_bp_cache_*` tables.
-//! - [`graph`]: [`SqliteGraph`], nodes and edges in `_bp_graph_*` tables,
-//!   traversals as recursive CTEs.
-//! - [`SqlitePlugin`] and the [`export_plugin!`](backplane_core::export_plugin) call.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
-pub mod cache;
-pub mod config;
-pub mod graph;
-pub mod vector;
-
+mod cache;
+mod config;
+mod graph;
+mod snapshot;
 #[cfg(test)]
 mod tests;
+mod vector;
+mod vector_table;
 
-pub use backplane_sqlite_engine::SqliteRelational;
-pub use cache::SqliteCache;
 pub use config::SqliteConfig;
-pub use graph::SqliteGraph;
-pub use vector::SqliteVector;
+
+use cache::SqliteCache;
+use graph::SqliteGraph;
+use vector::SqliteVector;
 
 use backplane_core::{
     BackendDescriptor, Cache, Capability, Graph, Plugin, Relational, Result, StoreConfig, Vector,
 };
-use backplane_sqlite_engine::Db;
+use backplane_sqlite_engine::{Db, SqliteRelational};
 
 /// The backend name used as `backend = "sqlite"` in plugins.toml.
-pub const BACKEND: &str = "sqlite";
+const BACKEND: &str = "sqlite";
 
 /// The SQLite plugin. Build it with `SqlitePlugin::default()`; the private
 /// field leaves room for plugin-wide settings without breaking callers.

@@ -1,4 +1,6 @@
-//! Unit tests on temporary database files.
+//! Unit tests on temporary database files, through the plugin as the host
+//! opens stores. One file for every capability, whole: the cases share the
+//! temporary-folder fixture.
 
 use crate::SqlitePlugin;
 use backplane_core::{

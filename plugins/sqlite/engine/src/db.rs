@@ -92,6 +92,15 @@ impl Db {
         }
     }
 
+    /// Run `schema` (`CREATE … IF NOT EXISTS` statements) in one write
+    /// transaction: a store's tables, made when it opens.
+    pub fn create_tables(&self, schema: &str) -> Result<()> {
+        let conn = self.lock();
+        write_tx(&conn, |tx| {
+            tx.execute_batch(schema).map_err(|e| sql_error(e, schema))
+        })
+    }
+
     /// `sqlite <version>, <path>, journal=<mode>`.
     pub fn health(&self) -> Result<Health> {
         let conn = self.lock();

@@ -3,34 +3,33 @@
 //! The hot path (`execute_ref` / `execute_many_ref` / `query_into`, which
 //! the plugin boundary calls with borrowed parameters) takes the
 //! connection's lock, fetches the prepared statement from rusqlite's
-//! statement cache, binds each value in place through [`Bind`], steps, and
-//! hands column values to a [`RowSink`] as borrowed views. Nothing is
+//! statement cache, binds each value in place (`bind`), steps, and hands
+//! column values to a [`RowSink`] as borrowed views (`columns`). Nothing is
 //! rewritten: SQLite itself understands `?`, `?N`, `:name`, `@name` and
 //! `$name`.
 
+use crate::bind::bind_params;
+use crate::columns::{kind_of, put_value, Kind};
+use crate::db::{sql_error, write_tx, Db};
+use crate::schema::describe_table;
+use backplane_core::kit::time::now_ms;
 use backplane_core::relational::{
     migration_failed, migration_still_pending, plan_migrations, validate_migrations,
     MIGRATIONS_TABLE,
 };
 use backplane_core::{
-    ColumnInfo, ColumnType, Error, ExecResult, ForeignKey, Health, IndexInfo, JsonRef, Migration,
-    MigrationReport, Params, ParamsRef, Relational, Result, RowSink, Rows, RowsBuilder, Statement,
-    TableSchema, ValueRef,
+    Error, ExecResult, Health, Migration, MigrationReport, Params, ParamsRef, Relational, Result,
+    RowSink, Rows, RowsBuilder, Statement, TableSchema,
 };
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use rusqlite::backup::{Backup, StepResult};
-use rusqlite::types::{ToSqlOutput, ValueRef as SqlRef};
 use rusqlite::StatementStatus;
-use rusqlite::{Connection, OpenFlags, ToSql};
+use rusqlite::{Connection, OpenFlags};
 use std::cell::UnsafeCell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-use crate::db::{sql_error, write_tx, Db};
-use backplane_core::kit::text::snippet;
-use backplane_core::kit::time::now_ms;
 
 /// A relational store on one SQLite database.
 ///
@@ -66,6 +65,7 @@ struct Cached {
 const MAX_CACHED: usize = 256;
 
 impl SqliteRelational {
+    /// The relational store on `db`.
     pub fn new(db: Db) -> Self {
         SqliteRelational {
             stmts: UnsafeCell::new(HashMap::new()),
@@ -119,231 +119,6 @@ impl SqliteRelational {
     }
 }
 
-/// Binds a borrowed value without copying it: integers, reals, text and
-/// blobs go straight to SQLite; `Bool` binds as 0/1, `Timestamp` as its
-/// integer microseconds, `Json` as its text.
-pub struct Bind<'a>(pub ValueRef<'a>);
-
-impl ToSql for Bind<'_> {
-    #[inline]
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self.0 {
-            ValueRef::Null => ToSqlOutput::Borrowed(SqlRef::Null),
-            ValueRef::Integer(i) | ValueRef::Timestamp(i) => {
-                ToSqlOutput::Borrowed(SqlRef::Integer(i))
-            }
-            ValueRef::Real(f) => ToSqlOutput::Borrowed(SqlRef::Real(f)),
-            ValueRef::Text(s) => ToSqlOutput::Borrowed(SqlRef::Text(s.as_bytes())),
-            ValueRef::Blob(b) => ToSqlOutput::Borrowed(SqlRef::Blob(b)),
-            ValueRef::Bool(b) => ToSqlOutput::Borrowed(SqlRef::Integer(b as i64)),
-            ValueRef::Json(JsonRef::Text(t)) => ToSqlOutput::Borrowed(SqlRef::Text(t.as_bytes())),
-            ValueRef::Json(JsonRef::Doc(d)) => {
-                ToSqlOutput::Owned(rusqlite::types::Value::Text(d.to_string()))
-            }
-        })
-    }
-}
-
-/// Bind `params` to `stmt`, checking that every placeholder gets exactly
-/// one value.
-pub fn bind_params(
-    stmt: &mut rusqlite::Statement<'_>,
-    params: ParamsRef<'_>,
-    sql: &str,
-) -> Result<()> {
-    let expected = stmt.parameter_count();
-    if params.is_empty() {
-        if expected != 0 {
-            return Err(Error::invalid(format!(
-                "`{}` has {expected} parameter(s) but none were given: pass Params::Positional or Params::Named",
-                snippet(sql)
-            )));
-        }
-    } else if params.is_named() {
-        bind_named(stmt, params, expected, sql)?;
-    } else {
-        if params.len() != expected {
-            return Err(Error::invalid(format!(
-                "`{}` has {expected} parameter(s) but {} value(s) were given: pass one value per placeholder",
-                snippet(sql),
-                params.len()
-            )));
-        }
-        for i in 0..params.len() {
-            stmt.raw_bind_parameter(i + 1, Bind(params.value(i)))
-                .map_err(|e| sql_error(e, sql))?;
-        }
-    }
-    Ok(())
-}
-
-fn bind_named(
-    stmt: &mut rusqlite::Statement<'_>,
-    params: ParamsRef<'_>,
-    expected: usize,
-    sql: &str,
-) -> Result<()> {
-    // Which placeholders got a value: a bit mask for the usual few, a
-    // vector beyond 64.
-    let mut mask: u64 = 0;
-    let mut wide: Vec<bool> = if expected > 64 {
-        vec![false; expected + 1]
-    } else {
-        Vec::new()
-    };
-    let mut prefixed = String::new();
-    for i in 0..params.len() {
-        let name = params.name(i).unwrap_or("");
-        let value = params.value(i);
-        let index = named_index(stmt, name, &mut prefixed)?.ok_or_else(|| {
-            Error::invalid(format!(
-                "`{}` has no parameter :{}; it has {}: check the name",
-                snippet(sql),
-                name.trim_start_matches([':', '@', '$']),
-                placeholder_list(stmt)
-            ))
-        })?;
-        let seen = if expected > 64 {
-            std::mem::replace(&mut wide[index], true)
-        } else {
-            let bit = 1u64 << (index - 1);
-            let seen = mask & bit != 0;
-            mask |= bit;
-            seen
-        };
-        if seen {
-            return Err(Error::invalid(format!(
-                "parameter :{} is given twice for `{}`: give each name once",
-                name.trim_start_matches([':', '@', '$']),
-                snippet(sql)
-            )));
-        }
-        stmt.raw_bind_parameter(index, Bind(value))
-            .map_err(|e| sql_error(e, sql))?;
-    }
-    if params.len() != expected {
-        let missing: Vec<String> = (1..=expected)
-            .filter(|&i| {
-                if expected > 64 {
-                    !wide[i]
-                } else {
-                    mask & (1u64 << (i - 1)) == 0
-                }
-            })
-            .map(|i| {
-                stmt.parameter_name(i)
-                    .map_or_else(|| format!("?{i}"), str::to_string)
-            })
-            .collect();
-        return Err(Error::invalid(format!(
-            "`{}` has {expected} parameter(s) but {} value(s) were given; missing: {}",
-            snippet(sql),
-            params.len(),
-            missing.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// The index of `:name`, `@name` or `$name` (a name given with its prefix
-/// is looked up as is).
-#[inline]
-fn named_index(
-    stmt: &rusqlite::Statement<'_>,
-    name: &str,
-    buf: &mut String,
-) -> Result<Option<usize>> {
-    let lookup = |n: &str| {
-        stmt.parameter_index(n)
-            .map_err(|e| Error::invalid(format!("bad parameter name {n}: {e}")))
-    };
-    if name.starts_with([':', '@', '$']) {
-        return lookup(name);
-    }
-    for prefix in [':', '@', '$'] {
-        buf.clear();
-        buf.push(prefix);
-        buf.push_str(name);
-        if let Some(i) = lookup(buf)? {
-            return Ok(Some(i));
-        }
-    }
-    Ok(None)
-}
-
-fn placeholder_list(stmt: &rusqlite::Statement<'_>) -> String {
-    let n = stmt.parameter_count();
-    if n == 0 {
-        return "no parameters".to_string();
-    }
-    (1..=n)
-        .map(|i| {
-            stmt.parameter_name(i)
-                .map_or_else(|| format!("?{i}"), str::to_string)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// How a column's declared type changes the way its values are read.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Plain,
-    /// `BOOLEAN`/`BOOL`: integers read as `Bool`.
-    Bool,
-    /// `JSON`/`JSONB`: text that parses reads as `Json`.
-    Json,
-    /// `TIMESTAMP`/`DATETIME`: integers read as `Timestamp`.
-    Timestamp,
-}
-
-#[inline]
-fn kind_of(decl: Option<&str>) -> Kind {
-    let Some(decl) = decl else {
-        return Kind::Plain;
-    };
-    let word = decl
-        .trim()
-        .split(|c: char| c == '(' || c.is_ascii_whitespace())
-        .next()
-        .unwrap_or("");
-    let is = |w: &str| word.eq_ignore_ascii_case(w);
-    if is("BOOLEAN") || is("BOOL") {
-        Kind::Bool
-    } else if is("JSON") || is("JSONB") {
-        Kind::Json
-    } else if is("TIMESTAMP") || is("DATETIME") || is("TIMESTAMPTZ") {
-        Kind::Timestamp
-    } else {
-        Kind::Plain
-    }
-}
-
-/// Pass one column value to `sink`, typed by the column's declared kind.
-#[inline]
-fn put_value(sink: &mut dyn RowSink, v: SqlRef<'_>, kind: Kind) {
-    match v {
-        SqlRef::Null => sink.value(ValueRef::Null),
-        SqlRef::Integer(i) => sink.value(match kind {
-            Kind::Bool => ValueRef::Bool(i != 0),
-            Kind::Timestamp => ValueRef::Timestamp(i),
-            _ => ValueRef::Integer(i),
-        }),
-        SqlRef::Real(f) => sink.value(ValueRef::Real(f)),
-        SqlRef::Text(t) => match std::str::from_utf8(t) {
-            Ok(s)
-                if kind == Kind::Json
-                    && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() =>
-            {
-                sink.value(ValueRef::Json(JsonRef::Text(s)))
-            }
-            Ok(s) => sink.value(ValueRef::Text(s)),
-            Err(_) => sink.value(ValueRef::Text(&String::from_utf8_lossy(t))),
-        },
-        SqlRef::Blob(b) => sink.value(ValueRef::Blob(b)),
-    }
-}
-
 /// Whether the statement starts with INSERT or REPLACE (for last_insert_id).
 #[inline]
 fn is_insert(sql: &str) -> bool {
@@ -354,7 +129,7 @@ fn is_insert(sql: &str) -> bool {
 
 /// Run one statement on `conn`. A statement that returns rows is stepped to
 /// its end and its rows discarded.
-pub fn exec_one(conn: &Connection, sql: &str, params: ParamsRef<'_>) -> Result<ExecResult> {
+pub(crate) fn exec_one(conn: &Connection, sql: &str, params: ParamsRef<'_>) -> Result<ExecResult> {
     let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
     bind_params(&mut stmt, params, sql)?;
     exec_bound(conn, &mut stmt, sql)
@@ -658,126 +433,4 @@ impl Relational for SqliteRelational {
     fn health(&self) -> Result<Health> {
         self.db.health()
     }
-}
-
-/// The schema of `table` (which exists), from SQLite's table, index and
-/// foreign-key pragmas.
-fn describe_table(conn: &rusqlite::Connection, name: String) -> Result<TableSchema> {
-    const COLS: &str = "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid";
-    const INDEXES: &str =
-        "SELECT name, \"unique\", origin, partial FROM pragma_index_list(?1) ORDER BY seq";
-    const INDEX_COLS: &str = "SELECT name FROM pragma_index_info(?1) ORDER BY seqno";
-    const FKS: &str = "SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq";
-    let query = |sql: &'static str| conn.prepare_cached(sql).map_err(|e| sql_error(e, sql));
-    let mut keyed: Vec<(i64, String)> = Vec::new();
-    let mut columns: Vec<ColumnInfo> = query(COLS)?
-        .query_map([&name], |r| {
-            let name: String = r.get(0)?;
-            let data_type: String = r.get(1)?;
-            let not_null: bool = r.get(2)?;
-            let pk: i64 = r.get(3)?;
-            Ok((name, data_type, not_null, pk))
-        })
-        .map_err(|e| sql_error(e, COLS))?
-        .map(|c| {
-            let (name, data_type, not_null, pk) = c.map_err(|e| sql_error(e, COLS))?;
-            if pk > 0 {
-                keyed.push((pk, name.clone()));
-            }
-            Ok(ColumnInfo {
-                column_type: Some(ColumnType::from_sqlite(&data_type)),
-                name,
-                data_type,
-                nullable: !not_null,
-                primary_key: pk > 0,
-                auto_increment: false,
-            })
-        })
-        .collect::<Result<_>>()?;
-    keyed.sort();
-    let primary_key: Vec<String> = keyed.into_iter().map(|(_, n)| n).collect();
-    if let [key] = primary_key.as_slice() {
-        // An INTEGER PRIMARY KEY is the rowid: never NULL, numbered by
-        // SQLite past the largest.
-        if let Some(c) = columns
-            .iter_mut()
-            .find(|c| &c.name == key && c.data_type.eq_ignore_ascii_case("INTEGER"))
-        {
-            c.nullable = false;
-            c.auto_increment = true;
-        }
-    }
-    let listed: Vec<(String, bool, String, bool)> = query(INDEXES)?
-        .query_map([&name], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .map_err(|e| sql_error(e, INDEXES))?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(|e| sql_error(e, INDEXES))?;
-    let mut indexes = Vec::new();
-    for (index, unique, origin, partial) in listed {
-        // The primary key is described already; a partial index's condition
-        // does not carry over to another backend.
-        if origin == "pk" || partial {
-            continue;
-        }
-        let cols: Vec<Option<String>> = query(INDEX_COLS)?
-            .query_map([&index], |r| r.get(0))
-            .map_err(|e| sql_error(e, INDEX_COLS))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| sql_error(e, INDEX_COLS))?;
-        // An index on expressions has no column names.
-        let Some(cols) = cols.into_iter().collect::<Option<Vec<String>>>() else {
-            continue;
-        };
-        let index = if origin == "u" {
-            format!("{name}_{}_key", cols.join("_"))
-        } else {
-            index
-        };
-        indexes.push(IndexInfo {
-            name: index,
-            columns: cols,
-            unique,
-        });
-    }
-    let mut foreign_keys: Vec<(i64, ForeignKey)> = Vec::new();
-    let fk_rows: Vec<(i64, String, String, Option<String>, String)> = query(FKS)?
-        .query_map([&name], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .map_err(|e| sql_error(e, FKS))?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(|e| sql_error(e, FKS))?;
-    for (id, ref_table, from, to, on_delete) in fk_rows {
-        if foreign_keys.last().is_none_or(|(last, _)| *last != id) {
-            foreign_keys.push((
-                id,
-                ForeignKey {
-                    columns: Vec::new(),
-                    ref_table: ref_table.clone(),
-                    ref_columns: Vec::new(),
-                    on_delete: (on_delete != "NO ACTION").then_some(on_delete),
-                },
-            ));
-        }
-        let fk = &mut foreign_keys.last_mut().expect("pushed above").1;
-        fk.columns.push(from);
-        fk.ref_columns.push(to.unwrap_or_default());
-    }
-    let mut foreign_keys: Vec<ForeignKey> = foreign_keys.into_iter().map(|(_, f)| f).collect();
-    // `REFERENCES parent` without columns means the parent's primary key.
-    for fk in &mut foreign_keys {
-        if fk.ref_columns.iter().any(String::is_empty) {
-            let parent = describe_table(conn, fk.ref_table.clone())?;
-            fk.ref_columns = parent.primary_key;
-        }
-    }
-    Ok(TableSchema {
-        name,
-        columns,
-        primary_key,
-        indexes,
-        foreign_keys,
-    })
 }
