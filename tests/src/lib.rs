@@ -8,6 +8,7 @@
 //! - this file: finding the built libraries, fresh namespaces, per-backend
 //!   store options, the case runner, and the CI rule for absent servers;
 //! - [`relational`], [`vector`], [`cache`], [`graph`]: the cases;
+//! - [`port`]: the portability tests' datasets and comparisons;
 //! - [`servers`]: a `redis-server` and a Redis Cluster started by a test;
 //! - `behavior.rs` (a test target): runs every case on every backend;
 //! - `loading.rs` (a test target): the host's loading and failure cases,
@@ -15,6 +16,7 @@
 
 pub mod cache;
 pub mod graph;
+pub mod port;
 pub mod relational;
 pub mod servers;
 pub mod vector;

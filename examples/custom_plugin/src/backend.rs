@@ -2,8 +2,10 @@
 //! per channel. Simple on purpose; see `backplane-plugin-memory` for a
 //! tuned version of the same thing.
 
+use backplane_core::kit::page::page_of;
 use backplane_core::{
-    validate_key, validate_ttl, Cache, CacheStats, ChannelLimits, Health, Message, Result,
+    validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo, ChannelLimits, Health,
+    Message, Page, Result,
 };
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -202,6 +204,48 @@ impl Cache for CustomKv {
         let count = s.channel(channel).map_or(0, |c| c.messages.len() as u64);
         s.channels.remove(channel);
         Ok(count)
+    }
+
+    /// Listing channels lets `backplane migrate` and `backup` carry the
+    /// conversations to another backend: name order, after `cursor`.
+    fn list_channels(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ChannelInfo>> {
+        let st = self.lock();
+        let mut items: Vec<ChannelInfo> = st
+            .channels
+            .iter()
+            .filter(|(name, c)| {
+                !expired(c.expires)
+                    && !c.messages.is_empty()
+                    && cursor.is_none_or(|a| name.as_str() > a)
+            })
+            .map(|(name, c)| ChannelInfo {
+                channel: name.clone(),
+                messages: c.messages.len() as u64,
+                last_activity_ms: c.messages.last().map_or(0, |m| m.timestamp_ms),
+            })
+            .collect();
+        items.sort_by(|a, b| a.channel.cmp(&b.channel));
+        items.truncate(limit.saturating_add(1));
+        Ok(page_of(items, limit, |c| c.channel.as_str()))
+    }
+
+    /// Scanning keys, with the time each has left, carries them too.
+    fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<Page<CacheEntry>> {
+        let st = self.lock();
+        let now = Instant::now();
+        let mut items: Vec<CacheEntry> = st
+            .keys
+            .iter()
+            .filter(|(k, (_, exp))| !expired(*exp) && cursor.is_none_or(|a| k.as_str() > a))
+            .map(|(k, (v, exp))| CacheEntry {
+                key: k.clone(),
+                value: v.clone(),
+                ttl: exp.map(|e| e.saturating_duration_since(now)),
+            })
+            .collect();
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        items.truncate(limit.saturating_add(1));
+        Ok(page_of(items, limit, |e| e.key.as_str()))
     }
 
     fn stats(&self) -> Result<CacheStats> {

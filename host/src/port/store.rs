@@ -33,6 +33,10 @@ pub(crate) struct StoreEnd {
     order: Mutex<HashMap<String, Option<Vec<usize>>>>,
     /// The target's column type of `applied_at` in its migrations table.
     applied_at: Mutex<Option<ColumnType>>,
+    /// Cache keys returned so far in this pass over the keys: a key scan
+    /// may return a key twice (Redis's `SCAN` does, while its table is
+    /// resized), and each is copied and counted once.
+    seen_keys: Mutex<HashSet<String>>,
 }
 
 pub(crate) enum Handle {
@@ -52,6 +56,7 @@ impl StoreEnd {
             snapshot_taken: Mutex::new(false),
             order: Mutex::new(HashMap::new()),
             applied_at: Mutex::new(None),
+            seen_keys: Mutex::new(HashSet::new()),
         }
     }
 
@@ -324,12 +329,21 @@ impl Source for StoreEnd {
                 match item.kind {
                     Kind::Keys => {
                         let p = c.scan_keys(cursor, limit)?;
-                        Ok((Records::Entries(p.items), p.next_cursor))
+                        let mut seen = Self::lock(&self.seen_keys);
+                        if cursor.is_none() {
+                            seen.clear();
+                        }
+                        let items = p
+                            .items
+                            .into_iter()
+                            .filter(|e| seen.insert(e.key.clone()))
+                            .collect();
+                        Ok((Records::Entries(items), p.next_cursor))
                     }
                     _ => {
-                        // A page is whole channels: up to `limit` messages'
-                        // worth, at least one channel.
-                        let channels = c.list_channels(cursor, (limit / 100).max(1))?;
+                        // A page is whole channels: a tenth of `limit`
+                        // of them, at least one.
+                        let channels = c.list_channels(cursor, (limit / 10).max(1))?;
                         let mut out = Vec::new();
                         for ch in channels.items {
                             if !item.channels.is_empty() && !item.channels.contains(&ch.channel) {

@@ -270,6 +270,12 @@ impl Pool {
         self.conns.connector().epoch.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A connection of its own, outside the pool (an export snapshot holds
+    /// one for as long as it is open).
+    pub(crate) fn dedicated(&self) -> Result<Conn> {
+        self.conns.connector().connect()
+    }
+
     /// Take a connection: an idle one, a new one while fewer than
     /// `pool_size` are open, or the first one given back within `timeout`.
     pub(crate) fn get(&self) -> Result<PooledConn<'_>> {

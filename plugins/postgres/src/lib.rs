@@ -12,6 +12,7 @@ mod exact;
 mod filter;
 mod graph;
 mod pgvector;
+mod port;
 mod relational;
 mod restore;
 mod sql;

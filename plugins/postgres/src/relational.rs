@@ -36,12 +36,16 @@ use std::sync::Arc;
 /// A relational store: tables in one schema of one PostgreSQL database.
 pub(crate) struct PgRelational {
     pool: Arc<Pool>,
+    snapshots: crate::port::Snapshots,
 }
 
 impl PgRelational {
     /// A store on `pool` (already checked by [`Pool::open`]).
     pub(crate) fn new(pool: Arc<Pool>) -> Self {
-        PgRelational { pool }
+        PgRelational {
+            pool,
+            snapshots: Default::default(),
+        }
     }
 
     /// Run `f` on a connection; a statement whose kept plan went stale
@@ -334,6 +338,62 @@ impl Relational for PgRelational {
         self.pool.schema_changed();
         conn.forget_statements();
         r
+    }
+
+    fn export_snapshot(&self) -> Result<Option<String>> {
+        self.snapshots.open(&self.pool).map(Some)
+    }
+
+    fn release_snapshot(&self, snapshot: &str) -> Result<()> {
+        self.snapshots.release(snapshot);
+        Ok(())
+    }
+
+    fn export_rows(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<backplane_core::Page<Vec<backplane_core::Value>>> {
+        let schema = self.describe(table)?;
+        crate::port::export_rows(
+            &self.pool,
+            &self.snapshots,
+            &schema,
+            snapshot,
+            cursor,
+            limit,
+        )
+    }
+
+    fn import_begin(&self, tables: &[TableSchema]) -> Result<()> {
+        let statements: Vec<Statement> = tables
+            .iter()
+            .flat_map(crate::port::create_statements)
+            .map(|sql| Statement::new(sql, ()))
+            .collect();
+        self.transaction(&statements).map(|_| ())
+    }
+
+    fn import_rows(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<backplane_core::Value>],
+        overwrite: bool,
+    ) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        if !overwrite && crate::port::copy_rows(&self.pool, table, columns, rows)? {
+            return Ok(rows.len() as u64);
+        }
+        backplane_core::port::import_rows(self, table, columns, rows, overwrite)
+    }
+
+    fn import_end(&self, tables: &[TableSchema]) -> Result<()> {
+        crate::port::finish_tables(&self.pool, tables)
     }
 
     fn health(&self) -> Result<Health> {

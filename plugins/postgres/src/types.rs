@@ -118,6 +118,13 @@ pub(crate) fn is_binary(ty: &Type) -> bool {
     )
 }
 
+/// Whether every value a column of type `ty` takes in an import goes into
+/// a binary `COPY` (the type is bound in binary, or is text).
+pub(crate) fn is_copyable(ty: &Type) -> bool {
+    let ty = base(ty);
+    (is_binary(ty) && *ty != Type::DATE) || is_textual(ty)
+}
+
 fn short(raw: &[u8], n: usize, ty: &Type) -> Result<(), BoxError> {
     if raw.len() < n {
         return Err(format!("a {} value of {} bytes is truncated", ty.name(), raw.len()).into());

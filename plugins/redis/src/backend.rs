@@ -20,10 +20,11 @@ use crate::config::RedisConfig;
 use crate::keys::{KeyKind, Keys};
 use crate::scripts::Scripts;
 use backplane_core::kit::id::new_id;
+use backplane_core::kit::page::{check_limit, page_of};
 use backplane_core::kit::time::now_ms;
 use backplane_core::{
-    check_batch_ids, validate_key, validate_ttl, AsyncCache, Cache, CacheStats, ChannelLimits,
-    Done, Error, Health, Message, Result,
+    check_batch_ids, validate_key, validate_ttl, AsyncCache, Cache, CacheEntry, CacheStats,
+    ChannelInfo, ChannelLimits, Done, Error, Health, Message, Page, Result,
 };
 use std::collections::HashSet;
 use std::time::Duration;
@@ -346,6 +347,174 @@ impl Cache for RedisCache {
         let (list, ids) = self.keys.channel(channel);
         self.client.run("clear", |c| {
             self.scripts.clear(&list, &ids).invoke(c.like())
+        })
+    }
+
+    /// Channels in name order: every call scans the store's channel keys
+    /// (on every master of a cluster), as `stats` does, and returns the page
+    /// after `cursor`, with `LLEN` and the newest message of each.
+    fn list_channels(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ChannelInfo>> {
+        check_limit(limit, "list_channels", "channel")?;
+        let pattern = self.keys.scan_pattern();
+        let mut names: Vec<String> = self.client.run("list_channels", |c| {
+            let mut names = Vec::new();
+            for node in c.nodes()? {
+                let mut at: u64 = 0;
+                loop {
+                    let mut scan = redis::cmd("SCAN");
+                    scan.arg(at)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT);
+                    let (next, batch): (u64, Vec<Vec<u8>>) = c.query_on(node.as_ref(), &scan)?;
+                    names.extend(batch.iter().filter_map(|k| self.keys.channel_name(k)));
+                    if next == 0 {
+                        break;
+                    }
+                    at = next;
+                }
+            }
+            Ok(names)
+        })?;
+        names.sort();
+        names.dedup();
+        let after = names.partition_point(|n| cursor.is_some_and(|c| n.as_str() <= c));
+        let mut page: Vec<String> = names.split_off(after);
+        page.truncate(limit.saturating_add(1));
+        if page.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let lists: Vec<String> = page.iter().map(|n| self.keys.channel(n).0).collect();
+        let (lens, last): (Vec<u64>, Vec<Option<Vec<u8>>>) =
+            self.client.run("list_channels", |c| {
+                let lens: Vec<u64> = c.pipeline(
+                    lists.iter().map(|l| {
+                        let mut cmd = redis::cmd("LLEN");
+                        cmd.arg(l);
+                        cmd
+                    }),
+                    false,
+                )?;
+                let last: Vec<Option<Vec<u8>>> = c.pipeline(
+                    lists.iter().map(|l| {
+                        let mut cmd = redis::cmd("LINDEX");
+                        cmd.arg(l).arg(-1);
+                        cmd
+                    }),
+                    false,
+                )?;
+                Ok((lens, last))
+            })?;
+        let mut items = Vec::with_capacity(page.len());
+        for ((name, list), (n, newest)) in
+            page.into_iter().zip(&lists).zip(lens.into_iter().zip(last))
+        {
+            let Some(newest) = newest.filter(|_| n > 0) else {
+                continue;
+            };
+            items.push(ChannelInfo {
+                channel: name,
+                messages: n,
+                last_activity_ms: codec::decode(&newest, list)?.timestamp_ms,
+            });
+        }
+        Ok(page_of(items, limit, |c| c.channel.as_str()))
+    }
+
+    /// Keys page by page with `SCAN` (node by node on a cluster); the
+    /// cursor is `<node>:<scan cursor>`. As `SCAN` guarantees, a key that
+    /// exists for the whole scan is returned; one written meanwhile may be
+    /// missed or returned twice.
+    fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<Page<CacheEntry>> {
+        check_limit(limit, "scan_keys", "key")?;
+        let (mut node, mut at) = match cursor {
+            None => (0usize, 0u64),
+            Some(c) => c
+                .split_once(':')
+                .and_then(|(n, a)| Some((n.parse().ok()?, a.parse().ok()?)))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "'{c}' is not a cursor scan_keys gave: pass the next_cursor of the previous page, or none for the first"
+                    ))
+                })?,
+        };
+        let pattern = self.keys.scan_pattern();
+        let (keys, next) = self.client.run("scan_keys", |c| {
+            let nodes = c.nodes()?;
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            while node < nodes.len() && keys.len() < limit {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(at)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(limit.min(SCAN_COUNT));
+                let (next, batch): (u64, Vec<Vec<u8>>) = c.query_on(nodes[node].as_ref(), &scan)?;
+                keys.extend(
+                    batch
+                        .into_iter()
+                        .filter(|k| self.keys.classify(k) == KeyKind::Value),
+                );
+                if next == 0 {
+                    node += 1;
+                    at = 0;
+                } else {
+                    at = next;
+                }
+            }
+            let next = (node < nodes.len()).then(|| format!("{node}:{at}"));
+            Ok((keys, next))
+        })?;
+        if keys.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: next,
+            });
+        }
+        let (values, ttls): (Vec<Option<Vec<u8>>>, Vec<i64>) =
+            self.client.run("scan_keys", |c| {
+                let values: Vec<Option<Vec<u8>>> = c.pipeline(
+                    keys.iter().map(|k| {
+                        let mut cmd = redis::cmd("GET");
+                        cmd.arg(k);
+                        cmd
+                    }),
+                    false,
+                )?;
+                let ttls: Vec<i64> = c.pipeline(
+                    keys.iter().map(|k| {
+                        let mut cmd = redis::cmd("PTTL");
+                        cmd.arg(k);
+                        cmd
+                    }),
+                    false,
+                )?;
+                Ok((values, ttls))
+            })?;
+        let mut items = Vec::with_capacity(keys.len());
+        for ((key, value), ttl) in keys.iter().zip(values).zip(ttls) {
+            // A key that expired or was deleted since the scan saw it.
+            let (Some(value), Some(name)) = (value, self.keys.kv_name(key)) else {
+                continue;
+            };
+            let ttl = match ttl {
+                -2 => continue,
+                t if t > 0 => Some(Duration::from_millis(t as u64)),
+                _ => None,
+            };
+            items.push(CacheEntry {
+                key: name,
+                value,
+                ttl,
+            });
+        }
+        Ok(Page {
+            items,
+            next_cursor: next,
         })
     }
 

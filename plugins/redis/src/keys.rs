@@ -87,6 +87,44 @@ impl Keys {
 
 /// The channel name as it appears inside the hash tag: `%`, `{` and `}`
 /// percent-encoded, so the tag has no brace of its own.
+impl Keys {
+    /// The key of a `kv:` key, or `None` for any other key.
+    pub(crate) fn kv_name(&self, key: &[u8]) -> Option<String> {
+        let rest = key
+            .strip_prefix(self.prefix.as_bytes())?
+            .strip_prefix(b"kv:")?;
+        String::from_utf8(rest.to_vec()).ok()
+    }
+
+    /// The channel of a channel's list key, or `None` for any other key.
+    pub(crate) fn channel_name(&self, key: &[u8]) -> Option<String> {
+        let rest = key
+            .strip_prefix(self.prefix.as_bytes())?
+            .strip_prefix(b"chan:{")?
+            .strip_suffix(b"}:list")?;
+        unescape_tag(std::str::from_utf8(rest).ok()?)
+    }
+}
+
+/// The channel name `escape_tag` was given.
+fn unescape_tag(tag: &str) -> Option<String> {
+    let mut out = String::with_capacity(tag.len());
+    let mut rest = tag;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at..at + 3)?;
+        out.push(match code {
+            "%25" => '%',
+            "%7B" => '{',
+            "%7D" => '}',
+            _ => return None,
+        });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 fn escape_tag(channel: &str) -> String {
     let mut s = String::with_capacity(channel.len());
     for ch in channel.chars() {
@@ -143,6 +181,18 @@ mod tests {
         // Escaping is injective: different channels, different keys.
         assert_ne!(k.channel("}").0, k.channel("%7D").0);
         assert_ne!(k.channel("%").0, k.channel("%25").0);
+    }
+
+    #[test]
+    fn names_come_back_from_keys() {
+        let k = Keys::new("bp:conv:".into());
+        for channel in ["plain", "a}b", "}", "{", "{x}", "%7D", "a{b}c", "ünï", "%"] {
+            let (list, ids) = k.channel(channel);
+            assert_eq!(k.channel_name(list.as_bytes()).as_deref(), Some(channel));
+            assert_eq!(k.channel_name(ids.as_bytes()), None);
+        }
+        assert_eq!(k.kv_name(k.kv("a:b").as_bytes()).as_deref(), Some("a:b"));
+        assert_eq!(k.kv_name(b"bp:conv:chan:{x}:list"), None);
     }
 
     #[test]

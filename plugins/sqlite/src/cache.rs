@@ -11,8 +11,10 @@
 //! moment it expires, is deleted when next touched, and every expired row
 //! is purged at most once a minute on a write.
 
+use backplane_core::kit::page::{check_limit, fetch_count, page_of};
 use backplane_core::{
-    check_batch_ids, validate_key, validate_ttl, Cache, CacheStats, Error, Health, Message, Result,
+    check_batch_ids, validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo, Error,
+    Health, Message, Page, Result,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -444,6 +446,56 @@ impl Cache for SqliteCache {
             }
             drop_channel(tx, channel)
         })
+    }
+
+    fn list_channels(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ChannelInfo>> {
+        const SQL: &str =
+            "SELECT m.channel, count(*), max(m.timestamp_ms) FROM _bp_cache_messages m \
+             LEFT JOIN _bp_cache_channels c ON c.channel = m.channel \
+             WHERE (c.expires_at IS NULL OR c.expires_at > ?1) AND m.channel > ?2 \
+             GROUP BY m.channel ORDER BY m.channel LIMIT ?3";
+        check_limit(limit, "list_channels", "channel")?;
+        let conn = self.db.lock();
+        let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
+        let items = stmt
+            .query_map(
+                params![now_ms(), cursor.unwrap_or(""), fetch_count(limit)],
+                |r| {
+                    Ok(ChannelInfo {
+                        channel: r.get(0)?,
+                        messages: r.get(1)?,
+                        last_activity_ms: r.get(2)?,
+                    })
+                },
+            )
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| sql_error(e, SQL))?;
+        Ok(page_of(items, limit, |c| c.channel.as_str()))
+    }
+
+    fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<Page<CacheEntry>> {
+        const SQL: &str = "SELECT key, value, expires_at FROM _bp_cache_kv \
+             WHERE (expires_at IS NULL OR expires_at > ?1) AND key > ?2 ORDER BY key LIMIT ?3";
+        check_limit(limit, "scan_keys", "key")?;
+        let now = now_ms();
+        let conn = self.db.lock();
+        let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
+        let items = stmt
+            .query_map(
+                params![now, cursor.unwrap_or(""), fetch_count(limit)],
+                |r| {
+                    let expires: Option<i64> = r.get(2)?;
+                    Ok(CacheEntry {
+                        key: r.get(0)?,
+                        value: r.get(1)?,
+                        ttl: expires
+                            .map(|t| Duration::from_millis(t.saturating_sub(now).max(1) as u64)),
+                    })
+                },
+            )
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| sql_error(e, SQL))?;
+        Ok(page_of(items, limit, |e| e.key.as_str()))
     }
 
     fn stats(&self) -> Result<CacheStats> {

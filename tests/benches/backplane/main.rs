@@ -30,6 +30,10 @@
 //!   `BENCH_VECTOR_DATA`).
 //! - `qdrant.rs`: the same vectors on a Qdrant server, the qdrant plugin vs
 //!   qdrant-client (`BACKPLANE_QDRANT_URL`).
+//! - `migrate.rs`: a 1M-row table SQLite -> PostgreSQL against rusqlite +
+//!   binary COPY, 100k vectors qdrant-edge -> sqlite and -> postgres
+//!   against the target's own upsert, and the command's peak memory
+//!   (`BENCH_MIGRATE_ROWS`, `BENCH_MIGRATE_ROUNDS`).
 //!
 //! Database files live on tmpfs (`/dev/shm`) when the machine has it, so
 //! disk flushes stay out of a comparison of CPU work.
@@ -44,6 +48,7 @@
 //! `BENCH_VERBOSE` prints every round's times.
 
 mod harness;
+mod migrate;
 mod postgres;
 mod qdrant;
 mod redis;
@@ -84,9 +89,13 @@ fn main() {
     if want("qdrant") {
         qdrant::group(vector_rounds, &mut rows, &mut vector_table);
     }
+    let mut notes = Vec::new();
+    if want("migrate") {
+        migrate::group(&mut rows, &mut notes);
+    }
     println!("rounds: {rounds} (vector: {vector_rounds}); medians over rounds");
     print_table(&rows);
-    for line in vector_table {
+    for line in vector_table.into_iter().chain(notes) {
         println!("{line}");
     }
 }

@@ -1,0 +1,426 @@
+//! Portability: every store moves to every other backend of its
+//! capability with every record intact, by migration and by backup and
+//! restore; a migration killed at random points finishes on a rerun with
+//! nothing missing and nothing twice; and every bad input is one clear
+//! error with nothing half-written.
+
+use backplane_behavior::port::{self, assert_same, fill, store_ref};
+use backplane_behavior::{backends_for, open_with, store_options, Scratch};
+use backplane_host::{Capability, CopyOptions, ErrorKind, Merge, Quiet, Storage};
+use std::path::Path;
+
+/// Backends of `cap` that run here, with the options for a fresh store
+/// under `scratch` (a backend whose server is missing is skipped outside
+/// CI, a failure in it).
+fn stores(cap: Capability, scratch: &Scratch) -> Vec<(String, String)> {
+    let extra = if cap == Capability::Cache {
+        "max_messages = 100"
+    } else {
+        ""
+    };
+    backends_for(cap)
+        .into_iter()
+        .filter(|b| b != "panicking")
+        .filter_map(|b| store_options(&b, cap, scratch, extra).map(|o| (b, o)))
+        .collect()
+}
+
+fn open(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) -> Storage {
+    open_with(backend, cap, scratch, opts)
+}
+
+/// Every pair (source, target) of distinct backends of `cap`: fill the
+/// source, migrate, and compare both through the public API.
+fn migration_matrix(cap: Capability) {
+    let backends: Vec<String> = {
+        let probe = Scratch::new();
+        stores(cap, &probe).into_iter().map(|(b, _)| b).collect()
+    };
+    assert!(
+        backends.len() >= 2,
+        "{cap}: fewer than two backends run here: {backends:?}"
+    );
+    let mut failures = Vec::new();
+    for from in &backends {
+        for to in &backends {
+            if from == to {
+                continue;
+            }
+            let scratch = Scratch::new();
+            let src_opts = store_options(from, cap, &scratch, extra(cap)).expect("runs");
+            let dst_opts = store_options(to, cap, &scratch, extra(cap)).expect("runs");
+            let src = open(from, cap, &scratch, &src_opts);
+            let dst = open(to, cap, &scratch, &dst_opts);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                fill(&src, cap, from);
+                let report = src
+                    .migrate(
+                        &store_ref(cap),
+                        &dst,
+                        &store_ref(cap),
+                        &CopyOptions::default(),
+                        &Quiet,
+                    )
+                    .unwrap_or_else(|e| panic!("migrate: {e}"));
+                assert!(
+                    report.ok(),
+                    "the migration's own verification: {}",
+                    notes(&report)
+                );
+                assert!(report.records() > 0);
+                // Run again: done already, read back and still equal.
+                let again = src
+                    .migrate(
+                        &store_ref(cap),
+                        &dst,
+                        &store_ref(cap),
+                        &CopyOptions::default(),
+                        &Quiet,
+                    )
+                    .unwrap();
+                assert!(again.already_done && again.ok(), "{}", notes(&again));
+                assert_same(&src, &dst, cap);
+            }));
+            match r {
+                Ok(()) => println!("  ok    {cap} {from} -> {to}"),
+                Err(p) => {
+                    let msg = panic_text(p);
+                    println!("  FAIL  {cap} {from} -> {to}: {msg}");
+                    failures.push(format!("{from} -> {to}: {msg}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{cap} migrations failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn extra(cap: Capability) -> &'static str {
+    if cap == Capability::Cache {
+        "max_messages = 100"
+    } else {
+        ""
+    }
+}
+
+/// A report's items, one line each, for a failure message.
+fn notes(r: &backplane_host::Report) -> String {
+    r.items
+        .iter()
+        .map(|i| {
+            format!(
+                "{}: {} records, verified {}, {}",
+                i.item,
+                i.records,
+                i.verified,
+                i.note.as_deref().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn relational_migrates_between_every_pair_of_backends() {
+    migration_matrix(Capability::Relational);
+}
+
+#[test]
+fn vectors_migrate_between_every_pair_of_backends() {
+    migration_matrix(Capability::Vector);
+}
+
+#[test]
+fn graphs_migrate_between_every_pair_of_backends() {
+    migration_matrix(Capability::Graph);
+}
+
+#[test]
+fn caches_migrate_between_every_pair_of_backends() {
+    migration_matrix(Capability::Cache);
+}
+
+/// A backup taken on each backend restores into each other backend.
+fn backup_matrix(cap: Capability) {
+    let backends: Vec<String> = {
+        let probe = Scratch::new();
+        stores(cap, &probe).into_iter().map(|(b, _)| b).collect()
+    };
+    let mut failures = Vec::new();
+    for from in &backends {
+        let scratch = Scratch::new();
+        let src_opts = store_options(from, cap, &scratch, extra(cap)).expect("runs");
+        let src = open(from, cap, &scratch, &src_opts);
+        fill(&src, cap, from);
+        let dir = scratch.path("archive");
+        let written = src.backup(&dir, &[store_ref(cap)], &Quiet).unwrap();
+        assert!(written.ok, "{written:?}");
+        let checked = backplane_host::verify_archive(&dir, &Quiet).unwrap();
+        assert!(checked.ok, "{checked:?}");
+        for to in backends.iter().filter(|t| *t != from) {
+            let dst_opts = store_options(to, cap, &scratch, extra(cap)).expect("runs");
+            let dst = open(to, cap, &scratch, &dst_opts);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let reports = dst
+                    .restore(&dir, &[], &CopyOptions::default(), &Quiet)
+                    .unwrap_or_else(|e| panic!("restore: {e}"));
+                assert_eq!(reports.len(), 1);
+                assert!(reports[0].ok(), "{}", notes(&reports[0]));
+                assert_same(&src, &dst, cap);
+            }));
+            match r {
+                Ok(()) => println!("  ok    {cap} backup on {from}, restore on {to}"),
+                Err(p) => {
+                    let msg = panic_text(p);
+                    println!("  FAIL  {cap} backup on {from}, restore on {to}: {msg}");
+                    failures.push(format!("{from} -> {to}: {msg}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{cap} restores failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn relational_backups_restore_on_every_other_backend() {
+    backup_matrix(Capability::Relational);
+}
+
+#[test]
+fn vector_backups_restore_on_every_other_backend() {
+    backup_matrix(Capability::Vector);
+}
+
+#[test]
+fn graph_backups_restore_on_every_other_backend() {
+    backup_matrix(Capability::Graph);
+}
+
+#[test]
+fn cache_backups_restore_on_every_other_backend() {
+    backup_matrix(Capability::Cache);
+}
+
+/// A sqlite store with the relational dataset, backed up into `dir`.
+fn sqlite_backup(scratch: &Scratch, dir: &Path) -> Storage {
+    let opts = store_options("sqlite", Capability::Relational, scratch, "").unwrap();
+    let src = open("sqlite", Capability::Relational, scratch, &opts);
+    fill(&src, Capability::Relational, "sqlite");
+    assert!(src.backup(dir, &[], &Quiet).unwrap().ok);
+    src
+}
+
+fn fresh_sqlite(scratch: &Scratch) -> Storage {
+    let opts = store_options("sqlite", Capability::Relational, scratch, "").unwrap();
+    open("sqlite", Capability::Relational, scratch, &opts)
+}
+
+fn assert_no_tables(s: &Storage) {
+    let tables = s.relational("s").unwrap().blocking().tables().unwrap();
+    assert!(
+        tables.iter().all(|t| t == "_backplane_migrations"),
+        "nothing was written: {tables:?}"
+    );
+}
+
+#[test]
+fn a_tampered_archive_is_refused_before_anything_is_written() {
+    let scratch = Scratch::new();
+    let dir = scratch.path("archive");
+    sqlite_backup(&scratch, &dir);
+    let file = dir.join("relational.s/books.jsonl.zst");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&file, &bytes).unwrap();
+    let dst = fresh_sqlite(&scratch);
+    let e = dst
+        .restore(&dir, &[], &CopyOptions::default(), &Quiet)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("books.jsonl.zst"), "{e}");
+    assert!(e.message().contains("checksum does not match"), "{e}");
+    assert_no_tables(&dst);
+    let v = backplane_host::verify_archive(&dir, &Quiet).unwrap();
+    assert!(!v.ok && v.problems.len() == 1, "{v:?}");
+}
+
+#[test]
+fn a_truncated_data_file_is_refused() {
+    let scratch = Scratch::new();
+    let dir = scratch.path("archive");
+    sqlite_backup(&scratch, &dir);
+    let file = dir.join("relational.s/authors.jsonl.zst");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let dst = fresh_sqlite(&scratch);
+    let e = dst
+        .restore(&dir, &[], &CopyOptions::default(), &Quiet)
+        .unwrap_err();
+    assert!(e.message().contains("authors.jsonl.zst"), "{e}");
+    assert!(e.message().contains("cut short"), "{e}");
+    assert_no_tables(&dst);
+}
+
+#[test]
+fn an_archive_of_a_newer_format_is_refused() {
+    let scratch = Scratch::new();
+    let dir = scratch.path("archive");
+    sqlite_backup(&scratch, &dir);
+    let manifest = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("\"format_version\": 1", "\"format_version\": 2");
+    std::fs::write(&manifest, text).unwrap();
+    let dst = fresh_sqlite(&scratch);
+    let e = dst
+        .restore(&dir, &[], &CopyOptions::default(), &Quiet)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Incompatible, "{e}");
+    assert!(e.message().contains("archive format 2"), "{e}");
+    assert!(e.message().contains("newer"), "{e}");
+    let e = backplane_host::verify_archive(&dir, &Quiet).unwrap_err();
+    assert!(e.message().contains("newer"), "{e}");
+    assert_no_tables(&dst);
+}
+
+#[test]
+fn a_target_that_is_not_empty_is_refused_unless_told_how_to_merge() {
+    let scratch = Scratch::new();
+    let dir = scratch.path("archive");
+    let src = sqlite_backup(&scratch, &dir);
+    let dst = fresh_sqlite(&scratch);
+    dst.relational("s")
+        .unwrap()
+        .blocking()
+        .execute("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, born TIMESTAMP, bio TEXT, big INTEGER)", &backplane_host::Params::None)
+        .unwrap();
+    dst.relational("s")
+        .unwrap()
+        .blocking()
+        .execute(
+            "INSERT INTO authors (id, name) VALUES (9, 'mine')",
+            &backplane_host::Params::None,
+        )
+        .unwrap();
+    let e = dst
+        .restore(&dir, &[], &CopyOptions::default(), &Quiet)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.message().contains("table 'authors' holds 1 rows"), "{e}");
+    assert!(e.message().contains("--merge keep"), "{e}");
+    let tables = dst.relational("s").unwrap().blocking().tables().unwrap();
+    assert_eq!(tables, ["authors"], "nothing else was written");
+    // Told to keep the target's records: the source's arrive beside them.
+    let opts = CopyOptions {
+        merge: Some(Merge::Keep),
+        ..Default::default()
+    };
+    let e = src
+        .migrate(
+            &store_ref(Capability::Relational),
+            &dst,
+            &store_ref(Capability::Relational),
+            &opts,
+            &Quiet,
+        )
+        .unwrap();
+    let authors = port::read_relational(&dst.relational("s").unwrap());
+    assert_eq!(authors[0].1.len(), 4, "three copied beside the one kept");
+    // The target holds more than was copied: the report says so.
+    assert!(
+        !e.ok(),
+        "a merged target does not compare equal: {}",
+        notes(&e)
+    );
+}
+
+#[test]
+fn a_collection_of_another_dimension_is_refused() {
+    let scratch = Scratch::new();
+    let a = open(
+        "sqlite",
+        Capability::Vector,
+        &scratch,
+        &store_options("sqlite", Capability::Vector, &scratch, "").unwrap(),
+    );
+    let b = open(
+        "sqlite",
+        Capability::Vector,
+        &scratch,
+        &store_options("sqlite", Capability::Vector, &scratch, "").unwrap(),
+    );
+    port::fill_vector(&a.vector("s").unwrap());
+    b.vector("s")
+        .unwrap()
+        .blocking()
+        .create_collection("dot", 8, backplane_host::Distance::Dot)
+        .unwrap();
+    let e = a
+        .migrate(
+            &store_ref(Capability::Vector),
+            &b,
+            &store_ref(Capability::Vector),
+            &CopyOptions::default(),
+            &Quiet,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("collection 'dot'"), "{e}");
+    assert!(e.message().contains("dimension 8"), "{e}");
+    let names: Vec<String> = b
+        .vector("s")
+        .unwrap()
+        .blocking()
+        .list_collections()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["dot"], "nothing was written");
+}
+
+#[test]
+fn a_column_type_without_a_portable_mapping_is_refused() {
+    let scratch = Scratch::new();
+    let Some(pg) = store_options("postgres", Capability::Relational, &scratch, "") else {
+        return;
+    };
+    let src = open("postgres", Capability::Relational, &scratch, &pg);
+    let db = src.relational("s").unwrap();
+    db.blocking()
+        .execute(
+            "CREATE TABLE places (id BIGINT PRIMARY KEY, spot POINT)",
+            &backplane_host::Params::None,
+        )
+        .unwrap();
+    let dst = fresh_sqlite(&scratch);
+    let e = src
+        .migrate(
+            &store_ref(Capability::Relational),
+            &dst,
+            &store_ref(Capability::Relational),
+            &CopyOptions::default(),
+            &Quiet,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("column 'spot'"), "{e}");
+    assert!(e.message().contains("point"), "{e}");
+    assert!(e.message().contains("--tables"), "{e}");
+    assert_no_tables(&dst);
+}
