@@ -4,6 +4,7 @@
 mod bind;
 mod columns;
 pub mod db;
+mod export;
 mod relational;
 mod schema;
 

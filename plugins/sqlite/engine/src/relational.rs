@@ -43,6 +43,7 @@ pub struct SqliteRelational {
     // connection.
     stmts: UnsafeCell<HashMap<Box<str>, Cached>>,
     db: Db,
+    snapshots: crate::export::Snapshots,
 }
 
 // SAFETY: `stmts` is only touched while the `Db` mutex is held (see
@@ -70,6 +71,7 @@ impl SqliteRelational {
         SqliteRelational {
             stmts: UnsafeCell::new(HashMap::new()),
             db,
+            snapshots: Default::default(),
         }
     }
 
@@ -359,19 +361,36 @@ impl Relational for SqliteRelational {
     }
 
     fn describe(&self, table: &str) -> Result<TableSchema> {
-        const FIND: &str = "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE";
         let conn = self.db.lock();
-        let name: String = match conn.query_row(FIND, [table], |r| r.get(0)) {
-            Ok(n) => n,
-            Err(rusqlite::Error::QueryReturnedNoRows) => {
-                return Err(Error::not_found(format!(
-                    "table '{table}' does not exist in {}: see tables() for the ones that do",
-                    self.db.path
-                )))
-            }
-            Err(e) => return Err(sql_error(e, FIND)),
-        };
+        let name = crate::export::find_table(&conn, table, &self.db.path)?;
         describe_table(&conn, name)
+    }
+
+    fn export_snapshot(&self) -> Result<Option<String>> {
+        self.snapshots.open(&self.db.path, 5_000)
+    }
+
+    fn release_snapshot(&self, snapshot: &str) -> Result<()> {
+        self.snapshots.release(snapshot);
+        Ok(())
+    }
+
+    fn export_rows(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<backplane_core::Page<Vec<backplane_core::Value>>> {
+        match snapshot {
+            Some(id) => self.snapshots.with(id, |conn| {
+                crate::export::export_rows(conn, &self.db.path, table, cursor, limit)
+            }),
+            None => {
+                let conn = self.db.lock();
+                crate::export::export_rows(&conn, &self.db.path, table, cursor, limit)
+            }
+        }
     }
 
     fn backup(&self, path: &str) -> Result<()> {
