@@ -299,11 +299,30 @@ pub(crate) fn copy(
                 items: Vec::new(),
                 plan: items.clone(),
             };
+            let stale = |why: String| {
+                format!(
+                    "{why}; an earlier run finished this copy (its state file is {}): delete the state file to copy again",
+                    state_path.as_deref().map_or("?".into(), |p| p.display().to_string())
+                )
+            };
             for item in &items {
                 let s = st.items.get(&item.key()).cloned().unwrap_or_default();
-                report
-                    .items
-                    .push(verify_item(item, s.digest, readback, 0.0, progress)?);
+                let mut r = match verify_item(item, s.digest, readback, 0.0, progress) {
+                    Ok(r) => r,
+                    Err(e) => ItemReport {
+                        item: item.label(),
+                        records: s.digest.records,
+                        source: s.digest,
+                        target: None,
+                        verified: false,
+                        note: Some(format!("the target cannot be read back ({})", e.message())),
+                        seconds: 0.0,
+                    },
+                };
+                if !r.verified {
+                    r.note = Some(stale(r.note.take().unwrap_or_default()));
+                }
+                report.items.push(r);
             }
             return Ok(report);
         }

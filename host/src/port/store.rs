@@ -5,13 +5,15 @@
 //! records the migrations it ran, crosses in one canonical form (version,
 //! name, checksum, and `applied_at` as a timestamp), because each backend
 //! keeps it its own way: the target creates it its own way too (an empty
-//! `migrate`) and gets the records in its own form.
+//! `migrate`) and gets the records in its own form, each checksum marked
+//! as imported, so that the application's scripts for those versions, in
+//! the target's dialect, count as applied.
 
 use super::engine::{Item, Sink, Source};
 use super::record::{Kind, Records};
 use super::Merge;
 use crate::storage::{CacheStore, GraphStore, RelationalStore, VectorStore};
-use backplane_core::relational::MIGRATIONS_TABLE;
+use backplane_core::relational::{IMPORTED_PREFIX, MIGRATIONS_TABLE};
 use backplane_core::{
     ColumnInfo, ColumnType, Distance, Error, Message, Params, Result, TableSchema, Value,
 };
@@ -136,12 +138,36 @@ fn migrations_schema() -> TableSchema {
     }
 }
 
-/// `applied_at` as a timestamp: SQLite keeps milliseconds in an integer.
-fn applied_at_timestamp(v: Value) -> Value {
-    match v {
-        Value::Integer(ms) => Value::Timestamp(ms.saturating_mul(1000)),
-        other => other,
+/// A migration record (version, name, checksum, applied_at) in its
+/// canonical form: `applied_at` a timestamp (SQLite keeps milliseconds in
+/// an integer), the checksum without the mark of an earlier import.
+fn canonical_migration(row: &mut [Value]) {
+    if let Some(Value::Text(c)) = row.get_mut(2) {
+        if let Some(original) = c.strip_prefix(IMPORTED_PREFIX) {
+            *c = original.to_string();
+        }
     }
+    if let Some(v) = row.get_mut(3) {
+        if let Value::Integer(ms) = v {
+            *v = Value::Timestamp(ms.saturating_mul(1000));
+        }
+    }
+}
+
+/// A canonical migration record as the target keeps it: the checksum
+/// marked as imported (see `IMPORTED_PREFIX`), `applied_at` in the
+/// target's column type.
+fn imported_migration(row: &[Value], applied_at: Option<ColumnType>) -> Vec<Value> {
+    let mut row = row.to_vec();
+    if let Some(Value::Text(c)) = row.get_mut(2) {
+        *c = format!("{IMPORTED_PREFIX}{c}");
+    }
+    if applied_at == Some(ColumnType::Integer) {
+        if let Some(Value::Timestamp(us)) = row.get(3) {
+            row[3] = Value::Integer(us / 1000);
+        }
+    }
+    row
 }
 
 /// Tables ordered parents first (a table after those its foreign keys
@@ -303,9 +329,7 @@ impl Source for StoreEnd {
                 }
                 if item.name == MIGRATIONS_TABLE {
                     for row in &mut rows {
-                        if let Some(v) = row.get_mut(3) {
-                            *v = applied_at_timestamp(std::mem::replace(v, Value::Null));
-                        }
+                        canonical_migration(row);
                     }
                 }
                 Ok((Records::Rows(rows), page.next_cursor))
@@ -499,18 +523,11 @@ impl Sink for StoreEnd {
             (Handle::Relational(r), Records::Rows(rows)) => {
                 let schema = item_schema(item)?;
                 let columns = schema.column_names();
-                if item.name == MIGRATIONS_TABLE
-                    && *Self::lock(&self.applied_at) == Some(ColumnType::Integer)
-                {
+                if item.name == MIGRATIONS_TABLE {
+                    let applied_at = *Self::lock(&self.applied_at);
                     let rows: Vec<Vec<Value>> = rows
                         .iter()
-                        .map(|row| {
-                            let mut row = row.clone();
-                            if let Some(Value::Timestamp(us)) = row.get(3) {
-                                row[3] = Value::Integer(us / 1000);
-                            }
-                            row
-                        })
+                        .map(|row| imported_migration(row, applied_at))
                         .collect();
                     r.blocking()
                         .import_rows(&item.name, &columns, &rows, overwrite)?;
