@@ -9,101 +9,34 @@ use backplane_behavior::{backends_for, open_with, store_options, Scratch};
 use backplane_host::{Capability, CopyOptions, ErrorKind, Merge, Quiet, Storage};
 use std::path::Path;
 
-/// Backends of `cap` that run here, with the options for a fresh store
-/// under `scratch` (a backend whose server is missing is skipped outside
-/// CI, a failure in it).
-fn stores(cap: Capability, scratch: &Scratch) -> Vec<(String, String)> {
-    let extra = if cap == Capability::Cache {
-        "max_messages = 100"
-    } else {
-        ""
-    };
-    backends_for(cap)
-        .into_iter()
-        .filter(|b| b != "panicking")
-        .filter_map(|b| store_options(&b, cap, scratch, extra).map(|o| (b, o)))
-        .collect()
-}
-
-fn open(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) -> Storage {
-    open_with(backend, cap, scratch, opts)
-}
-
-/// Every pair (source, target) of distinct backends of `cap`: fill the
-/// source, migrate, and compare both through the public API.
-fn migration_matrix(cap: Capability) {
-    let backends: Vec<String> = {
-        let probe = Scratch::new();
-        stores(cap, &probe).into_iter().map(|(b, _)| b).collect()
-    };
-    assert!(
-        backends.len() >= 2,
-        "{cap}: fewer than two backends run here: {backends:?}"
-    );
-    let mut failures = Vec::new();
-    for from in &backends {
-        for to in &backends {
-            if from == to {
-                continue;
-            }
-            let scratch = Scratch::new();
-            let src_opts = store_options(from, cap, &scratch, extra(cap)).expect("runs");
-            let dst_opts = store_options(to, cap, &scratch, extra(cap)).expect("runs");
-            let src = open(from, cap, &scratch, &src_opts);
-            let dst = open(to, cap, &scratch, &dst_opts);
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                fill(&src, cap, from);
-                let report = src
-                    .migrate(
-                        &store_ref(cap),
-                        &dst,
-                        &store_ref(cap),
-                        &CopyOptions::default(),
-                        &Quiet,
-                    )
-                    .unwrap_or_else(|e| panic!("migrate: {e}"));
-                assert!(
-                    report.ok(),
-                    "the migration's own verification: {}",
-                    notes(&report)
-                );
-                assert!(report.records() > 0);
-                // Run again: done already, read back and still equal.
-                let again = src
-                    .migrate(
-                        &store_ref(cap),
-                        &dst,
-                        &store_ref(cap),
-                        &CopyOptions::default(),
-                        &Quiet,
-                    )
-                    .unwrap();
-                assert!(again.already_done && again.ok(), "{}", notes(&again));
-                assert_same(&src, &dst, cap);
-            }));
-            match r {
-                Ok(()) => println!("  ok    {cap} {from} -> {to}"),
-                Err(p) => {
-                    let msg = panic_text(p);
-                    println!("  FAIL  {cap} {from} -> {to}: {msg}");
-                    failures.push(format!("{from} -> {to}: {msg}"));
-                }
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{cap} migrations failed:\n{}",
-        failures.join("\n")
-    );
-}
-
+/// The store options every dataset store gets.
 fn extra(cap: Capability) -> &'static str {
     if cap == Capability::Cache {
         "max_messages = 100"
     } else {
         ""
     }
+}
+
+/// Backends of `cap` that run here (a backend whose server is missing is
+/// skipped outside CI, a failure in it).
+fn backends_here(cap: Capability) -> Vec<String> {
+    let probe = Scratch::new();
+    backends_for(cap)
+        .into_iter()
+        .filter(|b| b != "panicking")
+        .filter(|b| store_options(b, cap, &probe, extra(cap)).is_some())
+        .collect()
+}
+
+/// A fresh store `s` of `cap` on `backend`, under `scratch`.
+fn fresh(backend: &str, cap: Capability, scratch: &Scratch) -> Storage {
+    let opts = store_options(backend, cap, scratch, extra(cap)).expect("the backend runs here");
+    open_with(backend, cap, scratch, &opts)
+}
+
+fn open(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) -> Storage {
+    open_with(backend, cap, scratch, opts)
 }
 
 /// A report's items, one line each, for a failure message.
@@ -130,6 +63,64 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_default()
 }
 
+/// Run one case of a matrix: print its outcome, collect its failure.
+fn case(label: String, failures: &mut Vec<String>, f: impl FnOnce()) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(()) => println!("  ok    {label}"),
+        Err(p) => {
+            let msg = panic_text(p);
+            println!("  FAIL  {label}: {msg}");
+            failures.push(format!("{label}: {msg}"));
+        }
+    }
+}
+
+/// Every pair (source, target) of distinct backends of `cap`: fill the
+/// source, migrate, and compare both through the public API.
+fn migration_matrix(cap: Capability) {
+    let backends = backends_here(cap);
+    assert!(
+        backends.len() >= 2,
+        "{cap}: fewer than two backends run here: {backends:?}"
+    );
+    let mut failures = Vec::new();
+    for from in &backends {
+        for to in backends.iter().filter(|t| *t != from) {
+            let scratch = Scratch::new();
+            let (src, dst) = (fresh(from, cap, &scratch), fresh(to, cap, &scratch));
+            case(format!("{cap} {from} -> {to}"), &mut failures, || {
+                fill(&src, cap, from);
+                let migrate = || {
+                    src.migrate(
+                        &store_ref(cap),
+                        &dst,
+                        &store_ref(cap),
+                        &CopyOptions::default(),
+                        &Quiet,
+                    )
+                    .unwrap_or_else(|e| panic!("migrate: {e}"))
+                };
+                let report = migrate();
+                assert!(
+                    report.ok(),
+                    "the migration's own verification: {}",
+                    notes(&report)
+                );
+                assert!(report.records() > 0);
+                // Run again: done already, read back and still equal.
+                let again = migrate();
+                assert!(again.already_done && again.ok(), "{}", notes(&again));
+                assert_same(&src, &dst, cap);
+            });
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{cap} migrations failed:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn relational_migrates_between_every_pair_of_backends() {
     migration_matrix(Capability::Relational);
@@ -152,15 +143,11 @@ fn caches_migrate_between_every_pair_of_backends() {
 
 /// A backup taken on each backend restores into each other backend.
 fn backup_matrix(cap: Capability) {
-    let backends: Vec<String> = {
-        let probe = Scratch::new();
-        stores(cap, &probe).into_iter().map(|(b, _)| b).collect()
-    };
+    let backends = backends_here(cap);
     let mut failures = Vec::new();
     for from in &backends {
         let scratch = Scratch::new();
-        let src_opts = store_options(from, cap, &scratch, extra(cap)).expect("runs");
-        let src = open(from, cap, &scratch, &src_opts);
+        let src = fresh(from, cap, &scratch);
         fill(&src, cap, from);
         let dir = scratch.path("archive");
         let written = src.backup(&dir, &[store_ref(cap)], &Quiet).unwrap();
@@ -168,24 +155,19 @@ fn backup_matrix(cap: Capability) {
         let checked = backplane_host::verify_archive(&dir, &Quiet).unwrap();
         assert!(checked.ok, "{checked:?}");
         for to in backends.iter().filter(|t| *t != from) {
-            let dst_opts = store_options(to, cap, &scratch, extra(cap)).expect("runs");
-            let dst = open(to, cap, &scratch, &dst_opts);
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let reports = dst
-                    .restore(&dir, &[], &CopyOptions::default(), &Quiet)
-                    .unwrap_or_else(|e| panic!("restore: {e}"));
-                assert_eq!(reports.len(), 1);
-                assert!(reports[0].ok(), "{}", notes(&reports[0]));
-                assert_same(&src, &dst, cap);
-            }));
-            match r {
-                Ok(()) => println!("  ok    {cap} backup on {from}, restore on {to}"),
-                Err(p) => {
-                    let msg = panic_text(p);
-                    println!("  FAIL  {cap} backup on {from}, restore on {to}: {msg}");
-                    failures.push(format!("{from} -> {to}: {msg}"));
-                }
-            }
+            let dst = fresh(to, cap, &scratch);
+            case(
+                format!("{cap} backup on {from}, restore on {to}"),
+                &mut failures,
+                || {
+                    let reports = dst
+                        .restore(&dir, &[], &CopyOptions::default(), &Quiet)
+                        .unwrap_or_else(|e| panic!("restore: {e}"));
+                    assert_eq!(reports.len(), 1);
+                    assert!(reports[0].ok(), "{}", notes(&reports[0]));
+                    assert_same(&src, &dst, cap);
+                },
+            );
         }
     }
     assert!(
@@ -217,16 +199,14 @@ fn cache_backups_restore_on_every_other_backend() {
 
 /// A sqlite store with the relational dataset, backed up into `dir`.
 fn sqlite_backup(scratch: &Scratch, dir: &Path) -> Storage {
-    let opts = store_options("sqlite", Capability::Relational, scratch, "").unwrap();
-    let src = open("sqlite", Capability::Relational, scratch, &opts);
+    let src = fresh("sqlite", Capability::Relational, scratch);
     fill(&src, Capability::Relational, "sqlite");
     assert!(src.backup(dir, &[], &Quiet).unwrap().ok);
     src
 }
 
 fn fresh_sqlite(scratch: &Scratch) -> Storage {
-    let opts = store_options("sqlite", Capability::Relational, scratch, "").unwrap();
-    open("sqlite", Capability::Relational, scratch, &opts)
+    fresh("sqlite", Capability::Relational, scratch)
 }
 
 fn assert_no_tables(s: &Storage) {
@@ -352,18 +332,8 @@ fn a_target_that_is_not_empty_is_refused_unless_told_how_to_merge() {
 #[test]
 fn a_collection_of_another_dimension_is_refused() {
     let scratch = Scratch::new();
-    let a = open(
-        "sqlite",
-        Capability::Vector,
-        &scratch,
-        &store_options("sqlite", Capability::Vector, &scratch, "").unwrap(),
-    );
-    let b = open(
-        "sqlite",
-        Capability::Vector,
-        &scratch,
-        &store_options("sqlite", Capability::Vector, &scratch, "").unwrap(),
-    );
+    let a = fresh("sqlite", Capability::Vector, &scratch);
+    let b = fresh("sqlite", Capability::Vector, &scratch);
     port::fill_vector(&a.vector("s").unwrap());
     b.vector("s")
         .unwrap()

@@ -51,21 +51,6 @@ pub fn export_rows<R: Relational + ?Sized>(
         });
     }
     let key: Vec<String> = schema.primary_key.iter().map(|c| quote(c)).collect();
-    let at: Vec<usize> = schema
-        .primary_key
-        .iter()
-        .map(|k| {
-            schema
-                .columns
-                .iter()
-                .position(|c| &c.name == k)
-                .ok_or_else(|| {
-                    Error::backend(format!(
-                        "primary key column '{k}' is not a column of '{table}'"
-                    ))
-                })
-        })
-        .collect::<Result<_>>()?;
     let (filter, params) = match cursor {
         None => (String::new(), Params::None),
         Some(c) => {
@@ -80,22 +65,55 @@ pub fn export_rows<R: Relational + ?Sized>(
             )
         }
     };
+    let fetch = crate::kit::page::fetch_count(limit);
     let rows = r.query(
         &format!(
-            "SELECT {cols} FROM {t}{filter} ORDER BY {} LIMIT {limit}",
+            "SELECT {cols} FROM {t}{filter} ORDER BY {} LIMIT {fetch}",
             key.join(", ")
         ),
         &params,
     )?;
-    let next_cursor = match rows.rows.last() {
-        Some(last) if rows.rows.len() == limit => {
-            let k: Vec<&Value> = at.iter().map(|&i| &last[i]).collect();
-            Some(serde_json::to_string(&k)?)
-        }
+    key_page(&schema, rows.rows, limit, false)
+}
+
+/// A page of `schema`'s rows from up to `limit + 1` fetched `rows` (one
+/// more tells that another page follows): the first `limit`, and as cursor
+/// the last one's primary key values (JSON), or, with `by_position`, the
+/// value of each row's extra last column (a rowid or a ctid), which is
+/// removed from the rows.
+pub fn key_page(
+    schema: &TableSchema,
+    mut rows: Vec<Vec<Value>>,
+    limit: usize,
+    by_position: bool,
+) -> Result<Page<Vec<Value>>> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = match rows.last() {
+        Some(last) if more => Some(if by_position {
+            match last.last() {
+                Some(Value::Integer(i)) => i.to_string(),
+                Some(Value::Text(t)) => t.clone(),
+                _ => return Err(Error::backend("a row came back without its position")),
+            }
+        } else {
+            let key: Vec<&Value> = schema
+                .primary_key
+                .iter()
+                .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
+                .map(|i| &last[i])
+                .collect();
+            serde_json::to_string(&key)?
+        }),
         _ => None,
     };
+    if by_position {
+        for row in &mut rows {
+            row.pop();
+        }
+    }
     Ok(Page {
-        items: rows.rows,
+        items: rows,
         next_cursor,
     })
 }

@@ -285,6 +285,13 @@ impl RawValue {
     }
 }
 
+impl<'a> From<&'a Value> for ValueRef<'a> {
+    #[inline]
+    fn from(v: &'a Value) -> Self {
+        value_ref(v)
+    }
+}
+
 #[inline]
 fn value_ref(v: &Value) -> ValueRef<'_> {
     match v {

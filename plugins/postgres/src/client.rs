@@ -270,6 +270,12 @@ impl Pool {
         self.conns.connector().epoch.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// How many times this store has changed the schema: facts read from
+    /// the catalog hold while it stays the same.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.conns.connector().epoch.load(Ordering::SeqCst)
+    }
+
     /// A connection of its own, outside the pool (an export snapshot holds
     /// one for as long as it is open).
     pub(crate) fn dedicated(&self) -> Result<Conn> {

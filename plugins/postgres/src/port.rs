@@ -27,11 +27,19 @@ use postgres::types::ToSql;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Open export snapshots, each held by a connection of its own.
+/// Open export snapshots, each held by a connection of its own, and the
+/// tables' schemas as each snapshot sees them (read once per table: a
+/// snapshot's catalog does not change).
 #[derive(Default)]
 pub(crate) struct Snapshots {
     held: Mutex<HashMap<String, Conn>>,
+    schemas: Mutex<HashMap<(String, String), TableSchema>>,
 }
+
+/// The column types of import targets, by table and columns, with the
+/// schema epoch they were read in.
+#[derive(Default)]
+pub(crate) struct CopyTypes(Mutex<HashMap<String, (u64, Vec<postgres::types::Type>)>>);
 
 impl Snapshots {
     /// Start a snapshot on a connection of its own; returns its id.
@@ -50,8 +58,37 @@ impl Snapshots {
         Ok(id)
     }
 
+    /// `table`'s schema as the snapshot `id` sees it, read with `describe`
+    /// the first time.
+    pub(crate) fn schema(
+        &self,
+        id: &str,
+        table: &str,
+        describe: impl FnOnce() -> Result<TableSchema>,
+    ) -> Result<TableSchema> {
+        let key = (id.to_string(), table.to_string());
+        if let Some(s) = self
+            .schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(s.clone());
+        }
+        let s = describe()?;
+        self.schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, s.clone());
+        Ok(s)
+    }
+
     /// End the snapshot `id` (an unknown id is no error: it ended already).
     pub(crate) fn release(&self, id: &str) {
+        self.schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(snap, _), _| snap != id);
         let conn = self
             .held
             .lock()
@@ -154,32 +191,8 @@ pub(crate) fn export_rows(
         }
         query_on(conn, &sql, (&params).into(), &mut rows).map_err(|f| f.resolve(conn, &sql))
     })?;
-    let mut items = rows.finish().rows;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_cursor = match items.last() {
-        Some(last) if more => Some(if by_ctid {
-            match last.last() {
-                Some(Value::Text(ctid)) => ctid.clone(),
-                _ => return Err(Error::backend("a row came back without its ctid")),
-            }
-        } else {
-            let key: Vec<&Value> = schema
-                .primary_key
-                .iter()
-                .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
-                .map(|i| &last[i])
-                .collect();
-            serde_json::to_string(&key)?
-        }),
-        _ => None,
-    };
-    if by_ctid {
-        for row in &mut items {
-            row.pop();
-        }
-    }
-    Ok(Page { items, next_cursor })
+    let items = rows.finish().rows;
+    backplane_core::port::key_page(schema, items, limit, by_ctid)
 }
 
 /// PostgreSQL's type for a neutral column type.
@@ -288,6 +301,7 @@ pub(crate) fn finish_tables(pool: &Pool, tables: &[TableSchema]) -> Result<()> {
 /// the caller inserts the page another way).
 pub(crate) fn copy_rows(
     pool: &Pool,
+    known: &CopyTypes,
     table: &str,
     columns: &[String],
     rows: &[Vec<Value>],
@@ -304,9 +318,28 @@ pub(crate) fn copy_rows(
         cols.join(", ")
     );
     let mut conn = pool.get()?;
-    let types: Vec<postgres::types::Type> = match conn.client.prepare(&probe) {
-        Ok(s) => s.columns().iter().map(|c| c.type_().clone()).collect(),
-        Err(e) => return Err(conn.error(&e, &probe)),
+    let epoch = pool.epoch();
+    let cached = known
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&probe)
+        .filter(|(e, _)| *e == epoch)
+        .map(|(_, t)| t.clone());
+    let types: Vec<postgres::types::Type> = match cached {
+        Some(t) => t,
+        None => {
+            let t: Vec<postgres::types::Type> = match conn.client.prepare(&probe) {
+                Ok(s) => s.columns().iter().map(|c| c.type_().clone()).collect(),
+                Err(e) => return Err(conn.error(&e, &probe)),
+            };
+            known
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(probe.clone(), (epoch, t.clone()));
+            t
+        }
     };
     if !types.iter().all(crate::types::is_copyable) {
         return Ok(false);
@@ -316,7 +349,7 @@ pub(crate) fn copy_rows(
             let sink = conn.client.copy_in(&copy)?;
             let mut w = BinaryCopyInWriter::new(sink, &types);
             for row in rows {
-                let binds: Vec<Bind<'_>> = row.iter().map(|v| Bind(value_ref(v))).collect();
+                let binds: Vec<Bind<'_>> = row.iter().map(|v| Bind(v.into())).collect();
                 let refs: Vec<&(dyn ToSql + Sync)> =
                     binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
                 w.write(&refs)?;
@@ -341,19 +374,5 @@ pub(crate) fn copy_rows(
             Ok(false)
         }
         Err(e) => Err(e),
-    }
-}
-
-fn value_ref(v: &Value) -> backplane_core::ValueRef<'_> {
-    use backplane_core::{JsonRef, ValueRef};
-    match v {
-        Value::Null => ValueRef::Null,
-        Value::Integer(i) => ValueRef::Integer(*i),
-        Value::Real(f) => ValueRef::Real(*f),
-        Value::Text(s) => ValueRef::Text(s),
-        Value::Blob(b) => ValueRef::Blob(b),
-        Value::Bool(b) => ValueRef::Bool(*b),
-        Value::Json(j) => ValueRef::Json(JsonRef::Doc(j)),
-        Value::Timestamp(t) => ValueRef::Timestamp(*t),
     }
 }

@@ -37,6 +37,7 @@ use std::sync::Arc;
 pub(crate) struct PgRelational {
     pool: Arc<Pool>,
     snapshots: crate::port::Snapshots,
+    copy_types: crate::port::CopyTypes,
 }
 
 impl PgRelational {
@@ -45,6 +46,7 @@ impl PgRelational {
         PgRelational {
             pool,
             snapshots: Default::default(),
+            copy_types: Default::default(),
         }
     }
 
@@ -356,7 +358,10 @@ impl Relational for PgRelational {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<backplane_core::Page<Vec<backplane_core::Value>>> {
-        let schema = self.describe(table)?;
+        let schema = match snapshot {
+            Some(id) => self.snapshots.schema(id, table, || self.describe(table))?,
+            None => self.describe(table)?,
+        };
         crate::port::export_rows(
             &self.pool,
             &self.snapshots,
@@ -386,7 +391,8 @@ impl Relational for PgRelational {
         if rows.is_empty() {
             return Ok(0);
         }
-        if !overwrite && crate::port::copy_rows(&self.pool, table, columns, rows)? {
+        if !overwrite && crate::port::copy_rows(&self.pool, &self.copy_types, table, columns, rows)?
+        {
             return Ok(rows.len() as u64);
         }
         backplane_core::port::import_rows(self, table, columns, rows, overwrite)

@@ -149,32 +149,8 @@ pub(crate) fn export_rows(
             }
         }
     };
-    let mut items = read_rows(conn, &sql, &params)?;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_cursor = match items.last() {
-        Some(last) if more => Some(if by_rowid {
-            match last.last() {
-                Some(Value::Integer(rowid)) => rowid.to_string(),
-                _ => return Err(Error::backend("a row came back without its rowid")),
-            }
-        } else {
-            let key: Vec<&Value> = schema
-                .primary_key
-                .iter()
-                .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
-                .map(|i| &last[i])
-                .collect();
-            serde_json::to_string(&key)?
-        }),
-        _ => None,
-    };
-    if by_rowid {
-        for row in &mut items {
-            row.pop();
-        }
-    }
-    Ok(Page { items, next_cursor })
+    let items = read_rows(conn, &sql, &params)?;
+    backplane_core::port::key_page(&schema, items, limit, by_rowid)
 }
 
 /// The rows of `sql`, each value read by its column's declared type.
