@@ -455,3 +455,89 @@ fn relational_exports_read_one_snapshot() {
         println!("  ok    {backend}: exports read one snapshot");
     }
 }
+
+/// The command line: `backup`, `verify`, `restore --dry-run` and `count`
+/// with `--json` for scripts, a dry run that writes nothing, a refused
+/// restore that exits 1 with one line, and shell completions.
+#[test]
+fn the_cli_moves_data_and_reports_json() {
+    use std::process::Command;
+    let scratch = Scratch::new();
+    let src = fresh("sqlite", Capability::Relational, &scratch);
+    fill(&src, Capability::Relational, "sqlite");
+    let src_cfg = src.config().file.clone().unwrap();
+    drop(src);
+    let dst = fresh("sqlite", Capability::Relational, &scratch);
+    let dst_cfg = dst.config().file.clone().unwrap();
+    drop(dst);
+    let bp = |cfg: &Path, args: &[&str]| {
+        let out = Command::new(backplane_behavior::target_dir().join("backplane"))
+            .arg("--config")
+            .arg(cfg)
+            .args(args)
+            .output()
+            .expect("run backplane");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let dir = scratch.path("cli-archive");
+    let dir_s = dir.to_str().unwrap();
+    let (code, out, err) = bp(&src_cfg, &["backup", dir_s, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("backup --json is JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    let (code, out, _) = bp(&src_cfg, &["verify", dir_s, "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+
+    // A dry run says what it would copy and writes nothing.
+    let (code, out, err) = bp(&dst_cfg, &["restore", dir_s, "--dry-run", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r[0]["dry_run"], true, "{r}");
+    let authors = r[0]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["item"] == "table authors")
+        .expect("authors listed");
+    assert_eq!(authors["records"], 3);
+    let (_, out, _) = bp(&dst_cfg, &["count", "--json"]);
+    let counts: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        counts[0]["records"], 0,
+        "the dry run wrote nothing: {counts}"
+    );
+
+    // The real restore, then a second one into the now full target: the
+    // first reports verified items, the second is finished already.
+    let (code, out, err) = bp(&dst_cfg, &["restore", dir_s]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("verified") && out.contains("ok: "), "{out}");
+    let (_, out, _) = bp(&dst_cfg, &["count", "--json"]);
+    let counts: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(counts[0]["records"], 9, "{counts}");
+
+    // A store that is not in the archive: exit 1, one line.
+    let (code, _, err) = bp(
+        &dst_cfg,
+        &["restore", dir_s, "--into", "relational.nope=relational.s"],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("the archive has no store relational.nope"),
+        "{err}"
+    );
+
+    let (code, out, _) = bp(&dst_cfg, &["completions", "bash"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("migrate") && out.contains("restore"),
+        "a completion script"
+    );
+}

@@ -118,6 +118,94 @@ pub fn key_page(
     })
 }
 
+/// A [`RowSink`] in front of another that remembers the key of the last
+/// row it passed on (for the next page's cursor) and, with `by_position`,
+/// holds back each row's extra last column (a rowid or a ctid) as that key:
+/// how a backend streams an export page straight into the boundary.
+pub struct KeyedSink<'a> {
+    inner: &'a mut dyn crate::RowSink,
+    key_at: Vec<usize>,
+    by_position: bool,
+    width: usize,
+    col: usize,
+    rows: usize,
+    /// The current row's key values, in key order.
+    last_key: Vec<Value>,
+}
+
+impl<'a> KeyedSink<'a> {
+    /// Pass rows of `schema`'s table (its columns, plus a position column
+    /// when `by_position`) on to `inner`.
+    pub fn new(inner: &'a mut dyn crate::RowSink, schema: &TableSchema, by_position: bool) -> Self {
+        let key_at = if by_position {
+            vec![schema.columns.len()]
+        } else {
+            schema
+                .primary_key
+                .iter()
+                .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
+                .collect()
+        };
+        KeyedSink {
+            inner,
+            key_at,
+            by_position,
+            width: schema.columns.len(),
+            col: 0,
+            rows: 0,
+            last_key: Vec::new(),
+        }
+        .with_key_slots()
+    }
+
+    fn with_key_slots(mut self) -> Self {
+        self.last_key = vec![Value::Null; self.key_at.len()];
+        self
+    }
+
+    /// The next page's cursor, when the page was full (`limit` rows): the
+    /// last row's key. A full last page is followed by an empty one.
+    pub fn cursor(&self, limit: usize) -> Result<Option<String>> {
+        if self.rows < limit {
+            return Ok(None);
+        }
+        Ok(Some(if self.by_position {
+            match self.last_key.first() {
+                Some(Value::Integer(i)) => i.to_string(),
+                Some(Value::Text(t)) => t.clone(),
+                _ => return Err(Error::backend("a row came back without its position")),
+            }
+        } else {
+            serde_json::to_string(&self.last_key)?
+        }))
+    }
+}
+
+impl crate::RowSink for KeyedSink<'_> {
+    fn columns(&mut self, names: &std::sync::Arc<[String]>) {
+        if self.by_position && names.len() > self.width {
+            let kept: std::sync::Arc<[String]> = names[..self.width].into();
+            self.inner.columns(&kept);
+        } else {
+            self.inner.columns(names);
+        }
+    }
+    fn begin_row(&mut self) {
+        self.rows += 1;
+        self.col = 0;
+        self.inner.begin_row();
+    }
+    fn value(&mut self, v: crate::ValueRef<'_>) {
+        if let Some(rank) = self.key_at.iter().position(|&k| k == self.col) {
+            self.last_key[rank] = v.to_value();
+        }
+        if !(self.by_position && self.col == self.width) {
+            self.inner.value(v);
+        }
+        self.col += 1;
+    }
+}
+
 /// The `CREATE TABLE` (SQLite's dialect, which the default import uses)
 /// and `CREATE INDEX` statements of `schema`.
 pub fn create_statements(schema: &TableSchema) -> Vec<String> {

@@ -523,6 +523,46 @@ pub trait Relational: Send + Sync {
         Ok(())
     }
 
+    /// [`export_rows`](Self::export_rows) writing the page's rows into
+    /// `sink` (values in [`describe`](Self::describe) column order; no
+    /// column names needed) and returning the next cursor: the fast path
+    /// the plugin boundary uses. Override it to stream rows without
+    /// building them; the default calls `export_rows`.
+    fn export_rows_into(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        sink: &mut dyn RowSink,
+    ) -> Result<Option<String>> {
+        let page = self.export_rows(snapshot, table, cursor, limit)?;
+        sink.columns(&Arc::from(Vec::<String>::new()));
+        for row in &page.items {
+            sink.begin_row();
+            for v in row {
+                sink.value(v.into());
+            }
+        }
+        Ok(page.next_cursor)
+    }
+    /// [`import_rows`](Self::import_rows) with each row's values borrowed
+    /// (one [`ParamsRef`] per row): the fast path the plugin boundary uses.
+    /// Override it to load rows without copying them first.
+    fn import_rows_ref(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[ParamsRef<'_>],
+        overwrite: bool,
+    ) -> Result<u64> {
+        let owned: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|r| (0..r.len()).map(|i| r.value(i).to_value()).collect())
+            .collect();
+        self.import_rows(table, columns, &owned, overwrite)
+    }
+
     /// [`execute`](Self::execute) with borrowed parameters: the fast path
     /// the plugin boundary uses. Override it (and have `execute` call it)
     /// to bind values without copying them first.

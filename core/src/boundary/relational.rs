@@ -12,8 +12,8 @@
 
 use super::generate;
 use crate::ffi::Remote;
-use crate::rows::{decode_rows_with, ColumnsMemo, RawValue, RowsWriter};
-use crate::{Error, ExecResult, Params, ParamsRef, Relational, Result, Rows, Value};
+use crate::rows::{decode_rows, decode_rows_with, ColumnsMemo, RawValue, RowsWriter};
+use crate::{Error, ExecResult, Page, Params, ParamsRef, Relational, Result, Rows, Value};
 
 /// The relational capability's methods, for everything generated from them.
 /// Expands `$then!` with `($args)` followed by the list.
@@ -32,9 +32,9 @@ macro_rules! relational_methods {
             7 call fn describe(table: &str => String) -> $crate::TableSchema;
             8 call fn backup(path: &str => String) -> ();
             9 call fn restore(path: &str => String) -> ();
-            10 call fn export_rows(snapshot: Option<&str> as Option<String>, table: &str => String, cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<Vec<$crate::Value>>;
+            10 fast fn export_rows(snapshot: Option<&str> as Option<String>, table: &str => String, cursor: Option<&str> as Option<String>, limit: usize) -> $crate::Page<Vec<$crate::Value>>;
             11 call fn import_begin(tables: &[$crate::TableSchema] => Vec<$crate::TableSchema>) -> ();
-            12 call fn import_rows(table: &str => String, columns: &[String] => Vec<String>, rows: &[Vec<$crate::Value>] => Vec<Vec<$crate::Value>>, overwrite: bool) -> u64;
+            12 fast fn import_rows(table: &str => String, columns: &[String] => Vec<String>, rows: &[Vec<$crate::Value>] => Vec<Vec<$crate::Value>>, overwrite: bool) -> u64;
             13 call fn import_end(tables: &[$crate::TableSchema] => Vec<$crate::TableSchema>) -> ();
             14 call fn export_snapshot() -> Option<String>;
             15 call fn release_snapshot(snapshot: &str => String) -> ();
@@ -48,6 +48,12 @@ pub const SQL_EXECUTE: u8 = 0;
 pub const SQL_EXECUTE_MANY: u8 = 1;
 /// [`SqlCall::op`]: `query`.
 pub const SQL_QUERY: u8 = 2;
+/// [`SqlCall::op`]: `export_rows`; the values are (snapshot, table,
+/// cursor, limit), the reply the next cursor and the rows.
+pub const SQL_EXPORT: u8 = 3;
+/// [`SqlCall::op`]: `import_rows`; the SQL text is the JSON
+/// `[table, [columns…], overwrite]`, the parameter sets the rows.
+pub const SQL_IMPORT: u8 = 4;
 
 /// A fast-path call as the plugin receives it: views valid for the call.
 pub(crate) struct SqlCall<'a> {
@@ -81,7 +87,74 @@ relational_methods!(generate!(RelationalClient {
         self.0
             .call_sql(SQL_QUERY, sql, &raw, |b| decode_rows_with(b, &self.1))
     }
+    fn export_rows(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Vec<Value>>> {
+        let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.into()));
+        let args = Params::Positional(vec![
+            text(snapshot),
+            Value::Text(table.into()),
+            text(cursor),
+            Value::Integer(limit.min(i64::MAX as usize) as i64),
+        ]);
+        let raw = RawParams::new(std::slice::from_ref(&args));
+        self.0.call_sql(SQL_EXPORT, "", &raw, |b| {
+            let (next_cursor, rows): (Option<String>, &[u8]) = split_cursor(b)?;
+            Ok(Page {
+                items: decode_rows(rows)?.rows,
+                next_cursor,
+            })
+        })
+    }
+    fn import_rows(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+        overwrite: bool,
+    ) -> Result<u64> {
+        let head = serde_json::to_string(&(table, columns, overwrite))?;
+        let raw = RawParams::rows(rows);
+        self.0.call_sql(SQL_IMPORT, &head, &raw, super::decode_owned)
+    }
 }));
+
+/// The reply of [`SQL_EXPORT`]: the next cursor (a flag byte, then its
+/// length and bytes), then the rows as a [`RowsWriter`] writes them.
+fn export_reply(next: Option<&str>, rows: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() + 16);
+    match next {
+        None => out.push(0),
+        Some(c) => {
+            out.push(1);
+            out.extend_from_slice(&(c.len() as u64).to_le_bytes());
+            out.extend_from_slice(c.as_bytes());
+        }
+    }
+    out.extend_from_slice(&rows);
+    out
+}
+
+/// Read back what [`export_reply`] wrote.
+fn split_cursor(b: &[u8]) -> Result<(Option<String>, &[u8])> {
+    let bad = || {
+        Error::incompatible("an export reply from the plugin is malformed: rebuild the plugin against this host's backplane-core")
+    };
+    match b.split_first() {
+        Some((0, rest)) => Ok((None, rest)),
+        Some((1, rest)) if rest.len() >= 8 => {
+            let n = u64::from_le_bytes(rest[..8].try_into().map_err(|_| bad())?) as usize;
+            let text = rest.get(8..8 + n).ok_or_else(bad)?;
+            let c = std::str::from_utf8(text).map_err(|_| bad())?.to_string();
+            Ok((Some(c), &rest[8 + n..]))
+        }
+        _ => Err(bad()),
+    }
+}
 
 /// Run a fast-path call on the plugin's side, returning the encoded result.
 pub(crate) fn run_sql(store: &dyn Relational, call: &SqlCall<'_>) -> Result<Vec<u8>> {
@@ -126,6 +199,37 @@ pub(crate) fn run_sql(store: &dyn Relational, call: &SqlCall<'_>) -> Result<Vec<
             let mut w = RowsWriter::new();
             store.query_into(call.sql, one()?, &mut w)?;
             Ok(w.finish())
+        }
+        SQL_EXPORT => {
+            let args = one()?;
+            let text = |i: usize| match args.value(i) {
+                crate::ValueRef::Text(t) => Some(t),
+                _ => None,
+            };
+            let (Some(table), crate::ValueRef::Integer(limit)) = (text(1), args.value(3)) else {
+                return Err(Error::incompatible(
+                    "malformed export call across the boundary",
+                ));
+            };
+            let mut w = RowsWriter::new();
+            let next =
+                store.export_rows_into(text(0), table, text(2), limit.max(0) as usize, &mut w)?;
+            Ok(export_reply(next.as_deref(), w.finish()))
+        }
+        SQL_IMPORT => {
+            let (table, columns, overwrite): (String, Vec<String>, bool) =
+                serde_json::from_str(call.sql).map_err(|_| {
+                    Error::incompatible("malformed import call across the boundary")
+                })?;
+            let mut sets = Vec::with_capacity(lens.len());
+            let mut at = 0usize;
+            for &n in lens {
+                sets.push(set(at, at + n as usize));
+                at += n as usize;
+            }
+            Ok(super::encode(
+                &store.import_rows_ref(&table, &columns, &sets, overwrite)?,
+            ))
         }
         other => Err(Error::incompatible(format!("unknown SQL call {other}"))),
     }
@@ -206,6 +310,43 @@ pub(crate) struct RawParams<'a> {
 }
 
 impl<'a> RawParams<'a> {
+    /// Lay out rows of values as positional parameter sets.
+    pub(crate) fn rows(rows: &'a [Vec<Value>]) -> Self {
+        let total = rows.iter().map(Vec::len).sum();
+        let mut out = RawParams {
+            values: SmallList::new(RawValue::NULL, total),
+            names: Vec::new(),
+            set_lens: SmallList::new(0, rows.len()),
+            json: Vec::new(),
+            borrows: std::marker::PhantomData,
+        };
+        let mut json_at: Vec<(usize, &serde_json::Value)> = Vec::new();
+        for row in rows {
+            out.set_lens.push(row.len() as u32);
+            for v in row {
+                if let Value::Json(j) = v {
+                    json_at.push((out.values.len(), j));
+                }
+                out.values.push(RawValue::of(v));
+            }
+        }
+        out.render_json(json_at);
+        out
+    }
+
+    /// Render the JSON documents at the given places to text and point
+    /// their views at it (after every value is placed, so no view points
+    /// into a growing list).
+    fn render_json(&mut self, json_at: Vec<(usize, &serde_json::Value)>) {
+        if json_at.is_empty() {
+            return;
+        }
+        self.json = json_at.iter().map(|(_, j)| j.to_string()).collect();
+        for ((at, _), text) in json_at.iter().zip(&self.json) {
+            self.values.set(*at, RawValue::json(text));
+        }
+    }
+
     /// Lay out `sets`, borrowing from them.
     pub(crate) fn new(sets: &'a [Params]) -> Self {
         let (count, total) = (sets.len(), sets.iter().map(Params::len).sum());
@@ -255,12 +396,7 @@ impl<'a> RawParams<'a> {
                 }
             }
         }
-        if !json_at.is_empty() {
-            out.json = json_at.iter().map(|(_, j)| j.to_string()).collect();
-            for ((at, _), text) in json_at.iter().zip(&out.json) {
-                out.values.set(*at, RawValue::json(text));
-            }
-        }
+        out.render_json(json_at);
         out
     }
 }

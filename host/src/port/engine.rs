@@ -64,7 +64,7 @@ impl Item {
 }
 
 /// Where records come from: a store, or an archive.
-pub(crate) trait Source {
+pub(crate) trait Source: Sync {
     /// How reports name it.
     fn label(&self) -> String;
     /// Its items, parents first; `only` keeps the named tables,
@@ -307,7 +307,7 @@ pub(crate) fn copy(
             };
             for item in &items {
                 let s = st.items.get(&item.key()).cloned().unwrap_or_default();
-                let mut r = match verify_item(item, s.digest, readback, 0.0, progress) {
+                let mut r = match verify_item(item, s.digest, readback, opts.batch, 0.0, progress) {
                     Ok(r) => r,
                     Err(e) => ItemReport {
                         item: item.label(),
@@ -416,9 +416,9 @@ pub(crate) fn copy(
             .cloned()
             .unwrap_or_default()
             .digest;
-        report
-            .items
-            .push(verify_item(item, digest, readback, secs, progress)?);
+        report.items.push(verify_item(
+            item, digest, readback, opts.batch, secs, progress,
+        )?);
     }
     if report.ok() {
         state.finished_at = Some(now_rfc3339());
@@ -449,21 +449,60 @@ fn copy_items(
         }
         progress.start(&item.label(), source.total(item)?);
         progress.advance(st.digest.records);
-        loop {
-            let (records, next) = source.page(item, st.cursor.as_deref(), batch.max(1))?;
-            if !records.is_empty() {
-                sink.write(item, &records, merge)?;
-                st.digest.add(&records);
-                progress.advance(records.len() as u64);
-            }
-            st.cursor = next;
-            st.done = st.cursor.is_none();
-            state.items.insert(key.clone(), st.clone());
-            state.save(st.done)?;
-            if st.done {
-                break;
-            }
-        }
+        // The source is read one page ahead, on a thread of its own, while
+        // the target writes the page before: each page's checksums are
+        // summed there too. The state still moves only after a write.
+        let from = st.cursor.clone();
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<(Records, Digest, Option<String>)>>(1);
+            let reader = scope.spawn(move || {
+                let mut cursor = from;
+                loop {
+                    let page =
+                        source
+                            .page(item, cursor.as_deref(), batch.max(1))
+                            .map(|(r, next)| {
+                                let mut d = Digest::default();
+                                d.add(&r);
+                                (r, d, next)
+                            });
+                    let next = match &page {
+                        Ok((_, _, next)) => next.clone(),
+                        Err(_) => None,
+                    };
+                    let last = next.is_none();
+                    if tx.send(page).is_err() || last {
+                        return;
+                    }
+                    cursor = next;
+                }
+            });
+            let written = (|| -> Result<()> {
+                for page in rx.iter() {
+                    let (records, digest, next) = page?;
+                    if !records.is_empty() {
+                        sink.write(item, &records, merge)?;
+                        st.digest.records += digest.records;
+                        st.digest.sum = st.digest.sum.wrapping_add(digest.sum);
+                        progress.advance(records.len() as u64);
+                    }
+                    st.cursor = next;
+                    st.done = st.cursor.is_none();
+                    state.items.insert(key.clone(), st.clone());
+                    state.save(st.done)?;
+                    if st.done {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            // A failed write drops the receiver: the reader stops at its
+            // next send.
+            drop(rx);
+            let _ = reader.join();
+            written
+        })?;
         progress.finish();
         seconds.push(started.elapsed().as_secs_f64());
     }
@@ -494,6 +533,7 @@ fn verify_item(
     item: &Item,
     copied: Digest,
     readback: Option<&dyn Source>,
+    batch: usize,
     seconds: f64,
     progress: &dyn Progress,
 ) -> Result<ItemReport> {
@@ -511,7 +551,7 @@ fn verify_item(
     progress.start(&format!("verify {}", item.label()), Some(copied.records));
     // Read back in one snapshot where the target has them.
     target.open()?;
-    let got = digest_of(target, item, 1000, progress);
+    let got = digest_of(target, item, batch.max(1), progress);
     target.close();
     let got = got?;
     progress.finish();

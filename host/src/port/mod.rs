@@ -110,7 +110,7 @@ impl Default for CopyOptions {
         CopyOptions {
             dry_run: false,
             merge: None,
-            batch: 1000,
+            batch: 5000,
             state: None,
             only: Vec::new(),
         }

@@ -21,7 +21,7 @@ use crate::bind::Bind;
 use crate::client::{in_transaction, Conn, Pool};
 use crate::sql::quote_ident;
 use crate::statement::query_on;
-use backplane_core::{ColumnType, Error, Page, Params, Result, RowsBuilder, TableSchema, Value};
+use backplane_core::{ColumnType, Error, Params, Result, TableSchema, Value};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::ToSql;
 use std::collections::HashMap;
@@ -113,15 +113,17 @@ fn cursor_error(cursor: &str) -> Error {
     ))
 }
 
-/// One page of `schema`'s table, in `snapshot` if given.
-pub(crate) fn export_rows(
+/// One page of `schema`'s table, in `snapshot` if given, written into
+/// `sink`; returns the next page's cursor.
+pub(crate) fn export_rows_into(
     pool: &Pool,
     snapshots: &Snapshots,
     schema: &TableSchema,
     snapshot: Option<&str>,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<Page<Vec<Value>>> {
+    sink: &mut dyn backplane_core::RowSink,
+) -> Result<Option<String>> {
     backplane_core::kit::page::check_limit(limit, "export_rows", "row")?;
     if let Some(id) = snapshot {
         if !snapshots.is_open(id) {
@@ -136,7 +138,7 @@ pub(crate) fn export_rows(
         .iter()
         .map(|c| quote_ident(&c.name))
         .collect();
-    let fetch = backplane_core::kit::page::fetch_count(limit);
+    let fetch = limit;
     let by_ctid = schema.primary_key.is_empty();
     let (sql, params) = if by_ctid {
         let after = match cursor {
@@ -181,7 +183,7 @@ pub(crate) fn export_rows(
         )
     };
     let mut conn = pool.get()?;
-    let mut rows = RowsBuilder::new();
+    let mut keyed = backplane_core::port::KeyedSink::new(sink, schema, by_ctid);
     in_transaction(&mut conn, "export_rows", |conn| {
         if let Some(id) = snapshot {
             conn.batch(&format!(
@@ -189,10 +191,9 @@ pub(crate) fn export_rows(
                 crate::sql::quote_literal(id)
             ))?;
         }
-        query_on(conn, &sql, (&params).into(), &mut rows).map_err(|f| f.resolve(conn, &sql))
+        query_on(conn, &sql, (&params).into(), &mut keyed).map_err(|f| f.resolve(conn, &sql))
     })?;
-    let items = rows.finish().rows;
-    backplane_core::port::key_page(schema, items, limit, by_ctid)
+    keyed.cursor(limit)
 }
 
 /// PostgreSQL's type for a neutral column type.
@@ -304,7 +305,7 @@ pub(crate) fn copy_rows(
     known: &CopyTypes,
     table: &str,
     columns: &[String],
-    rows: &[Vec<Value>],
+    rows: &[backplane_core::ParamsRef<'_>],
 ) -> Result<bool> {
     let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
     let probe = format!(
@@ -349,7 +350,7 @@ pub(crate) fn copy_rows(
             let sink = conn.client.copy_in(&copy)?;
             let mut w = BinaryCopyInWriter::new(sink, &types);
             for row in rows {
-                let binds: Vec<Bind<'_>> = row.iter().map(|v| Bind(v.into())).collect();
+                let binds: Vec<Bind<'_>> = (0..row.len()).map(|i| Bind(row.value(i))).collect();
                 let refs: Vec<&(dyn ToSql + Sync)> =
                     binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
                 w.write(&refs)?;

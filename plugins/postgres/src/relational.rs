@@ -351,6 +351,29 @@ impl Relational for PgRelational {
         Ok(())
     }
 
+    fn export_rows_into(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        sink: &mut dyn RowSink,
+    ) -> Result<Option<String>> {
+        let schema = match snapshot {
+            Some(id) => self.snapshots.schema(id, table, || self.describe(table))?,
+            None => self.describe(table)?,
+        };
+        crate::port::export_rows_into(
+            &self.pool,
+            &self.snapshots,
+            &schema,
+            snapshot,
+            cursor,
+            limit,
+            sink,
+        )
+    }
+
     fn export_rows(
         &self,
         snapshot: Option<&str>,
@@ -358,18 +381,12 @@ impl Relational for PgRelational {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<backplane_core::Page<Vec<backplane_core::Value>>> {
-        let schema = match snapshot {
-            Some(id) => self.snapshots.schema(id, table, || self.describe(table))?,
-            None => self.describe(table)?,
-        };
-        crate::port::export_rows(
-            &self.pool,
-            &self.snapshots,
-            &schema,
-            snapshot,
-            cursor,
-            limit,
-        )
+        let mut rows = RowsBuilder::new();
+        let next_cursor = self.export_rows_into(snapshot, table, cursor, limit, &mut rows)?;
+        Ok(backplane_core::Page {
+            items: rows.finish().rows,
+            next_cursor,
+        })
     }
 
     fn import_begin(&self, tables: &[TableSchema]) -> Result<()> {
@@ -388,6 +405,18 @@ impl Relational for PgRelational {
         rows: &[Vec<backplane_core::Value>],
         overwrite: bool,
     ) -> Result<u64> {
+        let params: Vec<Params> = rows.iter().map(|r| Params::Positional(r.clone())).collect();
+        let refs: Vec<ParamsRef<'_>> = params.iter().map(ParamsRef::from).collect();
+        self.import_rows_ref(table, columns, &refs, overwrite)
+    }
+
+    fn import_rows_ref(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[ParamsRef<'_>],
+        overwrite: bool,
+    ) -> Result<u64> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -395,7 +424,16 @@ impl Relational for PgRelational {
         {
             return Ok(rows.len() as u64);
         }
-        backplane_core::port::import_rows(self, table, columns, rows, overwrite)
+        // A row that exists already, or a value without a binary form: one
+        // INSERT … ON CONFLICT per row instead.
+        let key = if overwrite {
+            self.describe(table)?.primary_key
+        } else {
+            Vec::new()
+        };
+        let sql = backplane_core::port::insert_statement(&key, table, columns, overwrite);
+        self.execute_many_ref(&sql, rows)?;
+        Ok(rows.len() as u64)
     }
 
     fn import_end(&self, tables: &[TableSchema]) -> Result<()> {

@@ -207,8 +207,8 @@ pub fn group(out: &mut Vec<Row>, notes: &mut Vec<String>) {
                     floor_copy(&sqlite, &mut pg, &schema);
                     floor.push(t.elapsed());
                 }
-                1 => host.push(host_migrate(&sqlite, &url, &schema, &scratch, 1_000)),
-                _ => host_big.push(host_migrate(&sqlite, &url, &schema, &scratch, 10_000)),
+                1 => host.push(host_migrate(&sqlite, &url, &schema, &scratch, 5_000)),
+                _ => host_big.push(host_migrate(&sqlite, &url, &schema, &scratch, 20_000)),
             }
             pg.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                 .unwrap();
@@ -224,12 +224,12 @@ pub fn group(out: &mut Vec<Row>, notes: &mut Vec<String>) {
     };
     out.push(row("rusqlite read + binary COPY (floor)", &floor, None));
     out.push(row(
-        "backplane migrate (copy + verify), batch 1000",
+        "backplane migrate (copy + verify), batch 5000 (default)",
         &host,
         Some(median_ratio(&host, &floor)),
     ));
     out.push(row(
-        "backplane migrate (copy + verify), batch 10000",
+        "backplane migrate (copy + verify), batch 20000",
         &host_big,
         Some(median_ratio(&host_big, &floor)),
     ));

@@ -38,7 +38,7 @@ pub struct CopyArgs {
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     channels: Vec<String>,
     /// Records per page
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = 5000, value_name = "N")]
     batch: usize,
     /// Where to keep the state that makes the copy resumable
     /// [default: .backplane/copies/ beside the target's plugins.toml]

@@ -12,7 +12,7 @@ use crate::db::sql_error;
 use crate::schema::describe_table;
 use backplane_core::kit::id::new_id;
 use backplane_core::kit::page::check_limit;
-use backplane_core::{Error, Page, Params, Result, RowSink, RowsBuilder, Value};
+use backplane_core::{Error, Page, Result, RowSink, RowsBuilder, Value};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -90,22 +90,23 @@ pub(crate) fn find_table(conn: &Connection, table: &str, path: &str) -> Result<S
     }
 }
 
-/// One page of `table`'s rows on `conn`: keyset pages on the primary key,
-/// or on the rowid for a table without one.
-pub(crate) fn export_rows(
+/// One page of `table`'s rows on `conn`, written into `sink`: keyset
+/// pages on the primary key, or on the rowid for a table without one.
+/// Returns the next page's cursor.
+pub(crate) fn export_rows_into(
     conn: &Connection,
     path: &str,
     table: &str,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<Page<Vec<Value>>> {
+    sink: &mut dyn RowSink,
+) -> Result<Option<String>> {
     check_limit(limit, "export_rows", "row")?;
     let name = find_table(conn, table, path)?;
     let schema = describe_table(conn, name)?;
     let quote = backplane_core::port::quote;
     let t = quote(&schema.name);
     let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
-    let fetch = backplane_core::kit::page::fetch_count(limit);
     let by_rowid = schema.primary_key.is_empty();
     let (sql, params) = if by_rowid {
         let after: i64 = match cursor {
@@ -114,21 +115,21 @@ pub(crate) fn export_rows(
         };
         (
             format!(
-                "SELECT {}, rowid FROM {t} WHERE rowid > ?1 ORDER BY rowid LIMIT {fetch}",
+                "SELECT {}, rowid FROM {t} WHERE rowid > ?1 ORDER BY rowid LIMIT {limit}",
                 cols.join(", ")
             ),
-            Params::Positional(vec![Value::Integer(after)]),
+            vec![Value::Integer(after)],
         )
     } else {
         let key: Vec<String> = schema.primary_key.iter().map(|c| quote(c)).collect();
         match cursor {
             None => (
                 format!(
-                    "SELECT {} FROM {t} ORDER BY {} LIMIT {fetch}",
+                    "SELECT {} FROM {t} ORDER BY {} LIMIT {limit}",
                     cols.join(", "),
                     key.join(", ")
                 ),
-                Params::None,
+                Vec::new(),
             ),
             Some(c) => {
                 let last: Vec<Value> = serde_json::from_str(c).map_err(|_| cursor_error(c))?;
@@ -138,23 +139,41 @@ pub(crate) fn export_rows(
                 let marks: Vec<String> = (1..=key.len()).map(|i| format!("?{i}")).collect();
                 (
                     format!(
-                        "SELECT {} FROM {t} WHERE ({}) > ({}) ORDER BY {} LIMIT {fetch}",
+                        "SELECT {} FROM {t} WHERE ({}) > ({}) ORDER BY {} LIMIT {limit}",
                         cols.join(", "),
                         key.join(", "),
                         marks.join(", "),
                         key.join(", ")
                     ),
-                    Params::Positional(last),
+                    last,
                 )
             }
         }
     };
-    let items = read_rows(conn, &sql, &params)?;
-    backplane_core::port::key_page(&schema, items, limit, by_rowid)
+    let mut keyed = backplane_core::port::KeyedSink::new(sink, &schema, by_rowid);
+    read_rows(conn, &sql, &params, &mut keyed)?;
+    keyed.cursor(limit)
 }
 
-/// The rows of `sql`, each value read by its column's declared type.
-fn read_rows(conn: &Connection, sql: &str, params: &Params) -> Result<Vec<Vec<Value>>> {
+/// One page of `table`'s rows on `conn` ([`export_rows_into`], built).
+pub(crate) fn export_rows(
+    conn: &Connection,
+    path: &str,
+    table: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<Vec<Value>>> {
+    let mut rows = RowsBuilder::new();
+    let next_cursor = export_rows_into(conn, path, table, cursor, limit, &mut rows)?;
+    Ok(Page {
+        items: rows.finish().rows,
+        next_cursor,
+    })
+}
+
+/// Write the rows of `sql` into `sink`, each value read by its column's
+/// declared type.
+fn read_rows(conn: &Connection, sql: &str, params: &[Value], sink: &mut dyn RowSink) -> Result<()> {
     let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
     let kinds: Vec<_> = stmt
         .columns()
@@ -162,22 +181,18 @@ fn read_rows(conn: &Connection, sql: &str, params: &Params) -> Result<Vec<Vec<Va
         .map(|c| kind_of(c.decl_type()))
         .collect();
     let names: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
-    let values: Vec<rusqlite::types::Value> = match params {
-        Params::Positional(v) => v
-            .iter()
-            .map(|v| match v {
-                Value::Integer(i) | Value::Timestamp(i) => rusqlite::types::Value::Integer(*i),
-                Value::Real(f) => rusqlite::types::Value::Real(*f),
-                Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
-                Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
-                Value::Bool(b) => rusqlite::types::Value::Integer(*b as i64),
-                Value::Json(j) => rusqlite::types::Value::Text(j.to_string()),
-                Value::Null => rusqlite::types::Value::Null,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut sink = RowsBuilder::new();
+    let values: Vec<rusqlite::types::Value> = params
+        .iter()
+        .map(|v| match v {
+            Value::Integer(i) | Value::Timestamp(i) => rusqlite::types::Value::Integer(*i),
+            Value::Real(f) => rusqlite::types::Value::Real(*f),
+            Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+            Value::Bool(b) => rusqlite::types::Value::Integer(*b as i64),
+            Value::Json(j) => rusqlite::types::Value::Text(j.to_string()),
+            Value::Null => rusqlite::types::Value::Null,
+        })
+        .collect();
     sink.columns(&names);
     let mut rows = stmt
         .query(rusqlite::params_from_iter(values.iter()))
@@ -185,12 +200,8 @@ fn read_rows(conn: &Connection, sql: &str, params: &Params) -> Result<Vec<Vec<Va
     while let Some(r) = rows.next().map_err(|e| sql_error(e, sql))? {
         sink.begin_row();
         for (i, kind) in kinds.iter().enumerate() {
-            put_value(
-                &mut sink,
-                r.get_ref(i).map_err(|e| sql_error(e, sql))?,
-                *kind,
-            );
+            put_value(sink, r.get_ref(i).map_err(|e| sql_error(e, sql))?, *kind);
         }
     }
-    Ok(sink.finish().rows)
+    Ok(())
 }

@@ -375,6 +375,25 @@ impl Relational for SqliteRelational {
         Ok(())
     }
 
+    fn export_rows_into(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        sink: &mut dyn RowSink,
+    ) -> Result<Option<String>> {
+        match snapshot {
+            Some(id) => self.snapshots.with(id, |conn| {
+                crate::export::export_rows_into(conn, &self.db.path, table, cursor, limit, sink)
+            }),
+            None => {
+                let conn = self.db.lock();
+                crate::export::export_rows_into(&conn, &self.db.path, table, cursor, limit, sink)
+            }
+        }
+    }
+
     fn export_rows(
         &self,
         snapshot: Option<&str>,
