@@ -118,7 +118,7 @@ pub fn key_page(
     })
 }
 
-/// A [`RowSink`] in front of another that remembers the key of the last
+/// A [`RowSink`](crate::RowSink) in front of another that remembers the key of the last
 /// row it passed on (for the next page's cursor) and, with `by_position`,
 /// holds back each row's extra last column (a rowid or a ctid) as that key:
 /// how a backend streams an export page straight into the boundary.

@@ -42,16 +42,16 @@ macro_rules! relational_methods {
     };
 }
 
-/// [`SqlCall::op`]: `execute`.
+/// The fast-path operation `execute`.
 pub const SQL_EXECUTE: u8 = 0;
-/// [`SqlCall::op`]: `execute_many`.
+/// The fast-path operation `execute_many`.
 pub const SQL_EXECUTE_MANY: u8 = 1;
-/// [`SqlCall::op`]: `query`.
+/// The fast-path operation `query`.
 pub const SQL_QUERY: u8 = 2;
-/// [`SqlCall::op`]: `export_rows`; the values are (snapshot, table,
+/// The fast-path operation `export_rows`; the values are (snapshot, table,
 /// cursor, limit), the reply the next cursor and the rows.
 pub const SQL_EXPORT: u8 = 3;
-/// [`SqlCall::op`]: `import_rows`; the SQL text is the JSON
+/// The fast-path operation `import_rows`; the SQL text is the JSON
 /// `[table, [columns…], overwrite]`, the parameter sets the rows.
 pub const SQL_IMPORT: u8 = 4;
 

@@ -70,9 +70,9 @@ impl CopyArgs {
 /// `backplane migrate`.
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
-    /// The store to copy from: <capability>.<store>, e.g. relational.user_data
+    /// The store to copy from: CAPABILITY.STORE, e.g. relational.user_data
     from: String,
-    /// The store to copy into: <capability>.<store>
+    /// The store to copy into: CAPABILITY.STORE
     to: String,
     /// The target store is configured in this plugins.toml (default: the same file)
     #[arg(long, value_name = "FILE")]
@@ -86,7 +86,7 @@ pub struct MigrateArgs {
 pub struct BackupArgs {
     /// A new folder to write the archive into
     dir: PathBuf,
-    /// Stores to back up, <capability>.<store> (default: every store)
+    /// Stores to back up, CAPABILITY.STORE (default: every store)
     stores: Vec<String>,
     /// Print the report as JSON on stdout (no progress bars)
     #[arg(long)]
@@ -119,7 +119,7 @@ pub struct VerifyArgs {
 /// `backplane count`.
 #[derive(Args, Debug)]
 pub struct CountArgs {
-    /// Stores to count, <capability>.<store> (default: every store)
+    /// Stores to count, CAPABILITY.STORE (default: every store)
     stores: Vec<String>,
     /// Print the counts as JSON on stdout
     #[arg(long)]
