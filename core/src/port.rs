@@ -6,8 +6,8 @@
 //! a bulk load, an atomic upsert.
 
 use crate::{
-    Cache, CacheEntry, Edge, Error, ErrorKind, Graph, Message, NewEdge, NewNode, Node, Page,
-    Params, Relational, Result, Statement, TableSchema, Value,
+    Cache, CacheEntry, Edge, Error, ErrorKind, Graph, Message, NewEdge, NewNode, Node, Params,
+    Relational, Result, Statement, TableSchema, Value,
 };
 use std::collections::HashSet;
 
@@ -22,16 +22,17 @@ fn cursor_error(cursor: &str) -> Error {
     ))
 }
 
-/// [`Relational::export_rows`]'s default: keyset pages on the primary key,
-/// or offset pages (in the backend's row order) without one.
-pub fn export_rows<R: Relational + ?Sized>(
+/// [`Relational::export_rows_into`]'s default: keyset pages on the
+/// primary key, or offset pages (in the backend's row order) without one.
+pub fn export_rows_into<R: Relational + ?Sized>(
     r: &R,
     table: &str,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<Page<Vec<Value>>> {
+    sink: &mut dyn crate::RowSink,
+) -> Result<Option<String>> {
+    crate::kit::page::check_limit(limit, "export_rows", "row")?;
     let schema = r.describe(table)?;
-    let limit = limit.max(1);
     let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
     let cols = cols.join(", ");
     let t = quote(table);
@@ -40,15 +41,14 @@ pub fn export_rows<R: Relational + ?Sized>(
             None => 0,
             Some(c) => c.parse().map_err(|_| cursor_error(c))?,
         };
-        let rows = r.query(
+        let mut counted = KeyedSink::new(sink, &schema, false);
+        r.query_into(
             &format!("SELECT {cols} FROM {t} LIMIT {limit} OFFSET {offset}"),
-            &Params::None,
+            (&Params::None).into(),
+            &mut counted,
         )?;
-        let n = rows.rows.len();
-        return Ok(Page {
-            items: rows.rows,
-            next_cursor: (n == limit).then(|| (offset + n as u64).to_string()),
-        });
+        let n = counted.rows as u64;
+        return Ok((n == limit as u64).then(|| (offset + n).to_string()));
     }
     let key: Vec<String> = schema.primary_key.iter().map(|c| quote(c)).collect();
     let (filter, params) = match cursor {
@@ -65,57 +65,16 @@ pub fn export_rows<R: Relational + ?Sized>(
             )
         }
     };
-    let fetch = crate::kit::page::fetch_count(limit);
-    let rows = r.query(
+    let mut keyed = KeyedSink::new(sink, &schema, false);
+    r.query_into(
         &format!(
-            "SELECT {cols} FROM {t}{filter} ORDER BY {} LIMIT {fetch}",
+            "SELECT {cols} FROM {t}{filter} ORDER BY {} LIMIT {limit}",
             key.join(", ")
         ),
-        &params,
+        (&params).into(),
+        &mut keyed,
     )?;
-    key_page(&schema, rows.rows, limit, false)
-}
-
-/// A page of `schema`'s rows from up to `limit + 1` fetched `rows` (one
-/// more tells that another page follows): the first `limit`, and as cursor
-/// the last one's primary key values (JSON), or, with `by_position`, the
-/// value of each row's extra last column (a rowid or a ctid), which is
-/// removed from the rows.
-pub fn key_page(
-    schema: &TableSchema,
-    mut rows: Vec<Vec<Value>>,
-    limit: usize,
-    by_position: bool,
-) -> Result<Page<Vec<Value>>> {
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = match rows.last() {
-        Some(last) if more => Some(if by_position {
-            match last.last() {
-                Some(Value::Integer(i)) => i.to_string(),
-                Some(Value::Text(t)) => t.clone(),
-                _ => return Err(Error::backend("a row came back without its position")),
-            }
-        } else {
-            let key: Vec<&Value> = schema
-                .primary_key
-                .iter()
-                .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
-                .map(|i| &last[i])
-                .collect();
-            serde_json::to_string(&key)?
-        }),
-        _ => None,
-    };
-    if by_position {
-        for row in &mut rows {
-            row.pop();
-        }
-    }
-    Ok(Page {
-        items: rows,
-        next_cursor,
-    })
+    keyed.cursor(limit)
 }
 
 /// A [`RowSink`](crate::RowSink) in front of another that remembers the key of the last

@@ -481,10 +481,9 @@ pub trait Relational: Send + Sync {
     /// One page of `table`'s rows, every column in [`describe`](Self::describe)
     /// order, in a stable order (the primary key's, else the backend's row
     /// order); pass the page's `next_cursor` for the next, and the same
-    /// `snapshot` (or none). Rows are never loaded whole. The default pages
-    /// by primary key with standard SQL, or by offset for a table without
-    /// one, and has no snapshots; backends override it where they have a
-    /// better row order (SQLite's rowid) or snapshots.
+    /// `snapshot` (or none). Rows are never loaded whole. Built from
+    /// [`export_rows_into`](Self::export_rows_into), which is what backends
+    /// override.
     fn export_rows(
         &self,
         snapshot: Option<&str>,
@@ -492,8 +491,12 @@ pub trait Relational: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Vec<Value>>> {
-        let _ = snapshot;
-        crate::port::export_rows(self, table, cursor, limit)
+        let mut rows = crate::RowsBuilder::new();
+        let next_cursor = self.export_rows_into(snapshot, table, cursor, limit, &mut rows)?;
+        Ok(Page {
+            items: rows.finish().rows,
+            next_cursor,
+        })
     }
     /// Before rows are imported: create each table of `tables` that does
     /// not exist yet, with its primary key and indexes, and its foreign keys
@@ -524,10 +527,12 @@ pub trait Relational: Send + Sync {
     }
 
     /// [`export_rows`](Self::export_rows) writing the page's rows into
-    /// `sink` (values in [`describe`](Self::describe) column order; no
-    /// column names needed) and returning the next cursor: the fast path
-    /// the plugin boundary uses. Override it to stream rows without
-    /// building them; the default calls `export_rows`.
+    /// `sink` (values in [`describe`](Self::describe) column order) and
+    /// returning the next cursor; the rows stream into the boundary
+    /// without being built. The default pages by primary key with standard
+    /// SQL, or by offset for a table without one, and has no snapshots;
+    /// backends override it where they have a better row order (SQLite's
+    /// rowid) or snapshots.
     fn export_rows_into(
         &self,
         snapshot: Option<&str>,
@@ -536,15 +541,8 @@ pub trait Relational: Send + Sync {
         limit: usize,
         sink: &mut dyn RowSink,
     ) -> Result<Option<String>> {
-        let page = self.export_rows(snapshot, table, cursor, limit)?;
-        sink.columns(&Arc::from(Vec::<String>::new()));
-        for row in &page.items {
-            sink.begin_row();
-            for v in row {
-                sink.value(v.into());
-            }
-        }
-        Ok(page.next_cursor)
+        let _ = snapshot;
+        crate::port::export_rows_into(self, table, cursor, limit, sink)
     }
     /// [`import_rows`](Self::import_rows) with each row's values borrowed
     /// (one [`ParamsRef`] per row): the fast path the plugin boundary uses.

@@ -40,7 +40,19 @@ macro_rules! recorder {
     };
 }
 
-relational_methods!(recorder!());
+relational_methods!(recorder!(
+    // The boundary's fast path runs the streaming form.
+    fn export_rows_into(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        _: &mut dyn RowSink,
+    ) -> Result<Option<String>> {
+        Err(record("export_rows", &(snapshot, table, cursor, limit)))
+    }
+));
 vector_methods!(recorder!());
 graph_methods!(recorder!());
 cache_methods!(recorder!(

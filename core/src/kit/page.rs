@@ -47,6 +47,49 @@ pub fn page_of<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> &str) -> 
     Page { items, next_cursor }
 }
 
+/// The page of keys after `cursor`, from keys in no particular order (a
+/// hash map's): those past the cursor, sorted, the first `limit`; and the
+/// next page's cursor when there are more. The caller builds the page's
+/// items from its keys, so only those are copied.
+pub fn keys_after<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> (Vec<&'a str>, Option<String>) {
+    let mut page: Vec<&str> = keys
+        .into_iter()
+        .filter(|k| cursor.is_none_or(|c| *k > c))
+        .collect();
+    page.sort_unstable();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next = if more {
+        page.last().map(|k| k.to_string())
+    } else {
+        None
+    };
+    (page, next)
+}
+
+/// The page after `cursor` of the entries of a map in no particular order
+/// (a hash map's) that `keep` keeps, in key order, each turned into an item
+/// by `item`: [`keys_after`] over the map, so only the page's entries are
+/// turned into items.
+pub fn page_of_map<V, T>(
+    map: &std::collections::HashMap<String, V>,
+    keep: impl Fn(&V) -> bool,
+    cursor: Option<&str>,
+    limit: usize,
+    item: impl Fn(&str, &V) -> T,
+) -> Page<T> {
+    let kept = map.iter().filter(|(_, v)| keep(v)).map(|(k, _)| k.as_str());
+    let (keys, next_cursor) = keys_after(kept, cursor, limit);
+    Page {
+        items: keys.into_iter().map(|k| item(k, &map[k])).collect(),
+        next_cursor,
+    }
+}
+
 /// The page of `map` after key `cursor` (from the start for `None`), each
 /// value turned into an item by `item`. Only the page's values are visited.
 pub fn page_after<'a, V, T>(
@@ -73,6 +116,19 @@ pub fn page_after<'a, V, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_after_pages_unordered_keys() {
+        let keys = ["d", "a", "c", "b", "e"];
+        let (p, next) = keys_after(keys, None, 2);
+        assert_eq!((p, next.as_deref()), (vec!["a", "b"], Some("b")));
+        let (p, next) = keys_after(keys, Some("b"), 2);
+        assert_eq!((p, next.as_deref()), (vec!["c", "d"], Some("d")));
+        let (p, next) = keys_after(keys, Some("d"), 2);
+        assert_eq!((p, next), (vec!["e"], None));
+        let (p, next) = keys_after(keys, Some("d"), 1);
+        assert_eq!((p, next), (vec!["e"], None));
+    }
     use crate::ErrorKind;
 
     fn map(n: usize) -> BTreeMap<String, usize> {

@@ -2,7 +2,7 @@
 //! per channel. Simple on purpose; see `backplane-plugin-memory` for a
 //! tuned version of the same thing.
 
-use backplane_core::kit::page::page_of;
+use backplane_core::kit::page::{check_limit, page_of_map};
 use backplane_core::{
     validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo, ChannelLimits, Health,
     Message, Page, Result,
@@ -209,43 +209,39 @@ impl Cache for CustomKv {
     /// Listing channels lets `backplane migrate` and `backup` carry the
     /// conversations to another backend: name order, after `cursor`.
     fn list_channels(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ChannelInfo>> {
+        check_limit(limit, "list_channels", "channel")?;
         let st = self.lock();
-        let mut items: Vec<ChannelInfo> = st
-            .channels
-            .iter()
-            .filter(|(name, c)| {
-                !expired(c.expires)
-                    && !c.messages.is_empty()
-                    && cursor.is_none_or(|a| name.as_str() > a)
-            })
-            .map(|(name, c)| ChannelInfo {
-                channel: name.clone(),
+        let listed = page_of_map(
+            &st.channels,
+            |c| !expired(c.expires) && !c.messages.is_empty(),
+            cursor,
+            limit,
+            |name, c| ChannelInfo {
+                channel: name.to_string(),
                 messages: c.messages.len() as u64,
                 last_activity_ms: c.messages.last().map_or(0, |m| m.timestamp_ms),
-            })
-            .collect();
-        items.sort_by(|a, b| a.channel.cmp(&b.channel));
-        items.truncate(limit.saturating_add(1));
-        Ok(page_of(items, limit, |c| c.channel.as_str()))
+            },
+        );
+        Ok(listed)
     }
 
     /// Scanning keys, with the time each has left, carries them too.
     fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<Page<CacheEntry>> {
+        check_limit(limit, "scan_keys", "key")?;
         let st = self.lock();
         let now = Instant::now();
-        let mut items: Vec<CacheEntry> = st
-            .keys
-            .iter()
-            .filter(|(k, (_, exp))| !expired(*exp) && cursor.is_none_or(|a| k.as_str() > a))
-            .map(|(k, (v, exp))| CacheEntry {
-                key: k.clone(),
+        let scanned = page_of_map(
+            &st.keys,
+            |(_, exp)| !expired(*exp),
+            cursor,
+            limit,
+            |k, (v, exp)| CacheEntry {
+                key: k.to_string(),
                 value: v.clone(),
                 ttl: exp.map(|e| e.saturating_duration_since(now)),
-            })
-            .collect();
-        items.sort_by(|a, b| a.key.cmp(&b.key));
-        items.truncate(limit.saturating_add(1));
-        Ok(page_of(items, limit, |e| e.key.as_str()))
+            },
+        );
+        Ok(scanned)
     }
 
     fn stats(&self) -> Result<CacheStats> {

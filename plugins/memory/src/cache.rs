@@ -11,7 +11,7 @@
 //! lock is held briefly. Hit and miss counters are atomics outside it.
 
 use backplane_core::kit::id::new_id_unless;
-use backplane_core::kit::page::{check_limit, page_of};
+use backplane_core::kit::page::{check_limit, page_of_map};
 use backplane_core::kit::time::now_ms;
 use backplane_core::{
     check_batch_ids, validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo,
@@ -363,52 +363,34 @@ impl Cache for MemoryCache {
         check_limit(limit, "list_channels", "channel")?;
         let now = Instant::now();
         let st = self.lock();
-        let mut items: Vec<ChannelInfo> = st
-            .channels
-            .iter()
-            .filter(|(name, c)| {
-                live(c.expires, now)
-                    && !c.messages.is_empty()
-                    && cursor.is_none_or(|after| name.as_str() > after)
-            })
-            .map(|(name, c)| ChannelInfo {
-                channel: name.clone(),
+        Ok(page_of_map(
+            &st.channels,
+            |c| live(c.expires, now) && !c.messages.is_empty(),
+            cursor,
+            limit,
+            |name, c| ChannelInfo {
+                channel: name.to_string(),
                 messages: c.messages.len() as u64,
                 last_activity_ms: c.messages.back().map_or(0, |m| m.timestamp_ms),
-            })
-            .collect();
-        drop(st);
-        items.sort_by(|a, b| a.channel.cmp(&b.channel));
-        items.truncate(limit.saturating_add(1));
-        Ok(page_of(items, limit, |c| c.channel.as_str()))
+            },
+        ))
     }
 
     fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<Page<CacheEntry>> {
         check_limit(limit, "scan_keys", "key")?;
         let now = Instant::now();
         let st = self.lock();
-        let mut names: Vec<&String> = st
-            .keys
-            .iter()
-            .filter(|(k, it)| {
-                live(it.expires, now) && cursor.is_none_or(|after| k.as_str() > after)
-            })
-            .map(|(k, _)| k)
-            .collect();
-        names.sort();
-        names.truncate(limit.saturating_add(1));
-        let items: Vec<CacheEntry> = names
-            .into_iter()
-            .map(|k| {
-                let it = &st.keys[k];
-                CacheEntry {
-                    key: k.clone(),
-                    value: it.value.clone(),
-                    ttl: it.expires.map(|e| e.saturating_duration_since(now)),
-                }
-            })
-            .collect();
-        Ok(page_of(items, limit, |e| e.key.as_str()))
+        Ok(page_of_map(
+            &st.keys,
+            |it| live(it.expires, now),
+            cursor,
+            limit,
+            |k, it| CacheEntry {
+                key: k.to_string(),
+                value: it.value.clone(),
+                ttl: it.expires.map(|e| e.saturating_duration_since(now)),
+            },
+        ))
     }
 
     fn stats(&self) -> Result<CacheStats> {

@@ -374,21 +374,6 @@ impl Relational for PgRelational {
         )
     }
 
-    fn export_rows(
-        &self,
-        snapshot: Option<&str>,
-        table: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<backplane_core::Page<Vec<backplane_core::Value>>> {
-        let mut rows = RowsBuilder::new();
-        let next_cursor = self.export_rows_into(snapshot, table, cursor, limit, &mut rows)?;
-        Ok(backplane_core::Page {
-            items: rows.finish().rows,
-            next_cursor,
-        })
-    }
-
     fn import_begin(&self, tables: &[TableSchema]) -> Result<()> {
         let statements: Vec<Statement> = tables
             .iter()

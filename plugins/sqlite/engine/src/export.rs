@@ -12,7 +12,7 @@ use crate::db::sql_error;
 use crate::schema::describe_table;
 use backplane_core::kit::id::new_id;
 use backplane_core::kit::page::check_limit;
-use backplane_core::{Error, Page, Result, RowSink, RowsBuilder, Value};
+use backplane_core::{Error, Result, RowSink, Value};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -153,22 +153,6 @@ pub(crate) fn export_rows_into(
     let mut keyed = backplane_core::port::KeyedSink::new(sink, &schema, by_rowid);
     read_rows(conn, &sql, &params, &mut keyed)?;
     keyed.cursor(limit)
-}
-
-/// One page of `table`'s rows on `conn` ([`export_rows_into`], built).
-pub(crate) fn export_rows(
-    conn: &Connection,
-    path: &str,
-    table: &str,
-    cursor: Option<&str>,
-    limit: usize,
-) -> Result<Page<Vec<Value>>> {
-    let mut rows = RowsBuilder::new();
-    let next_cursor = export_rows_into(conn, path, table, cursor, limit, &mut rows)?;
-    Ok(Page {
-        items: rows.finish().rows,
-        next_cursor,
-    })
 }
 
 /// Write the rows of `sql` into `sink`, each value read by its column's

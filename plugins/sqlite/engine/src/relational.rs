@@ -394,24 +394,6 @@ impl Relational for SqliteRelational {
         }
     }
 
-    fn export_rows(
-        &self,
-        snapshot: Option<&str>,
-        table: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<backplane_core::Page<Vec<backplane_core::Value>>> {
-        match snapshot {
-            Some(id) => self.snapshots.with(id, |conn| {
-                crate::export::export_rows(conn, &self.db.path, table, cursor, limit)
-            }),
-            None => {
-                let conn = self.db.lock();
-                crate::export::export_rows(&conn, &self.db.path, table, cursor, limit)
-            }
-        }
-    }
-
     fn backup(&self, path: &str) -> Result<()> {
         // Written beside the target, then renamed over it: a failed backup
         // never leaves a half-written file under the final name.
