@@ -268,4 +268,6 @@ fn a_migration_killed_at_random_points_finishes_equal() {
     let mut rng = Rng(seed);
     resume_case(Capability::Relational, "sqlite", "postgres", &mut rng);
     resume_case(Capability::Vector, "qdrant-edge", "sqlite", &mut rng);
+    // Into a Qdrant server, when one is given (BACKPLANE_QDRANT_URL).
+    resume_case(Capability::Vector, "sqlite", "qdrant", &mut rng);
 }

@@ -121,12 +121,19 @@ pub fn validate_key(key: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Check a TTL: more than zero.
+/// Check a TTL: more than zero, and no longer than a backend can keep
+/// (`i64::MAX` milliseconds).
 pub fn validate_ttl(ttl: Option<Duration>) -> Result<()> {
     if ttl.is_some_and(|t| t.is_zero()) {
         return Err(Error::invalid(
             "ttl is zero: give a positive duration, or none to keep the value",
         ));
+    }
+    if ttl.is_some_and(|t| t.as_millis() > i64::MAX as u128) {
+        return Err(Error::invalid(format!(
+            "ttl is longer than any backend can keep (at most {} days): give a shorter one, or none to keep the value",
+            i64::MAX as u64 / 86_400_000
+        )));
     }
     Ok(())
 }
@@ -164,18 +171,31 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
             "'{s}' is not a duration: write a number with a unit, like 30s, 15m, 2h, 1d, 250ms"
         ))
     })?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86400),
+    let ms_per = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         other => {
             return Err(Error::config(format!(
                 "'{s}' has unknown unit '{other}': use ms, s, m, h or d"
             )))
         }
     };
+    // Every backend keeps a time to live as milliseconds in a signed
+    // 64-bit integer (Redis's PX, SQLite's INTEGER): longer is refused, not
+    // wrapped around.
+    let ms = n
+        .checked_mul(ms_per)
+        .filter(|&ms| ms <= i64::MAX as u64)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "duration '{s}' is too long: the longest is {} days; leave the ttl out to keep values without expiry",
+                i64::MAX as u64 / 86_400_000
+            ))
+        })?;
+    let d = Duration::from_millis(ms);
     if d.is_zero() {
         return Err(Error::config(format!(
             "duration '{s}' is zero: give a positive duration"
@@ -299,5 +319,25 @@ pub trait Cache: Send + Sync {
     /// a replayed batch changes nothing. Returns the messages given.
     fn import_messages(&self, channel: &str, messages: &[Message]) -> Result<u64> {
         crate::port::import_messages(self, channel, messages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_refuse_what_they_cannot_hold() {
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        // 213503982334602 days overflowed into a 17-hour TTL once.
+        let e = parse_duration("213503982334602d").unwrap_err();
+        assert!(e.message().contains("too long"), "{e}");
+        assert!(parse_duration("99999999999999999999s").is_err());
+        assert!(parse_duration("106751991167d").is_ok());
+        assert!(parse_duration("106751991168d").is_err());
+        assert!(validate_ttl(Some(Duration::from_secs(u64::MAX))).is_err());
+        assert!(validate_ttl(Some(Duration::from_secs(60))).is_ok());
     }
 }

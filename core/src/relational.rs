@@ -205,6 +205,44 @@ pub fn validate_migrations(migrations: &[Migration]) -> Result<Vec<&Migration>> 
     Ok(sorted)
 }
 
+/// The first word of `sql`, upper-cased, after white space and comments.
+pub fn first_keyword(sql: &str) -> String {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    rest.chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// Refuse a statement that controls a transaction (`BEGIN`, `COMMIT`,
+/// `ROLLBACK`, `SAVEPOINT`, …) in `execute`, `execute_many` or `query`: a
+/// store never holds a transaction open from one call to the next (writes
+/// that seemed to succeed would be lost when the process ends, and other
+/// processes would be locked out), so the statements of a transaction go
+/// to [`Relational::transaction`] together.
+pub fn refuse_transaction_control(sql: &str) -> Result<()> {
+    let word = first_keyword(sql);
+    if matches!(
+        word.as_str(),
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" | "START"
+    ) {
+        return Err(Error::invalid(format!(
+            "`{word}` controls a transaction, and a store never keeps one open between calls: pass the statements together to transaction(), which commits them all or none"
+        )));
+    }
+    Ok(())
+}
+
 /// How a migration record copied from another store starts its checksum
 /// (`imported:<checksum>`). The table that migration made came along with
 /// the data, and the application's script for the version may be written
@@ -443,7 +481,10 @@ impl TableSchema {
 
 /// A relational store. Implemented by plugins; used through the host.
 pub trait Relational: Send + Sync {
-    /// Run one statement that returns no rows.
+    /// Run one statement that returns no rows. A statement that controls a
+    /// transaction (`BEGIN`, `COMMIT`, `SAVEPOINT`, …) is refused here and
+    /// in `execute_many` and `query` (see [`refuse_transaction_control`]):
+    /// use [`transaction`](Self::transaction).
     fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult>;
     /// Run the same statement once per parameter set, all in one transaction.
     fn execute_many(&self, sql: &str, params: &[Params]) -> Result<ExecResult>;
@@ -583,6 +624,36 @@ pub trait Relational: Send + Sync {
 #[cfg(test)]
 mod migration_tests {
     use super::*;
+
+    #[test]
+    fn transaction_control_is_refused_whatever_its_spelling() {
+        for sql in [
+            "BEGIN",
+            "begin transaction",
+            "  -- comment\n BEGIN IMMEDIATE",
+            "/* x */ commit",
+            "END",
+            "rollback to savepoint a",
+            "SAVEPOINT a",
+            "RELEASE a",
+            "START TRANSACTION",
+            "abort",
+        ] {
+            let e = refuse_transaction_control(sql).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{sql}");
+            assert!(e.message().contains("transaction()"), "{e}");
+        }
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END",
+            "-- BEGIN\nSELECT 1",
+            "BEGINS",
+        ] {
+            assert!(refuse_transaction_control(sql).is_ok(), "{sql}");
+        }
+        assert_eq!(first_keyword("  /* a */ -- b\n  select"), "SELECT");
+    }
 
     #[test]
     fn an_imported_record_counts_as_applied_whatever_the_script() {

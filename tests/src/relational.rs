@@ -12,6 +12,7 @@ pub fn cases() -> Vec<Case<RelationalStore>> {
         ("params_not_in_literals", params_not_in_literals),
         ("empty_result", empty_result),
         ("transaction_rolls_back", transaction_rolls_back),
+        ("transaction_control_refused", transaction_control_refused),
         ("execute_many", execute_many),
         ("migrations", migrations),
         ("tables_and_describe", tables_and_describe),
@@ -187,6 +188,48 @@ fn transaction_rolls_back(s: &RelationalStore) {
         vec![vec![Value::Text("one".into())]],
         "nothing of the failed transaction may remain"
     );
+}
+
+/// `BEGIN` and its kin through `execute`/`query` are refused: a store never
+/// holds a transaction open between calls, so every write it acknowledges
+/// is committed, and `transaction()` and `health` keep working.
+fn transaction_control_refused(s: &RelationalStore) {
+    let db = setup(s);
+    for sql in [
+        "BEGIN",
+        "begin transaction",
+        "COMMIT",
+        "SAVEPOINT a",
+        "ROLLBACK",
+    ] {
+        let e = expect_err(db.execute(sql, &Params::None), ErrorKind::InvalidInput);
+        assert!(e.message().contains("transaction()"), "{sql}: {e}");
+        expect_err(db.query(sql, &Params::None), ErrorKind::InvalidInput);
+        expect_err(
+            db.execute_many(sql, &[Params::None, Params::None]),
+            ErrorKind::InvalidInput,
+        );
+    }
+    expect_err(
+        db.transaction(&[
+            Statement::new("BEGIN", ()),
+            Statement::new("INSERT INTO items (name) VALUES ('x')", ()),
+        ]),
+        ErrorKind::InvalidInput,
+    );
+    db.execute("INSERT INTO items (name) VALUES (?)", &params!["kept"])
+        .unwrap();
+    db.transaction(&[Statement::new(
+        "INSERT INTO items (name) VALUES (?)",
+        params!["in a transaction"],
+    )])
+    .unwrap();
+    let h = db.health().unwrap();
+    assert!(h.healthy, "{h:?}");
+    let n = db
+        .query("SELECT count(*) FROM items", &Params::None)
+        .unwrap();
+    assert_eq!(n.scalar().unwrap().as_i64(), Some(2));
 }
 
 fn execute_many(s: &RelationalStore) {

@@ -78,6 +78,7 @@ fn prepared(conn: &mut PooledConn<'_>, sql: &str) -> Result<Arc<Prepared>, Fail>
     if let Some(p) = conn.stmts.get(sql) {
         return Ok(p.clone());
     }
+    backplane_core::relational::refuse_transaction_control(sql).map_err(Fail::Done)?;
     let rw = rewrite(sql)?;
     let mut text = rw.sql.clone();
     let mut returning_id = false;

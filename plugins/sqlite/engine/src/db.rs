@@ -107,6 +107,16 @@ impl Db {
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(|e| sql_error(e, "PRAGMA journal_mode"))?;
+        if !conn.is_autocommit() {
+            return Ok(Health {
+                healthy: false,
+                detail: format!(
+                    "sqlite {}, {}: a transaction is open on the store's connection, so what it writes is not committed and other processes are locked out",
+                    rusqlite::version(),
+                    self.path
+                ),
+            });
+        }
         Ok(Health::ok(format!(
             "sqlite {}, {}, journal={}",
             rusqlite::version(),

@@ -14,8 +14,8 @@ use crate::db::{sql_error, write_tx, Db};
 use crate::schema::describe_table;
 use backplane_core::kit::time::now_ms;
 use backplane_core::relational::{
-    migration_failed, migration_still_pending, plan_migrations, validate_migrations,
-    MIGRATIONS_TABLE,
+    migration_failed, migration_still_pending, plan_migrations, refuse_transaction_control,
+    validate_migrations, MIGRATIONS_TABLE,
 };
 use backplane_core::{
     Error, ExecResult, Health, Migration, MigrationReport, Params, ParamsRef, Relational, Result,
@@ -90,6 +90,7 @@ impl SqliteRelational {
         let cached = match stmts.entry_ref(sql) {
             EntryRef::Occupied(o) => o.into_mut(),
             EntryRef::Vacant(v) => {
+                refuse_transaction_control(sql)?;
                 let stmt = conn.prepare(sql).map_err(|e| sql_error(e, sql))?;
                 // SAFETY: the connection is boxed inside `Db` and outlives
                 // the cache (dropped first, cleared before `restore` takes
@@ -132,6 +133,7 @@ fn is_insert(sql: &str) -> bool {
 /// Run one statement on `conn`. A statement that returns rows is stepped to
 /// its end and its rows discarded.
 pub(crate) fn exec_one(conn: &Connection, sql: &str, params: ParamsRef<'_>) -> Result<ExecResult> {
+    refuse_transaction_control(sql)?;
     let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(e, sql))?;
     bind_params(&mut stmt, params, sql)?;
     exec_bound(conn, &mut stmt, sql)
