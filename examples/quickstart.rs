@@ -33,12 +33,14 @@ fn embed(text: &str) -> Vec<f32> {
 async fn main() -> backplane_host::Result<()> {
     let storage = Storage::open_default()?;
 
-    // Users: SQL with migrations and parameters.
+    // Users: SQL with migrations and parameters. Migration versions belong
+    // to the store: `backplane demo` uses 1 and 2 on this same store, so
+    // this program numbers its own from 100.
     let users = storage.relational("user_data")?;
     users
         .migrate(vec![Migration::new(
-            1,
-            "users",
+            100,
+            "quickstart users",
             "CREATE TABLE IF NOT EXISTS qs_users (id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
         )])
         .await?;
