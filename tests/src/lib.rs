@@ -410,9 +410,13 @@ pub fn open_one(backend: &str, cap: Capability, scratch: &Scratch, extra: &str) 
     Some(open_with(backend, cap, scratch, &opts))
 }
 
-/// Open a Storage with one store named `s` of capability `cap` on
-/// `backend` with the section's other lines `opts`.
-pub fn open_with(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) -> Storage {
+/// [`open_with`], returning the error of a store that does not open.
+pub fn open_with_result(
+    backend: &str,
+    cap: Capability,
+    scratch: &Scratch,
+    opts: &str,
+) -> backplane_host::Result<Storage> {
     let libs: Vec<String> = plugin_libraries()
         .iter()
         .map(|p| format!("\"{}\"", p.display()))
@@ -423,7 +427,14 @@ pub fn open_with(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) 
     );
     let file = scratch.path(&format!("plugins-{}.toml", namespace()));
     std::fs::write(&file, text).expect("write plugins.toml");
-    Storage::open(&file).unwrap_or_else(|e| panic!("open {backend} store: {e}"))
+    Storage::open(&file)
+}
+
+/// Open a Storage with one store named `s` of capability `cap` on
+/// `backend` with the section's other lines `opts`.
+pub fn open_with(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) -> Storage {
+    open_with_result(backend, cap, scratch, opts)
+        .unwrap_or_else(|e| panic!("open {backend} store: {e}"))
 }
 
 /// The backends of the built plugins that claim `cap`.

@@ -59,6 +59,108 @@ impl Conn {
     }
 }
 
+/// Before connecting: check, within `connect_timeout`, that some host of
+/// the url answers as PostgreSQL does. The driver's own timeout covers
+/// only the TCP connection, so a listener that accepts and then says
+/// nothing (or speaks another protocol and waits) would hold the
+/// connection, and `Storage::open`, for ever. A PostgreSQL server answers
+/// an SSL request with one byte, `S` or `N`.
+fn probe(s: &Settings) -> Result<()> {
+    use postgres::config::Host;
+    let ports = s.pg.get_ports();
+    let mut why = None;
+    for (i, host) in s.pg.get_hosts().iter().enumerate() {
+        let Host::Tcp(name) = host else {
+            // A Unix socket is a local PostgreSQL's own.
+            return Ok(());
+        };
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        match probe_one(name, port, s.connect_timeout) {
+            Ok(()) => return Ok(()),
+            Err(e) => why = Some(e),
+        }
+    }
+    match why {
+        Some((wrong_protocol, text)) if wrong_protocol => Err(Error::config(format!(
+            "{text}: `url` must name a PostgreSQL server and its port"
+        ))),
+        Some((_, text)) => Err(Error::unavailable(format!(
+            "{text}: check that `url` names a PostgreSQL server that is up, or raise `connect_timeout`"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Probe one host: `Err((wrong protocol, why))`.
+fn probe_one(
+    host: &str,
+    port: u16,
+    timeout: std::time::Duration,
+) -> std::result::Result<(), (bool, String)> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let shown = format!("{host}:{port}");
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| (false, format!("cannot resolve {shown} ({e})")))?;
+    let mut last = (false, format!("{shown} resolves to no address"));
+    for addr in addrs {
+        let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                // The driver reports a refused or unreachable host itself.
+                last = (false, format!("cannot connect to {shown} ({e})"));
+                return if e.kind() == std::io::ErrorKind::TimedOut {
+                    Err(last)
+                } else {
+                    Ok(())
+                };
+            }
+        };
+        let _ = stream.set_read_timeout(Some(timeout));
+        let _ = stream.set_write_timeout(Some(timeout));
+        // SSLRequest: length 8, code 80877103.
+        let mut byte = [0u8; 1];
+        let answer = stream
+            .write_all(&[0, 0, 0, 8, 4, 210, 22, 47])
+            .and_then(|()| stream.read(&mut byte));
+        match answer {
+            Ok(1) if byte[0] == b'S' || byte[0] == b'N' => return Ok(()),
+            Ok(1) => {
+                last = (
+                    true,
+                    format!(
+                        "the server at {shown} answered, but not as PostgreSQL does (its first byte was {:?})",
+                        byte[0] as char
+                    ),
+                )
+            }
+            Ok(_) => {
+                last = (
+                    true,
+                    format!("the server at {shown} closed the connection without answering as PostgreSQL does"),
+                )
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                last = (
+                    false,
+                    format!(
+                        "the server at {shown} accepted the connection but did not answer within {} ms (connect_timeout)",
+                        timeout.as_millis()
+                    ),
+                )
+            }
+            Err(e) => last = (false, format!("the server at {shown} broke the connection ({e})")),
+        }
+    }
+    Err(last)
+}
+
 /// How the pool opens and checks connections.
 struct Connector {
     settings: Settings,
@@ -71,6 +173,7 @@ impl Connect for Connector {
     type Conn = Conn;
 
     fn connect(&self) -> Result<Conn> {
+        probe(&self.settings)?;
         let client = self
             .settings
             .pg

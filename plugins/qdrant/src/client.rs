@@ -119,6 +119,15 @@ impl Client {
                 "{what}: no Qdrant server answers at {url} ({msg}): check that it runs and that `url` names its gRPC port (6334 by default); the call can be retried"
             ));
         }
+        // An HTTP/2 failure on a connection that was made: whatever listens
+        // there does not speak gRPC (the REST port, or another server).
+        if status.code() == Code::Internal
+            && (msg.contains("h2 protocol error") || msg.contains("http2 error"))
+        {
+            return Error::config(format!(
+                "{what}: the server at {url} answered, but not as Qdrant's gRPC does ({msg}): `url` must name the gRPC port (6334 by default), not the REST port"
+            ));
+        }
         if msg.starts_with("Failed to create TLS config") {
             return Error::config(format!("{what}: TLS to {url}: {msg}"));
         }

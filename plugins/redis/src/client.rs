@@ -358,7 +358,14 @@ impl Shared {
     /// [`error`](Self::error) without the call's name.
     fn describe(&self, e: &RedisError) -> Error {
         use redis::{ErrorKind as K, ServerErrorKind as S};
-        let text = e.to_string();
+        // One line: some of the client's errors span several.
+        let text = e
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         let at = &self.at;
         let lower = text.to_lowercase();
         if self.tls
@@ -412,6 +419,11 @@ impl Shared {
             ))
         } else if e.kind() == K::InvalidClientConfig {
             Error::config(text)
+        } else if e.kind() == K::Parse {
+            // What answered is not a Redis server.
+            Error::config(format!(
+                "{at} answered, but not as Redis does ({text}): `url` must name a Redis server and its port"
+            ))
         } else {
             Error::backend(format!("{at}: {text}"))
         }
