@@ -7,21 +7,19 @@ use backplane_host::Capability;
 #[test]
 fn relational_suite() {
     run_suite(Capability::Relational, &relational::cases(), "", |s| {
-        s.relational("s").unwrap()
+        s.relational("s")
     });
 }
 
 #[test]
 fn vector_suite() {
-    run_suite(Capability::Vector, &vector::cases(), "", |s| {
-        s.vector("s").unwrap()
-    });
+    run_suite(Capability::Vector, &vector::cases(), "", |s| s.vector("s"));
 }
 
 #[test]
 fn cache_suite() {
     run_suite(Capability::Cache, &cache::cases(), cache::OPTIONS, |s| {
-        s.cache("s").unwrap()
+        s.cache("s")
     });
 }
 
@@ -49,7 +47,7 @@ fn run_redis_cases(on: &str, connection: &str) {
         "redis",
         Capability::Cache,
         &cache::cases(),
-        |s| s.cache("s").unwrap(),
+        |s| s.cache("s"),
         |_| {
             Some(format!(
                 "{connection}\nprefix = \"bp-test:{}:\"\n{}",
@@ -125,9 +123,7 @@ fn cache_suite_on_redis_tls() {
 
 #[test]
 fn graph_suite() {
-    run_suite(Capability::Graph, &graph::cases(), "", |s| {
-        s.graph("s").unwrap()
-    });
+    run_suite(Capability::Graph, &graph::cases(), "", |s| s.graph("s"));
 }
 
 /// The postgres backend's two vector search paths, each forced: exact
@@ -152,7 +148,7 @@ fn vector_suite_postgres_paths() {
             &postgres,
             &vector::cases(),
             extra,
-            |s| s.vector("s").unwrap(),
+            |s| s.vector("s"),
         )
     };
     println!("  postgres/vector, exact search (pgvector = \"off\"):");

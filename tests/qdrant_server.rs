@@ -256,7 +256,7 @@ fn vector_suite_on_qdrant_cluster() {
         "qdrant",
         Capability::Vector,
         &vector::cases(),
-        |s| s.vector("s").unwrap(),
+        |s| s.vector("s"),
         |_| Some(section(&format!("bp_test_{}_", namespace()))),
     );
     assert_eq!(ran, vector::cases().len());

@@ -1,7 +1,7 @@
 //! `backplane-host` is what an application embeds: it reads `plugins.toml`,
 //! discovers and loads plugin libraries, opens every configured store and
-//! hands out cheap, cloneable handles with an async and a blocking API. It
-//! also builds the `backplane` command-line tool.
+//! hands out cheap, cloneable handles with an async and a blocking API. The
+//! `backplane` command is built on it by `backplane-cli` (`cli/`).
 //!
 //! ```no_run
 //! # async fn f() -> backplane_host::Result<()> {
@@ -25,7 +25,6 @@
 //! - [`port`]: migrate, back up, restore and verify: moving every record
 //!   of a store to another backend or into a portable archive.
 //! - `demo`: the chat-assistant walk-through behind `backplane demo`.
-//! - `src/bin/backplane.rs`: the CLI.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -37,10 +36,11 @@ pub mod port;
 mod storage;
 
 pub use backplane_core::{
-    params, CacheStats, Capability, CollectionInfo, Condition, Direction, Distance, Edge, Error,
-    ErrorKind, ExecResult, Filter, Health, Message, Migration, MigrationReport, Neighbor, NewEdge,
-    NewNode, Node, NodeQuery, Page, Params, Path, Range, Result, Rows, ScrollPage, SearchHit,
-    SearchRequest, Statement, TableSchema, Value, VectorRecord,
+    params, BackendDescriptor, CacheStats, Capability, CollectionInfo, Condition, Direction,
+    Distance, Edge, Error, ErrorKind, ExecResult, Filter, Health, Message, Migration,
+    MigrationReport, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Params, Path, Range,
+    Result, Rows, ScrollPage, SearchHit, SearchRequest, Statement, TableSchema, Value,
+    VectorRecord,
 };
 /// The capability traits, for the blocking API.
 pub mod traits {

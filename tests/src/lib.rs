@@ -1,31 +1,35 @@
-//! The harness of Backplane's behaviour suite. The suite is written once per
-//! capability and run against every backend that claims the capability,
-//! each backend loaded from its built shared library the way a user's host
-//! loads it.
+//! The workspace's harness for Backplane's behaviour suites. The suites
+//! (`backplane-testkit`) are written once per capability; this runs them
+//! against every backend that claims the capability, each backend loaded
+//! from its built shared library the way a user's host loads it, with the
+//! store options of its `conformance.toml`.
 //!
 //! # Layout
 //!
-//! - this file: finding the built libraries, fresh namespaces, per-backend
-//!   store options, the case runner, and the CI rule for absent servers;
-//! - [`relational`], [`vector`], [`cache`], [`graph`]: the cases;
+//! - this file: finding the built libraries, the shipped conformance
+//!   settings, the servers the shipped backends need (and the CI rule for
+//!   absent ones), opening stores, running the suites;
+//! - [`relational`], [`vector`], [`cache`], [`graph`]: the cases, from the
+//!   testkit;
 //! - [`port`]: the portability tests' datasets and comparisons;
 //! - [`servers`]: a `redis-server` and a Redis Cluster started by a test;
 //! - `behavior.rs` (a test target): runs every case on every backend;
+//! - `conformance.rs` (a test target): `backplane conformance` on every
+//!   built plugin, from outside the workspace, and on wrong ones;
 //! - `loading.rs` (a test target): the host's loading and failure cases,
 //!   with real broken libraries built from `fixtures/`.
 
-pub mod cache;
-pub mod graph;
 pub mod port;
-pub mod relational;
 pub mod servers;
-pub mod vector;
+
+pub use backplane_testkit::{
+    cache, expect_err, graph, namespace, relational, vector, Case, Scratch, Settings,
+};
 
 use backplane_host::{Capability, Storage};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The cargo target folder of the running test (`target/debug`).
@@ -78,90 +82,44 @@ pub fn plugin_libraries() -> Vec<PathBuf> {
     v
 }
 
-/// A fresh, unique name for one test's data (tables, files, keys).
-pub fn namespace() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    format!(
-        "t{:x}{:x}{}",
-        std::process::id(),
-        t & 0xffff_ffff,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A scratch folder that is removed when dropped, with clean-up work for
-/// what a test created elsewhere (a PostgreSQL schema), run at the same time.
-pub struct Scratch(pub PathBuf, Mutex<Vec<Box<dyn FnOnce() + Send>>>);
-
-impl Scratch {
-    /// A new empty folder under the system temp dir.
-    pub fn new() -> Scratch {
-        Scratch::under(&std::env::temp_dir())
-    }
-    /// A new empty folder under `parent`.
-    pub fn under(parent: &Path) -> Scratch {
-        let p = parent.join(format!("backplane-{}", namespace()));
-        std::fs::create_dir_all(&p).expect("create scratch folder");
-        Scratch(p, Mutex::new(Vec::new()))
-    }
-    /// Run `f` when the scratch is dropped (after the stores opened on it,
-    /// which are declared later and so dropped first).
-    pub fn on_drop(&self, f: impl FnOnce() + Send + 'static) {
-        self.1
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(f));
-    }
-    /// A path inside it.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch::new()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for f in self
-            .1
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            f();
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Whether we run in CI, where a missing server is a failure, not a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// The store options a backend needs for a fresh store of `cap`, or `None`
-/// when the backend is skipped here (with the reason printed).
-pub fn store_options(
-    backend: &str,
-    cap: Capability,
-    scratch: &Scratch,
-    extra: &str,
-) -> Option<String> {
-    let ns = namespace();
-    let opts = match backend {
-        "sqlite" => format!("path = \"{}\"", scratch.path(&format!("{ns}.db")).display()),
-        "memory" | "custom-kv" => String::new(),
-        "qdrant-edge" => format!("path = \"{}\"", scratch.path(&ns).display()),
+/// The shipped plugins' conformance settings (`plugins/*/conformance.toml`
+/// and the custom example's), by the backend they name.
+/// Each maps to its file and what the file says.
+pub fn shipped_settings() -> &'static BTreeMap<String, (PathBuf, Settings)> {
+    static ALL: OnceLock<BTreeMap<String, (PathBuf, Settings)>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the workspace root");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("plugins"))
+            .expect("the plugins folder")
+            .filter_map(|e| e.ok().map(|e| e.path().join("conformance.toml")))
+            .collect();
+        files.push(root.join("examples/custom_plugin/conformance.toml"));
+        let mut all = BTreeMap::new();
+        for f in files.into_iter().filter(|f| f.is_file()) {
+            let s = Settings::load(&f).unwrap_or_else(|e| panic!("{e}"));
+            let backend = s.backend.clone().unwrap_or_else(|| {
+                panic!("{}: [conformance] backend is required here", f.display())
+            });
+            all.insert(backend, (f, s));
+        }
+        all
+    })
+}
+
+/// Whether the server `backend` needs (if any) answers; when it does not,
+/// outside CI this prints that `backend`'s `cap` cases skip and why, and in
+/// CI it fails the test.
+pub fn server_answers(backend: &str, cap: impl std::fmt::Display) -> bool {
+    match backend {
         "redis" => {
-            let (url, shown, unreachable) = redis_server();
+            let (_, shown, unreachable) = redis_server();
             if let Some(reason) = unreachable {
                 if in_ci() {
                     panic!(
@@ -171,12 +129,11 @@ pub fn store_options(
                 println!(
                     "  skip redis/{cap}: no Redis at {shown} ({reason}); set BACKPLANE_REDIS_URL or start redis-server"
                 );
-                return None;
+                return false;
             }
-            format!("url = \"{url}\"\nprefix = \"bp-test:{ns}:\"")
         }
         "postgres" => {
-            let (url, shown, unreachable) = postgres_server();
+            let (_, shown, unreachable) = postgres_server();
             if let Some(reason) = unreachable {
                 if in_ci() {
                     panic!(
@@ -186,40 +143,56 @@ pub fn store_options(
                 println!(
                     "  skip postgres/{cap}: no PostgreSQL at {shown} ({reason}); set BACKPLANE_POSTGRES_URL or start the server"
                 );
-                return None;
+                return false;
             }
-            // A fresh schema per store, dropped with the scratch folder.
-            let schema = format!("bp_test_{ns}");
-            let (drop_url, drop_schema) = (url.clone(), schema.clone());
-            scratch.on_drop(move || drop_postgres_schema(&drop_url, &drop_schema));
-            format!("url = \"{url}\"\nschema = \"{schema}\"")
         }
         "qdrant" => {
-            let url = match qdrant_server() {
-                Ok(url) => url,
-                Err(why) => {
-                    println!("  skip qdrant/{cap}: {why}");
-                    return None;
-                }
-            };
-            // Collections of this store only, dropped with the scratch
-            // folder.
-            let prefix = format!("bp_test_{ns}_");
-            let (drop_url, drop_prefix) = (url.clone(), prefix.clone());
-            scratch.on_drop(move || drop_qdrant_collections(&drop_url, &drop_prefix));
-            format!("url = \"{url}\"\ncollection_prefix = \"{prefix}\"")
+            if let Err(why) = qdrant_server() {
+                println!("  skip qdrant/{cap}: {why}");
+                return false;
+            }
         }
-        "panicking" => return None,
-        other => {
-            println!("  skip {other}/{cap}: the behaviour suite has no settings for this backend");
-            return None;
-        }
+        _ => {}
+    }
+    true
+}
+
+/// The store options a backend needs for a fresh store of `cap` (from its
+/// conformance settings, `extra` over them), or `None` when the backend is
+/// skipped here (with the reason printed). Stores on a server get a fresh
+/// namespace, dropped with the scratch folder.
+pub fn store_options(
+    backend: &str,
+    cap: Capability,
+    scratch: &Scratch,
+    extra: &str,
+) -> Option<String> {
+    let Some((_, settings)) = shipped_settings().get(backend) else {
+        println!("  skip {backend}/{cap}: no conformance.toml of the workspace names this backend");
+        return None;
     };
-    Some(if extra.is_empty() {
-        opts
-    } else {
-        format!("{opts}\n{extra}")
-    })
+    if !server_answers(backend, cap) {
+        return None;
+    }
+    let opts = settings.options(cap, extra, scratch, &namespace());
+    // What the store creates on a server goes with the scratch folder.
+    let t: toml::Table = opts.parse().expect("the settings' own output parses");
+    let key = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    match backend {
+        "postgres" => {
+            if let Some(schema) = key("schema") {
+                let (url, _, _) = postgres_server();
+                scratch.on_drop(move || drop_postgres_schema(&url, &schema));
+            }
+        }
+        "qdrant" => {
+            if let (Ok(url), Some(prefix)) = (qdrant_server(), key("collection_prefix")) {
+                scratch.on_drop(move || drop_qdrant_collections(&url, &prefix));
+            }
+        }
+        _ => {}
+    }
+    Some(opts)
 }
 
 /// The Redis server the suite uses: its URL (`BACKPLANE_REDIS_URL`, or
@@ -460,13 +433,15 @@ pub fn backends_for(cap: Capability) -> Vec<String> {
         .collect()
 }
 
-/// One case: a name and a function run on a fresh store.
-pub type Case<S> = (&'static str, fn(&S));
-
 /// Run every case on every backend claiming `cap`; `handle` turns a Storage
 /// into the store handle. Prints one line per case and fails with the full
 /// list of failures at the end.
-pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(&Storage) -> S) {
+pub fn run_suite<S: 'static>(
+    cap: Capability,
+    cases: &[Case<S>],
+    extra: &str,
+    handle: backplane_testkit::run::Handle<S>,
+) {
     let backends = backends_for(cap);
     assert!(!backends.is_empty(), "no backend claims {cap}");
     run_suite_on(cap, &backends, cases, extra, handle);
@@ -474,12 +449,12 @@ pub fn run_suite<S>(cap: Capability, cases: &[Case<S>], extra: &str, handle: fn(
 
 /// [`run_suite`] on the given backends only, with store options `extra`
 /// that they understand.
-pub fn run_suite_on<S>(
+pub fn run_suite_on<S: 'static>(
     cap: Capability,
     backends: &[String],
     cases: &[Case<S>],
     extra: &str,
-    handle: fn(&Storage) -> S,
+    handle: backplane_testkit::run::Handle<S>,
 ) {
     let mut failures = Vec::new();
     let mut ran = 0;
@@ -499,55 +474,31 @@ pub fn run_suite_on<S>(
     );
 }
 
-/// Run every case on `backend`, each on a fresh store whose section lines
-/// `options` gives (`None`: skip the backend). Returns how many cases ran
-/// and the failures, one line each.
-pub fn run_cases<S>(
+/// Run every case on `backend` with the testkit's runner, each on a fresh
+/// store whose section lines `options` gives (`None`: skip the backend).
+/// Returns how many cases ran and the failures, one line each.
+pub fn run_cases<S: 'static>(
     backend: &str,
     cap: Capability,
     cases: &[Case<S>],
-    handle: fn(&Storage) -> S,
+    handle: backplane_testkit::run::Handle<S>,
     options: impl Fn(&Scratch) -> Option<String>,
 ) -> (usize, Vec<String>) {
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    for (name, case) in cases {
-        let scratch = Scratch::new();
-        let Some(opts) = options(&scratch) else {
-            break;
-        };
-        let storage = open_with(backend, cap, &scratch, &opts);
-        let store = handle(&storage);
-        let r = catch_unwind(AssertUnwindSafe(|| case(&store)));
-        ran += 1;
-        match r {
-            Ok(()) => println!("  ok    {backend:<10} {cap}::{name}"),
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                println!("  FAIL  {backend:<10} {cap}::{name}: {msg}");
-                failures.push(format!("{backend} {cap}::{name}: {msg}"));
-            }
-        }
-    }
-    (ran, failures)
-}
-
-/// Assert that `r` failed with `kind`, returning the error.
-#[track_caller]
-pub fn expect_err<T: std::fmt::Debug>(
-    r: backplane_host::Result<T>,
-    kind: backplane_host::ErrorKind,
-) -> backplane_host::Error {
-    match r {
-        Ok(v) => panic!("expected a {kind:?} error, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(e.kind(), kind, "wrong error kind: {e}");
-            assert!(e.store().is_some(), "error does not name its store: {e}");
-            e
-        }
-    }
+    let reports = backplane_testkit::run::run_cases(
+        &plugin_libraries(),
+        backend,
+        cap,
+        cases,
+        "",
+        handle,
+        &|scratch, _| options(scratch),
+        &backplane_testkit::RunOptions::default(),
+        &mut |c| println!("{}", c.line()),
+    );
+    let failures = reports
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.line().trim().to_string())
+        .collect();
+    (reports.len(), failures)
 }

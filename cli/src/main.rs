@@ -1,12 +1,15 @@
 //! The `backplane` command: inspect plugins, check stores, run the demo,
-//! and move data: migrate a store to another backend, back up stores into
-//! a portable archive, restore one, verify one, count records.
+//! move data (migrate a store to another backend, back up stores into a
+//! portable archive, restore one, verify one, count records), and certify
+//! a plugin library with the behaviour suites.
 //!
 //! - this file: the commands and their arguments (clap);
+//! - `conformance.rs`: `backplane conformance`, on `backplane-testkit`;
 //! - `port.rs`: migrate, backup, restore, verify and count, with their
 //!   text and JSON reports;
 //! - `progress.rs`: progress bars on a terminal, nothing elsewhere.
 
+mod conformance;
 mod port;
 mod progress;
 
@@ -19,7 +22,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "backplane", version, about, long_about = None, disable_help_subcommand = false)]
 struct Cli {
-    /// plugins.toml to read [default: $BACKPLANE_CONFIG, else ./plugins.toml]
+    /// plugins.toml to read [default: $BACKPLANE_CONFIG, else ./plugins.toml]; for conformance, the settings file [default: ./conformance.toml]
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Search DIR for plugins first (repeatable; also $BACKPLANE_PLUGIN_PATH)
@@ -47,6 +50,8 @@ enum Command {
     Verify(port::VerifyArgs),
     /// Count the records of stores (every store when none is named)
     Count(port::CountArgs),
+    /// Run the behaviour suites on a plugin library and report each case (--config names the conformance settings)
+    Conformance(conformance::ConformanceArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => port::restore(builder, a),
         Command::Verify(a) => port::verify(a),
         Command::Count(a) => port::count(builder, a),
+        Command::Conformance(a) => conformance::conformance(cli.config.as_deref(), a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -1,0 +1,155 @@
+//! `backplane conformance`, run as an author runs it: the built command,
+//! from a folder outside the workspace, on built plugin libraries. Every
+//! shipped plugin (and the custom example) passes with its own
+//! `conformance.toml`; plugins that are wrong on purpose fail with a
+//! report that names the case and what was expected.
+
+use backplane_behavior::{
+    library, plugin_libraries, server_answers, shipped_settings, target_dir, Scratch,
+};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn conformance(cwd: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(target_dir().join("backplane"))
+        .arg("conformance")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run backplane conformance")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_shipped_plugin_passes() {
+    let outside = Scratch::new();
+    let mut runs = Vec::new();
+    for lib in plugin_libraries() {
+        let backends = backplane_testkit::run::backends_of(std::slice::from_ref(&lib))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for d in backends {
+            let Some((file, _)) = shipped_settings().get(&d.name) else {
+                panic!(
+                    "{}: backend '{}' has no conformance.toml in the workspace",
+                    lib.display(),
+                    d.name
+                );
+            };
+            let caps: Vec<&str> = d.capabilities.iter().map(|c| c.as_str()).collect();
+            if !server_answers(&d.name, caps.join(", ")) {
+                continue;
+            }
+            let (lib, file, cwd) = (lib.clone(), file.clone(), outside.0.clone());
+            runs.push((
+                d.name.clone(),
+                std::thread::spawn(move || {
+                    conformance(
+                        &cwd,
+                        &[lib.as_os_str(), "--config".as_ref(), file.as_os_str()],
+                    )
+                }),
+            ));
+        }
+    }
+    assert!(runs.len() >= 3, "too few plugins ran: {}", runs.len());
+    let mut failed = Vec::new();
+    for (backend, run) in runs {
+        let out = run.join().expect("the conformance thread");
+        let (stdout, stderr) = text(&out);
+        println!("== {backend}\n{stdout}{stderr}");
+        let summary = stdout.lines().last().unwrap_or_default().to_string();
+        if !out.status.success() || !summary.contains(" passed, 0 failed") {
+            failed.push(format!("{backend}: {summary} {stderr}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "conformance failed:\n{}",
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn wrong_plugins_fail_with_a_readable_report() {
+    let outside = Scratch::new();
+    let lib = library("backplane_fixture_wrong");
+    for (backend, case, expected) in [
+        (
+            "forgetful-ttl",
+            "cache::ttl_expiry",
+            "expired key must be gone",
+        ),
+        ("drops-filters", "vector::filter_operators", "left:"),
+        ("wrong-order", "vector::search_cosine", "left:"),
+    ] {
+        let settings = outside.path(&format!("{backend}.toml"));
+        std::fs::write(
+            &settings,
+            format!("[conformance]\nbackend = \"{backend}\"\n"),
+        )
+        .unwrap();
+        let out = conformance(
+            &outside.0,
+            &[lib.as_os_str(), "--config".as_ref(), settings.as_os_str()],
+        );
+        let (stdout, stderr) = text(&out);
+        println!("== {backend}\n{stdout}{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{backend}: {stdout}{stderr}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("  FAIL") && l.contains(case))
+            .unwrap_or_else(|| panic!("{backend}: no FAIL line for {case}:\n{stdout}"));
+        assert!(line.contains(backend), "{line}");
+        assert!(
+            line.contains(expected),
+            "{backend}: the line does not say what was expected: {line}"
+        );
+        assert!(
+            line.contains("(at "),
+            "{backend}: the line does not say where: {line}"
+        );
+        let summary = stdout.lines().last().unwrap_or_default();
+        assert!(
+            summary.contains(" failed") && !summary.contains(" 0 failed"),
+            "{summary}"
+        );
+        // The other cases still ran.
+        assert!(stdout.lines().any(|l| l.starts_with("  ok")), "{stdout}");
+    }
+}
+
+#[test]
+fn mistakes_are_one_line() {
+    let outside = Scratch::new();
+    let missing = outside.path("libnothing.so");
+    let out = conformance(&outside.0, &[missing.as_os_str()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("is not a file"), "{stderr}");
+
+    // Settings that do not fit: each one line on stderr, exit 1.
+    let lib = library("backplane_fixture_wrong");
+    let settings = outside.path("other.toml");
+    for (text_of_settings, says) in [
+        ("[conformance]\nbackend = \"sqlite\"\n", "backend 'sqlite'"),
+        ("[stores]\npath = \"x\"\n", "unknown section [stores]"),
+    ] {
+        std::fs::write(&settings, text_of_settings).unwrap();
+        let out = conformance(
+            &outside.0,
+            &[lib.as_os_str(), "--config".as_ref(), settings.as_os_str()],
+        );
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
