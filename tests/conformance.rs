@@ -153,3 +153,65 @@ fn mistakes_are_one_line() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+/// `backplane new-plugin` with every capability, outside the workspace:
+/// the crate builds without a warning, loads, passes the cache cases and
+/// reports every stub case as not written yet. (The README's guide, the
+/// cache-only path to a passing run, is run as written by CI.)
+#[test]
+fn scaffold_with_every_capability_builds_and_reports_its_stubs() {
+    let outside = Scratch::new();
+    let out = Command::new(target_dir().join("backplane"))
+        .args([
+            "new-plugin",
+            "every-cap",
+            "--capabilities",
+            "cache,vector,relational,graph",
+        ])
+        .current_dir(&outside.0)
+        .output()
+        .expect("run backplane new-plugin");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let krate = outside.path("backplane-plugin-every-cap");
+    assert!(krate.join("conformance.toml").is_file(), "{stdout}");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = Command::new(cargo)
+        .args(["build", "--quiet"])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", krate.join("target"))
+        .output()
+        .expect("run cargo build");
+    let (bout, berr) = text(&build);
+    assert!(
+        build.status.success(),
+        "the scaffold does not build:\n{bout}{berr}"
+    );
+    assert!(
+        !berr.contains("warning"),
+        "the scaffold builds with warnings:\n{berr}"
+    );
+    let lib = krate.join(format!(
+        "target/debug/{}backplane_plugin_every_cap.{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_EXTENSION
+    ));
+    let out = conformance(&krate, &[lib.as_os_str()]);
+    let (stdout, stderr) = text(&out);
+    println!("{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(1), "stubs fail their cases");
+    for line in stdout.lines().filter(|l| l.contains("cache::")) {
+        assert!(
+            line.starts_with("  ok"),
+            "the scaffold's cache fails: {line}"
+        );
+    }
+    for cap in ["vector::", "relational::", "graph::"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with("  FAIL")
+                && l.contains(cap)
+                && l.contains("not written yet")),
+            "no stub failure reported for {cap}:\n{stdout}"
+        );
+    }
+}

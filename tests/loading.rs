@@ -203,6 +203,11 @@ fn a_panicking_plugin_does_not_take_the_host_down() {
         let e = c.blocking().get("k").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Panicked, "{e}");
         assert!(e.message().contains("boom in get(k)"), "{e}");
+        assert!(
+            e.message()
+                .contains("(at tests/fixtures/panicking/src/lib.rs:"),
+            "the error says where the plugin panicked: {e}"
+        );
         assert_eq!(e.store(), Some("boom"));
     }
     let e = c
@@ -367,4 +372,62 @@ fn config_mistakes_are_clear_errors() {
         "{:?}",
         s.plugin_failures()
     );
+}
+
+/// Odd entries of a plugin folder, and of `load = [...]`, are each one
+/// honest line: a symbolic link that loops, one that leads nowhere, a
+/// folder named like a library; the libraries beside them still load.
+#[cfg(unix)]
+#[test]
+fn odd_folder_entries_are_each_named() {
+    use std::os::unix::fs::symlink;
+    let scratch = Scratch::new();
+    let dir = scratch.path("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    copy_lib(MEMORY, &dir, &so("libbackplane_plugin_memory"));
+    symlink(dir.join(so("loop")), dir.join(so("loop"))).unwrap();
+    symlink(dir.join(so("nowhere")), dir.join(so("dangling"))).unwrap();
+    std::fs::create_dir_all(dir.join(so("folder"))).unwrap();
+    let elsewhere = scratch.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let listed_loop = elsewhere.join(so("listed"));
+    symlink(&listed_loop, &listed_loop).unwrap();
+    let cfg = write_config(
+        &scratch,
+        &format!(
+            "[plugins]\nsearch_paths = [\"{}\"]\nload = [\"{}\", \"{}\"]\n\n[cache.c]\nbackend = \"memory\"\n",
+            dir.display(),
+            listed_loop.display(),
+            elsewhere.join(so("absent")).display()
+        ),
+    );
+    let storage = Storage::open(&cfg).expect("the memory plugin loads beside odd entries");
+    let failures = storage.plugin_failures();
+    let line = |name: &str| {
+        failures
+            .iter()
+            .find(|f| f.path.file_name().and_then(|n| n.to_str()) == Some(so(name).as_str()))
+            .unwrap_or_else(|| panic!("no line for {name}: {failures:#?}"))
+            .to_string()
+    };
+    for (name, says) in [
+        ("loop", "loops back on itself".to_string()),
+        ("listed", "loops back on itself".to_string()),
+        ("dangling", "does not exist".to_string()),
+        ("dangling", so("nowhere")),
+        ("folder", "is a folder".to_string()),
+        ("absent", "file missing".to_string()),
+    ] {
+        assert!(line(name).contains(&says), "{name}: {}", line(name));
+    }
+    assert_eq!(failures.len(), 5, "{failures:#?}");
+    for f in failures {
+        assert!(!f.to_string().contains('\n'), "{f}");
+    }
+    storage
+        .cache("c")
+        .unwrap()
+        .blocking()
+        .set("k", b"v", None)
+        .unwrap();
 }

@@ -1,7 +1,7 @@
 //! `backplane conformance`: certify a plugin library with the behaviour
 //! suites, from anywhere, with a report.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use backplane_testkit::{run, RunOptions, Settings, Target};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -55,10 +55,12 @@ pub fn conformance(settings: Option<&Path>, args: ConformanceArgs) -> Result<boo
         // A shared server keeps nothing of the run.
         clean_up: true,
     };
-    let target = Target {
-        library: args.library.clone(),
-        settings,
-    };
+    // The runner writes a plugins.toml per case in a scratch folder.
+    let library = args
+        .library
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", args.library.display()))?;
+    let target = Target { library, settings };
     let descriptors = backplane_testkit::run::backends_of(std::slice::from_ref(&target.library))
         .map_err(|e| anyhow::anyhow!("{}: {e}", target.library.display()))?;
     if !args.json {

@@ -5,6 +5,7 @@
 //!
 //! - this file: the commands and their arguments (clap);
 //! - `conformance.rs`: `backplane conformance`, on `backplane-testkit`;
+//! - `scaffold.rs`: `backplane new-plugin`, from the custom example;
 //! - `port.rs`: migrate, backup, restore, verify and count, with their
 //!   text and JSON reports;
 //! - `progress.rs`: progress bars on a terminal, nothing elsewhere.
@@ -12,6 +13,7 @@
 mod conformance;
 mod port;
 mod progress;
+mod scaffold;
 
 use backplane_host::{Capability, Storage, StorageBuilder};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -52,6 +54,8 @@ enum Command {
     Count(port::CountArgs),
     /// Run the behaviour suites on a plugin library and report each case (--config names the conformance settings)
     Conformance(conformance::ConformanceArgs),
+    /// Write a new plugin crate (outside any workspace) that builds and loads as written
+    NewPlugin(scaffold::NewPluginArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => port::restore(builder, a),
         Command::Verify(a) => port::verify(a),
         Command::Count(a) => port::count(builder, a),
+        Command::NewPlugin(a) => scaffold::new_plugin(a),
         Command::Conformance(a) => conformance::conformance(cli.config.as_deref(), a),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -158,6 +163,9 @@ fn plugins(builder: StorageBuilder) -> ExitCode {
             b.version,
             b.source
         );
+        if !b.descriptor.description.is_empty() {
+            println!("  {:<12} {}", "", b.descriptor.description);
+        }
         for s in &b.shadows {
             println!(
                 "  {:<12} (also in {}, not used: an earlier search path wins)",

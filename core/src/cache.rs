@@ -277,7 +277,9 @@ pub trait Cache: Send + Sync {
             .collect()
     }
     /// The last `limit` messages of a channel, oldest first, leaving out
-    /// `exclude_id` if given.
+    /// `exclude_id` if given; the excluded message does not count toward
+    /// `limit` (with three messages and the newest excluded, a limit of 2
+    /// gives the first two).
     fn recent(&self, channel: &str, limit: usize, exclude_id: Option<&str>)
         -> Result<Vec<Message>>;
     /// Remove one message; returns whether it existed.

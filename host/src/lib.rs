@@ -40,7 +40,7 @@ pub use backplane_core::{
     Distance, Edge, Error, ErrorKind, ExecResult, Filter, Health, Message, Migration,
     MigrationReport, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Params, Path, Range,
     Result, Rows, ScrollPage, SearchHit, SearchRequest, Statement, TableSchema, Value,
-    VectorRecord,
+    VectorRecord, CORE_VERSION,
 };
 /// The capability traits, for the blocking API.
 pub mod traits {

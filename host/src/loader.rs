@@ -76,18 +76,74 @@ pub struct Registry {
 /// The platform's shared-library extension.
 pub const LIB_EXTENSION: &str = std::env::consts::DLL_EXTENSION;
 
-/// Shared libraries directly inside `dir`, sorted by name.
-fn libraries_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
+/// Whether `path` can be loaded as a library file: `Err` is the one line
+/// that says why not (a symbolic link that loops or leads nowhere, a
+/// folder, something unreadable).
+fn usable(path: &Path) -> std::result::Result<(), String> {
+    let link = std::fs::symlink_metadata(path);
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => std::fs::File::open(path).map(drop).map_err(|e| {
+            format!("cannot be read ({e}): make it readable by the user running the host")
+        }),
+        Ok(m) if m.is_dir() => Err(
+            "is a folder, not a library: plugin folders hold library files; remove or rename it"
+                .into(),
+        ),
+        Ok(_) => Err("is not a regular file (a device, pipe or socket): remove it".into()),
+        Err(e) if e.raw_os_error() == Some(40) || e.to_string().contains("symbolic links") => Err(
+            "is a symbolic link that loops back on itself: point it at the library file, or remove it"
+                .into(),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && link.is_ok() => Err(format!(
+            "is a symbolic link to {}, which does not exist: point it at the library file, or remove it",
+            std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "nothing".into())
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err("file missing: fix the path in [plugins] load, or build the plugin".into())
+        }
+        Err(e) => Err(format!(
+            "cannot be read ({e}): make it readable by the user running the host"
+        )),
+    }
+}
+
+/// Shared libraries directly inside `dir`, sorted by name, and the entries
+/// named like one that cannot be loaded, each with why. A folder that
+/// cannot be listed is one failure; one that does not exist is none
+/// (`backplane plugins` shows it as missing).
+fn libraries_in(dir: &Path) -> (Vec<PathBuf>, Vec<LoadFailure>) {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Vec::new(), Vec::new()),
+        Err(e) => {
+            return (
+                Vec::new(),
+                vec![LoadFailure {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "the plugin folder cannot be listed ({e}): make it readable by the user running the host"
+                    ),
+                }],
+            )
+        }
     };
-    let mut v: Vec<PathBuf> = rd
+    let mut named: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == LIB_EXTENSION))
+        .filter(|p| p.extension().is_some_and(|x| x == LIB_EXTENSION))
         .collect();
-    v.sort();
-    v
+    named.sort();
+    let mut libs = Vec::new();
+    let mut failures = Vec::new();
+    for p in named {
+        match usable(&p) {
+            Ok(()) => libs.push(p),
+            Err(reason) => failures.push(LoadFailure { path: p, reason }),
+        }
+    }
+    (libs, failures)
 }
 
 impl Registry {
@@ -108,16 +164,17 @@ impl Registry {
         let mut seen = HashSet::new();
         let dirs: Vec<&PathBuf> = extra_dirs.iter().chain(&config.search_paths).collect();
         for (rank, dir) in dirs.iter().enumerate() {
-            for lib in libraries_in(dir) {
+            let (libs, failures) = libraries_in(dir);
+            reg.failures.extend(failures);
+            for lib in libs {
                 reg.try_load(&lib, rank + 1, &mut seen);
             }
         }
         for lib in &config.load {
-            if !lib.exists() {
+            if let Err(reason) = usable(lib) {
                 reg.failures.push(LoadFailure {
                     path: lib.clone(),
-                    reason: "file missing: fix the path in [plugins] load, or build the plugin"
-                        .into(),
+                    reason,
                 });
                 continue;
             }

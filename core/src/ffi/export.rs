@@ -290,6 +290,7 @@ extern "C" fn mod_shutdown() {
 extern "C" fn mod_init(logger: LogFn, max_level: u8) {
     let _ = catch("init", || {
         super::log::forward_to(logger, max_level);
+        super::log_panics();
         Ok(())
     });
 }

@@ -149,13 +149,46 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic payload".into())
 }
 
+std::thread_local! {
+    /// Where the last panic on this thread happened, when the plugin's own
+    /// panic hook saw it.
+    static PANICKED_AT: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+}
+
+/// In a plugin library (which has a panic hook of its own, apart from the
+/// host's): a panic is no longer printed on stderr from whatever thread
+/// made the call, but logged through the host's logger (a warning, target
+/// `backplane::plugin`), and its place is kept for the `Panicked` error
+/// that [`catch`] returns.
+pub(crate) fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "an unknown place".into());
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic payload".into());
+        ::log::warn!(target: "backplane::plugin", "the plugin panicked at {at}: {msg}; the call returns a Panicked error, and a Mutex held at the time is now poisoned");
+        PANICKED_AT.with(|c| c.set(Some(at)));
+    }));
+}
+
 /// Run `f`, turning a panic into an error of kind `Panicked`.
 pub(crate) fn catch<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    PANICKED_AT.with(|c| c.set(None));
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let at = PANICKED_AT
+            .with(|c| c.take())
+            .map(|at| format!(" (at {at})"))
+            .unwrap_or_default();
         Err(Error::new(
             ErrorKind::Panicked,
             format!(
-                "the plugin panicked in {what}: {}; the host caught it and keeps running, report this to the plugin's author",
+                "the plugin panicked in {what}: {}{at}; the host caught it and keeps running, report this to the plugin's author",
                 panic_message(p)
             ),
         ))
