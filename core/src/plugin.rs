@@ -64,15 +64,20 @@ pub struct BackendDescriptor {
     pub description: String,
     /// Capabilities served.
     pub capabilities: Vec<Capability>,
-    /// Filter operators evaluated natively (vector and graph).
+    /// Filter operators evaluated natively (vector and graph). The host
+    /// evaluates the others itself: the backend is given only the part of
+    /// a filter it declares, never a filter it would drop.
     pub filter_ops: Vec<FilterOp>,
     /// Distances supported (vector).
     pub distances: Vec<Distance>,
-    /// Whether expiry is enforced by the backend itself (cache).
+    /// Whether expiry is enforced by the backend itself (cache). When
+    /// false, the host enforces key and channel expiry, storing each value
+    /// with its expiry, and the backend never receives a TTL.
     pub native_ttl: bool,
     /// Whether data survives a restart of the process.
     pub persistent: bool,
-    /// Largest batch accepted in one call, if limited.
+    /// Largest batch accepted in one call, if limited (vector records,
+    /// ids, queries and scroll pages); the host splits larger ones.
     pub max_batch: Option<u32>,
 }
 

@@ -19,6 +19,9 @@
 //!   `backplane_core::library`; every failure one line ([`Registry`]).
 //! - `storage`: [`Storage`] and the store handles, whose async methods are
 //!   generated from each capability's method list.
+//! - `declared`: where a backend declares less than the interface
+//!   promises (filter operators, batch sizes, expiry), the host makes up
+//!   the difference.
 //! - `layer`: how a store layer implements a capability's trait from the
 //!   same list; `fallback`: the layer that serves a cache from a fallback
 //!   backend while its primary is unavailable.
@@ -28,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod declared;
 mod demo;
 mod fallback;
 mod layer;

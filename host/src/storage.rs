@@ -145,6 +145,13 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
         registry.open(&cfg)
     };
     let (info, opened) = open_on(&entry.backend, entry.options.clone()).map_err(wrap)?;
+    // A cache's channel TTL, for a backend whose expiry the host enforces
+    // (the backend has already refused a malformed one).
+    let channel_ttl = entry
+        .options
+        .get("ttl")
+        .and_then(|t| t.as_str())
+        .and_then(|t| backplane_core::parse_duration(t).ok());
     let fallback = match &entry.fallback {
         None => None,
         Some(_) if entry.capability != Capability::Cache => {
@@ -163,10 +170,13 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
                 .filter(|(k, _)| crate::fallback::SHARED_CACHE_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            let (_, fb) = open_on(f, serde_json::Value::Object(shared))
+            let (fb_info, fb) = open_on(f, serde_json::Value::Object(shared))
                 .map_err(|e| wrap(e.context(format!("fallback '{f}'"))))?;
             match fb {
-                OpenedStore::Cache(fb) => Some((f.clone(), fb)),
+                OpenedStore::Cache(fb) => Some((
+                    f.clone(),
+                    crate::declared::cache(fb, &fb_info.descriptor, &entry.name, channel_ttl),
+                )),
                 _ => unreachable!("a cache section opens cache stores"),
             }
         }
@@ -182,13 +192,16 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             meta,
         }),
         OpenedStore::Vector(s) => AnyStore::Vector(VectorStore {
-            inner: s.into(),
+            inner: crate::declared::vector(s, &info.descriptor, &entry.name).into(),
             meta,
         }),
         OpenedStore::Cache(s) => AnyStore::Cache(CacheStore {
-            inner: match fallback {
-                None => s.into(),
-                Some((name, fb)) => Arc::new(crate::fallback::FallbackCache::new(
+            inner: match (
+                fallback,
+                crate::declared::cache(s, &info.descriptor, &entry.name, channel_ttl),
+            ) {
+                (None, s) => s.into(),
+                (Some((name, fb)), s) => Arc::new(crate::fallback::FallbackCache::new(
                     s,
                     fb,
                     &entry.name,
@@ -199,7 +212,7 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             meta,
         }),
         OpenedStore::Graph(s) => AnyStore::Graph(GraphStore {
-            inner: s.into(),
+            inner: crate::declared::graph(s, &info.descriptor).into(),
             meta,
         }),
     })
