@@ -33,7 +33,7 @@ fn every_shipped_plugin_passes() {
     for lib in plugin_libraries() {
         let backends = backplane_testkit::run::backends_of(std::slice::from_ref(&lib))
             .unwrap_or_else(|e| panic!("{e}"));
-        for d in backends {
+        for d in backends.into_iter().map(|b| b.descriptor) {
             let Some((file, _)) = shipped_settings().get(&d.name) else {
                 panic!(
                     "{}: backend '{}' has no conformance.toml in the workspace",
@@ -209,7 +209,8 @@ fn scaffold_with_every_capability_builds_and_reports_its_stubs() {
     let build = Command::new(cargo)
         .args(["build", "--quiet"])
         .current_dir(&krate)
-        .env("CARGO_TARGET_DIR", krate.join("target"))
+        // Shared with abi_evolution.rs: the dependencies build once.
+        .env("CARGO_TARGET_DIR", target_dir().join("scaffolds"))
         .output()
         .expect("run cargo build");
     let (bout, berr) = text(&build);
@@ -221,8 +222,8 @@ fn scaffold_with_every_capability_builds_and_reports_its_stubs() {
         !berr.contains("warning"),
         "the scaffold builds with warnings:\n{berr}"
     );
-    let lib = krate.join(format!(
-        "target/debug/{}backplane_plugin_every_cap.{}",
+    let lib = target_dir().join(format!(
+        "scaffolds/debug/{}backplane_plugin_every_cap.{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_EXTENSION
     ));

@@ -38,6 +38,7 @@ fn broken_folder(scratch: &Scratch) -> std::path::PathBuf {
         &so("libnot_a_plugin"),
     );
     copy_lib("backplane_fixture_old_core", &dir, &so("libold_core"));
+    copy_lib("backplane_fixture_new_core", &dir, &so("libnew_core"));
     std::fs::write(dir.join("README.txt"), b"not a library, ignored").unwrap();
     dir
 }
@@ -55,7 +56,7 @@ fn broken_libraries_are_reported_and_the_rest_loads() {
     );
     let storage = Storage::open(&cfg).expect("good plugins load despite broken neighbours");
     let failures = storage.plugin_failures();
-    assert_eq!(failures.len(), 3, "{failures:#?}");
+    assert_eq!(failures.len(), 4, "{failures:#?}");
     let line = |name: &str| {
         failures
             .iter()
@@ -86,10 +87,21 @@ fn broken_libraries_are_reported_and_the_rest_loads() {
     let old = line("libold_core");
     assert!(old.contains("built against backplane-core 0.0.1"), "{old}");
     assert!(
-        old.contains(&format!("host has {}", env!("CARGO_PKG_VERSION"))),
+        old.contains(&format!("host has {}", backplane_host::CORE_VERSION)),
         "{old}"
     );
     assert!(old.contains("rebuild"), "{old}");
+    let new = line("libnew_core");
+    assert!(
+        new.contains("built against backplane-core 0.2.0, newer than this host's")
+            && new.contains(backplane_host::CORE_VERSION)
+            && new.contains("rebuild the plugin against backplane-core 0.1"),
+        "{new}"
+    );
+    assert!(
+        new.len() < 250,
+        "one short line, not a layout report: {new}"
+    );
 
     // The good ones work.
     let c = storage.cache("c").unwrap();
@@ -154,11 +166,13 @@ fn cli_plugins_lists_backends_and_one_line_per_failure() {
         1,
         "{text}"
     );
-    assert_eq!(
-        text.lines().filter(|l| l.contains("libold_core")).count(),
-        1,
-        "{text}"
-    );
+    for lib in ["libold_core", "libnew_core"] {
+        assert_eq!(
+            text.lines().filter(|l| l.contains(lib)).count(),
+            1,
+            "{text}"
+        );
+    }
     assert!(text.contains("failed to load:"), "{text}");
 
     let out = Command::new(target_dir().join("backplane"))

@@ -74,7 +74,13 @@ pub fn conformance(settings: Option<&Path>, args: ConformanceArgs) -> Result<boo
                     "none (no --config, no ./conformance.toml): stores get no options".into()
                 })
         );
-        for d in &descriptors {
+        if let Some(b) = descriptors.first() {
+            println!(
+                "plugin:      {} {}, built on backplane-core {}",
+                b.plugin, b.version, b.core_version
+            );
+        }
+        for d in descriptors.iter().map(|b| &b.descriptor) {
             if target
                 .settings
                 .backend

@@ -157,10 +157,11 @@ fn plugins(builder: StorageBuilder) -> ExitCode {
     }
     for (name, b) in &registry.backends {
         println!(
-            "  {name:<12} {:<34} plugin {} {}  from {}",
+            "  {name:<12} {:<34} plugin {} {} (core {})  from {}",
             caps(&b.descriptor.capabilities),
             b.plugin,
             b.version,
+            b.core_version,
             b.source
         );
         if !b.descriptor.description.is_empty() {

@@ -30,6 +30,9 @@
 //! - `ffi` (private): the `abi_stable` root module and FFI-safe store
 //!   handle. It is the only module that names `abi_stable` types; swapping
 //!   the FFI layer touches nothing else.
+//! - `build.rs`: [`WIRE_FINGERPRINT`], a hash of everything whose shape
+//!   crosses the boundary; with [`CORE_VERSION`] and [`ABI_VERSION`] it
+//!   decides which plugins a host loads (docs/abi.md).
 #![warn(missing_docs)]
 
 #[doc(hidden)]
@@ -80,6 +83,8 @@ pub use inventory;
 
 /// The version of this crate; a plugin reports the one it was built with.
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+include!(concat!(env!("OUT_DIR"), "/wire.rs"));
 
 /// Bumped whenever the wire format across the plugin boundary changes
 /// (a method list's tags or types, a type that crosses it, the FFI

@@ -7,4 +7,4 @@
 //! of the FFI underneath shows.
 
 pub use crate::ffi::export::OpenedStore;
-pub use crate::ffi::load::{Library, LoadError};
+pub use crate::ffi::load::{compatible_versions, Library, LoadError};

@@ -55,6 +55,8 @@ pub struct BackendInfo {
     pub plugin: String,
     /// The plugin's version.
     pub version: String,
+    /// The backplane-core version the plugin was built against.
+    pub core_version: String,
     /// Where the plugin came from.
     pub source: PluginSource,
     /// Same-named backends from later search paths, which this one shadows.
@@ -235,6 +237,7 @@ impl Registry {
                     descriptor: d,
                     plugin: info.name.clone(),
                     version: info.version.clone(),
+                    core_version: info.core_version.clone(),
                     source: source.clone(),
                     shadows: Vec::new(),
                     plugin_index: index,

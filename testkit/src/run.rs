@@ -125,7 +125,10 @@ pub fn run(
     on_case: &mut dyn FnMut(&CaseReport),
 ) -> Result<Report, String> {
     let libraries = vec![target.library.clone()];
-    let descriptors = backends_of(&libraries)?;
+    let descriptors: Vec<_> = backends_of(&libraries)?
+        .into_iter()
+        .map(|b| b.descriptor)
+        .collect();
     let chosen: Vec<_> = match &target.settings.backend {
         None => descriptors,
         Some(name) => {
@@ -168,10 +171,9 @@ pub fn run(
     Ok(report)
 }
 
-/// The backends the libraries provide, or the first library failure.
-pub fn backends_of(
-    libraries: &[PathBuf],
-) -> Result<Vec<backplane_host::BackendDescriptor>, String> {
+/// The backends the libraries provide (what each declares, its plugin and
+/// the core it was built on), or the first library failure.
+pub fn backends_of(libraries: &[PathBuf]) -> Result<Vec<backplane_host::BackendInfo>, String> {
     let scratch = Scratch::new();
     let file = write_config(&scratch, libraries, "");
     let storage = Storage::open(&file).map_err(|e| e.to_string())?;
@@ -185,7 +187,6 @@ pub fn backends_of(
             backplane_host::PluginSource::Library(p) => libraries.iter().any(|l| same_file(l, p)),
             backplane_host::PluginSource::Static => false,
         })
-        .map(|b| b.descriptor)
         .collect();
     if mine.is_empty() {
         return Err(format!(

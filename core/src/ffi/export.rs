@@ -316,3 +316,12 @@ mod root {
     }
 }
 pub use root::backplane_root_module;
+
+/// [`crate::WIRE_FINGERPRINT`], exported by name from every plugin library
+/// (since backplane-core 0.1.1), for the host to compare with its own.
+/// A symbol of its own rather than a root-module field: a field added to
+/// the root module fails abi_stable's layout check for every plugin built
+/// before it, which is what docs/abi.md promises not to do within a series.
+#[no_mangle]
+#[used]
+pub static BACKPLANE_WIRE_FINGERPRINT: u64 = crate::WIRE_FINGERPRINT;

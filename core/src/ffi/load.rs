@@ -70,6 +70,43 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// Whether a plugin built against backplane-core `plugin` may load in a
+/// host built against `host` (docs/abi.md): the same major version, and
+/// for 0.x the same minor; patch levels mix in both directions. `Err` is
+/// the one line that says which is newer and what to do.
+pub fn compatible_versions(plugin: &str, host: &str) -> std::result::Result<(), String> {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let core = v.split(['-', '+']).next()?;
+        let mut it = core.split('.').map(|n| n.parse::<u64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    let (Some(p), Some(h)) = (parse(plugin), parse(host)) else {
+        return Err(format!(
+            "reports backplane-core version '{plugin}', which is not a version (host has {host}): rebuild the plugin against backplane-core {host}"
+        ));
+    };
+    let series = |v: (u64, u64, u64)| if v.0 == 0 { (0, v.1) } else { (v.0, 0) };
+    if series(p) == series(h) {
+        return Ok(());
+    }
+    let (hs, ps) = (series(h), series(p));
+    let host_series = if hs.0 == 0 {
+        format!("0.{}", hs.1)
+    } else {
+        hs.0.to_string()
+    };
+    if ps > hs {
+        Err(format!(
+            "built against backplane-core {plugin}, newer than this host's {host}: use a host built on backplane-core {}, or rebuild the plugin against backplane-core {host_series}",
+            if ps.0 == 0 { format!("0.{}", ps.1) } else { ps.0.to_string() }
+        ))
+    } else {
+        Err(format!(
+            "built against backplane-core {plugin}, host has {host}: rebuild the plugin against backplane-core {host_series} (the host cannot load plugins of an older series)"
+        ))
+    }
+}
+
 fn library_error(e: LibraryError) -> LoadError {
     let core = crate::CORE_VERSION;
     LoadError(match e {
@@ -108,6 +145,10 @@ impl Library {
         // checked before the root module is used.
         let header = unsafe { lib_header_from_raw_library(&raw) }.map_err(library_error)?;
         let lib_version = header.version_strings();
+        // Versions first, by the policy of docs/abi.md, so a mismatch is
+        // one line naming both rather than abi_stable's layout report.
+        compatible_versions(lib_version.version.as_str(), crate::CORE_VERSION)
+            .map_err(LoadError)?;
         let module = header
             .init_root_module::<PluginModRef>()
             .map_err(|e| match e {
@@ -121,6 +162,12 @@ impl Library {
                 )),
                 other => library_error(other),
             })?;
+        // SAFETY: the symbol, where present, is the u64 static that
+        // backplane-core exports from every plugin library.
+        // The symbol's address is the static's: read the u64 behind it.
+        let fingerprint = unsafe { raw.get::<*const u64>(b"BACKPLANE_WIRE_FINGERPRINT\0") }
+            .ok()
+            .map(|s| unsafe { **s });
         // Libraries are never unloaded: their code may still be referenced.
         std::mem::forget(raw);
         if module.abi_version() != crate::ABI_VERSION {
@@ -130,6 +177,19 @@ impl Library {
                 crate::ABI_VERSION,
                 crate::CORE_VERSION
             )));
+        }
+        // Plugins built on 0.1.0 carry no fingerprint; the version and
+        // wire-format checks above stand for it.
+        if let Some(fp) = fingerprint {
+            if fp != crate::WIRE_FINGERPRINT {
+                return Err(LoadError(format!(
+                    "built against a backplane-core {} whose wire types differ from this host's {} (fingerprint {fp:016x}, host {:016x}): a type that crosses the boundary changed without a version change; rebuild the plugin against the host's backplane-core {}",
+                    lib_version.version,
+                    crate::CORE_VERSION,
+                    crate::WIRE_FINGERPRINT,
+                    crate::CORE_VERSION
+                )));
+            }
         }
         (module.init())(
             LogFn {
@@ -312,5 +372,33 @@ impl Remote {
             let cb = unsafe { Box::from_raw(ctx as *mut Callback) };
             cb(self.raw(&req));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compatible_versions;
+
+    #[test]
+    fn versions_load_together_by_series() {
+        assert!(compatible_versions("0.1.0", "0.1.1").is_ok());
+        assert!(compatible_versions("0.1.7", "0.1.1").is_ok());
+        assert!(compatible_versions("1.4.0", "1.0.2").is_ok());
+        let newer = compatible_versions("0.2.0", "0.1.1").unwrap_err();
+        assert!(
+            newer.contains("0.2.0") && newer.contains("newer than this host's 0.1.1"),
+            "{newer}"
+        );
+        let older = compatible_versions("0.0.1", "0.1.1").unwrap_err();
+        assert!(
+            older.contains("0.0.1") && older.contains("host has 0.1.1"),
+            "{older}"
+        );
+        assert!(compatible_versions("2.0.0", "1.3.0")
+            .unwrap_err()
+            .contains("newer"));
+        assert!(compatible_versions("banana", "0.1.1")
+            .unwrap_err()
+            .contains("not a version"));
     }
 }
