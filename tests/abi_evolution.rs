@@ -1,9 +1,10 @@
 //! ABI evolution (docs/abi.md), with real plugins built outside the
 //! workspace by `backplane new-plugin` and cargo:
 //!
-//! - a plugin built against the previous backplane-core (0.1.0, vendored
-//!   in `fixtures/previous_core/` as the registry's package) loads in this
-//!   host and passes its conformance cases;
+//! - a plugin written for the previous backplane-core (the custom example
+//!   as it was at 0.1.0), built against that core (vendored in
+//!   `fixtures/previous_core/` as the registry's package), loads in this
+//!   host and serves its store;
 //! - a plugin built against a copy of this core whose wire types were
 //!   changed without a version change is refused with one line.
 //!
@@ -36,7 +37,8 @@ fn run(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
-/// Unpack a `.crate` package into `into`; returns the crate's folder.
+/// Unpack a `.crate` package (or a `.tar.gz` of a crate folder) into
+/// `into`; returns the crate's folder.
 fn unpack(package: &Path, into: &Path) -> PathBuf {
     run(
         Command::new("tar")
@@ -47,7 +49,7 @@ fn unpack(package: &Path, into: &Path) -> PathBuf {
         "tar (unpacking a crate package)",
     );
     let name = package.file_name().unwrap().to_str().unwrap();
-    into.join(name.trim_end_matches(".crate"))
+    into.join(name.trim_end_matches(".crate").trim_end_matches(".tar.gz"))
 }
 
 /// A plugin `name` scaffolded against the core in `core`, built; returns
@@ -61,12 +63,17 @@ fn plugin_on(core: &Path, name: &str, scratch: &Scratch) -> PathBuf {
             .arg(&scratch.0),
         "backplane new-plugin",
     );
-    let krate = scratch.path(&format!("backplane-plugin-{name}"));
+    build(&scratch.path(&format!("backplane-plugin-{name}")), name)
+}
+
+/// Build the plugin crate in `krate`, whose package is
+/// `backplane-plugin-{name}`; returns its library.
+fn build(krate: &Path, name: &str) -> PathBuf {
     let _one = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--quiet"])
-            .current_dir(&krate)
+            .current_dir(krate)
             .env("CARGO_TARGET_DIR", shared_target()),
         &format!("cargo build of the {name} plugin"),
     );
@@ -91,21 +98,70 @@ fn conformance(lib: &Path, cwd: &Path) -> (Output, String, String) {
     (out, stdout, stderr)
 }
 
+/// The custom example as it was written for backplane-core 0.1.0 (its
+/// source vendored beside the core), built against that core outside the
+/// workspace, then loaded and used by this host.
 #[test]
 fn a_plugin_built_on_the_previous_core_loads_and_runs() {
     let scratch = Scratch::new();
-    let package = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/previous_core/backplane-core-0.1.0.crate");
-    let core = unpack(&package, &scratch.0);
-    let lib = plugin_on(&core, "prev-kv", &scratch);
-    let (out, stdout, stderr) = conformance(&lib, &scratch.path("backplane-plugin-prev-kv"));
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/previous_core");
+    let core = unpack(&fixtures.join("backplane-core-0.1.0.crate"), &scratch.0);
+    let plugin = unpack(&fixtures.join("custom-example-0.1.0.tar.gz"), &scratch.0);
+    // Its Cargo.toml inherited from the workspace it lived in: one of its
+    // own, depending on the vendored core.
+    std::fs::write(
+        plugin.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"backplane-plugin-prev-example\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nbackplane-core = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[workspace]\n",
+            core.display().to_string()
+        ),
+    )
+    .unwrap();
+    let lib = build(&plugin, "prev-example");
+
+    // `backplane plugins` names the core it was built on.
+    let cfg = scratch.path("plugins.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[plugins]\nload = [{:?}]\n\n[cache.scratch]\nbackend = \"custom-kv\"\nmax_messages = 2\n",
+            lib.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        Command::new(target_dir().join("backplane"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("plugins"),
+        "backplane plugins",
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("built on backplane-core 0.1.0"),
-        "the plugin reports the core it was built on:\n{stdout}"
+        listed.contains("custom-kv") && listed.contains("(core 0.1.0)"),
+        "{listed}"
     );
     assert!(backplane_host::CORE_VERSION != "0.1.0", "the host is newer");
-    assert!(stdout.contains("11 passed, 0 failed"), "{stdout}");
+
+    // And it serves this host: keys, expiry, bounded conversations.
+    let storage = backplane_host::Storage::open(&cfg).expect("the 0.1.0 plugin opens its store");
+    let c = storage.cache("scratch").unwrap();
+    let c = c.blocking();
+    c.set("k", b"from 0.1.0", Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"from 0.1.0"[..]));
+    for text in ["one", "two", "three"] {
+        c.add_message("ch", &backplane_host::Message::new("user", text))
+            .unwrap();
+    }
+    let kept: Vec<String> = c
+        .recent("ch", 10, None)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(kept, ["two", "three"]);
+    assert!(c.health().unwrap().healthy);
 }
 
 #[test]

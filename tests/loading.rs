@@ -294,6 +294,49 @@ fn custom_plugin_is_usable_without_rebuilding_the_host() {
         .contains("hi from plugins.toml"));
 }
 
+/// `backplane check` on configurations that hold nothing to check, or whose
+/// plugins cannot be found, and with an environment override that names no
+/// store: one line each that says what is wrong, and exit 1.
+#[test]
+fn check_says_what_is_missing() {
+    let scratch = Scratch::new();
+    let check = |body: &str, env: &[(&str, &str)]| {
+        let cfg = write_config(&scratch, body);
+        let out = Command::new(target_dir().join("backplane"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run backplane check");
+        assert_eq!(out.status.code(), Some(1), "{body}");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let text = check("", &[]);
+    assert!(text.contains("no stores in"), "{text}");
+    let text = check(
+        "[plugins]\nsearch_paths = [\"/nonexistent/plugins\"]\n\n[relational.users]\nbackend = \"sqlite\"\npath = \"u.db\"\n",
+        &[],
+    );
+    assert!(
+        text.contains("the plugin folder /nonexistent/plugins does not exist")
+            && text.contains("search_paths"),
+        "{text}"
+    );
+    let text = check(
+        &format!(
+            "[plugins]\nload = [\"{}\"]\n\n[cache.conversations]\nbackend = \"memory\"\n",
+            library(MEMORY).display()
+        ),
+        &[("BACKPLANE_CACHE_CONVRESATIONS_TTL", "1h")],
+    );
+    assert!(
+        text.contains("BACKPLANE_CACHE_CONVRESATIONS_TTL names no cache store")
+            && text.contains("conversations"),
+        "{text}"
+    );
+}
+
 #[test]
 fn config_mistakes_are_clear_errors() {
     let scratch = Scratch::new();
@@ -317,8 +360,29 @@ fn config_mistakes_are_clear_errors() {
         "{e}"
     );
     assert!(
-        e.message().contains("plugins.toml:3"),
-        "names file and line: {e}"
+        e.message().contains("plugins.toml:5"),
+        "names the file and the key's line, not the section's: {e}"
+    );
+    assert_eq!(
+        e.message().matches("[cache.c]").count(),
+        1,
+        "the section is named once: {e}"
+    );
+    assert!(e.message().contains("did you mean 'max_messages'"), "{e}");
+
+    // Values of the wrong kind, in the words of the file, not of Rust.
+    let e = open("[cache.c]\nbackend = \"memory\"\nttl = \"1s\"\nmax_messages = -1\n").unwrap_err();
+    assert!(
+        e.message().contains("plugins.toml:6")
+            && e.message().contains("key 'max_messages'")
+            && e.message().contains("expected a whole number, 0 or more")
+            && !e.message().contains("usize"),
+        "{e}"
+    );
+    let e = open("[cache]\nc = 3\n").unwrap_err();
+    assert!(
+        e.message().contains("a table of settings") && !e.message().contains("struct"),
+        "{e}"
     );
 
     let e = open("[cache.c]\nbackend = \"nosuch\"\n").unwrap_err();

@@ -253,7 +253,10 @@ fn sql_error_mid_transaction_rolls_back_everything() {
         ])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-    assert!(e.message().contains("statement 2 of 4"), "{e}");
+    assert!(
+        e.message().contains("statement 3 of 4"),
+        "the third statement, counted from 1: {e}"
+    );
     let rows = db
         .query("SELECT id, v FROM t ORDER BY id", &Params::None)
         .unwrap();

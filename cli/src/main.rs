@@ -192,6 +192,18 @@ fn check(builder: StorageBuilder) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if storage.config().stores.is_empty() {
+        println!(
+            "no stores in {}: add a section such as [relational.users] with backend = \"sqlite\" (the README's plugins.toml reference lists the keys)",
+            storage
+                .config()
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "the configuration".into())
+        );
+        return ExitCode::FAILURE;
+    }
     let mut bad = 0;
     for h in storage.health() {
         let label = format!("[{}.{}] ({})", h.capability, h.store, h.backend);

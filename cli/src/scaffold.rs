@@ -251,7 +251,7 @@ fn lib_rs(name: &str, camel: &str, caps: &[Capability]) -> String {
         uses.push(trait_name);
         let make = if *cap == Capability::Cache {
             format!(
-                "        let (cfg, limits) = {camel}Config::from_store(config)?;\n        Ok(Box::new(cache::{camel}Cache::new(cfg.greeting, limits)))\n"
+                "        let (cfg, limits) = {camel}Config::from_store(config)?;\n        Ok(Box::new(cache::{camel}Cache::new(cfg.greeting, limits, cfg.max_value_bytes)))\n"
             )
         } else {
             format!(
@@ -463,6 +463,7 @@ A Backplane plugin providing the backend `{name}`.
 | `greeting` | `"hello"` | A word reported in the store's health detail. |
 | `max_messages` | `1000` | Messages kept per channel (cache); adding one more drops the oldest. |
 | `ttl` | none | A channel expires this long after its last message (cache): `"30s"`, `"2h"`. |
+| `max_value_bytes` | `16777216` | The largest value or message kept (cache); a larger one is refused. |
 
 Any other key is a configuration error, naming the key.
 

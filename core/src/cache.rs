@@ -102,6 +102,21 @@ impl Default for ChannelLimits {
     }
 }
 
+/// The default of every cache backend's `max_value_bytes`: 16 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Refuse a `what` ("value", "message") for `name` of `len` bytes when it is
+/// larger than `max` (the store's `max_value_bytes`): the one contract and
+/// message every cache backend shares.
+pub fn check_value_size(what: &str, name: &str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::invalid(format!(
+            "the {what} for '{name}' is {len} bytes; this store accepts at most {max} (max_value_bytes): store it elsewhere or raise max_value_bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// The largest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
 

@@ -52,8 +52,9 @@ pub mod value;
 pub mod vector;
 
 pub use cache::{
-    check_batch_ids, parse_duration, validate_key, validate_ttl, AsyncCache, Cache, CacheEntry,
-    CacheStats, ChannelInfo, ChannelLimits, Done, Message,
+    check_batch_ids, check_value_size, parse_duration, validate_key, validate_ttl, AsyncCache,
+    Cache, CacheEntry, CacheStats, ChannelInfo, ChannelLimits, Done, Message,
+    DEFAULT_MAX_VALUE_BYTES,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{Condition, Filter, FilterOp, Range, Scalar};

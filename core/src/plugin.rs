@@ -208,8 +208,11 @@ impl StoreConfig {
             });
             let at = culprit.map_or(String::new(), |k| format!("key '{k}': "));
             Error::config(format!(
-                "[{}.{}] (backend '{}'): {at}{e}",
-                self.capability, self.store, self.backend
+                "[{}.{}] (backend '{}'): {at}{}",
+                self.capability,
+                self.store,
+                self.backend,
+                crate::kit::text::plain_serde(&e.to_string())
             ))
         })
     }

@@ -224,6 +224,15 @@ pub fn first_keyword(sql: &str) -> String {
         .to_ascii_uppercase()
 }
 
+/// The context a backend adds to the error of statement `index` (0-based)
+/// of an `n`-statement transaction: counted from 1, as a reader counts.
+pub fn statement_failed(index: usize, n: usize) -> String {
+    format!(
+        "statement {} of {n} failed; the transaction was rolled back, nothing was written",
+        index + 1
+    )
+}
+
 /// Refuse a statement that controls a transaction (`BEGIN`, `COMMIT`,
 /// `ROLLBACK`, `SAVEPOINT`, …) in `execute`, `execute_many` or `query`: a
 /// store never holds a transaction open from one call to the next (writes

@@ -119,8 +119,21 @@ pub fn validate_vector(v: &[f32], dimension: u32, what: &str) -> Result<()> {
             v[i]
         )));
     }
+    if let Some(i) = v.iter().position(|x| x.abs() > MAX_COMPONENT) {
+        return Err(Error::invalid(format!(
+            "{what} has a component of {:e} at index {i}: components must lie within ±{MAX_COMPONENT:e}, or scores overflow (normalise the embedding)",
+            v[i]
+        )));
+    }
     Ok(())
 }
+
+/// The largest magnitude a vector component may have, on every backend:
+/// with components this large, a dot product or squared distance of a
+/// million dimensions still fits an `f32`, so every backend scores the
+/// same (beyond it, backends gave NaN, -inf or 0.0, or dropped the hit).
+/// Embeddings are many orders of magnitude smaller.
+pub const MAX_COMPONENT: f32 = 1e15;
 
 /// The collection a vector store creates when it opens, named after the
 /// store, from the store section's `dimension` and `distance` options

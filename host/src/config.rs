@@ -55,6 +55,9 @@ pub struct StoreEntry {
     pub options: serde_json::Value,
     /// Line of the section header in the file, when known.
     pub line: Option<usize>,
+    /// Line of each key of the section in the file, when known, so an
+    /// error about a key points at it.
+    pub key_lines: BTreeMap<String, usize>,
 }
 
 impl StoreEntry {
@@ -251,17 +254,20 @@ impl Config {
             }
         }
 
-        // Environment overrides: BACKPLANE_<CAP>_<STORE>_<KEY>=value.
+        // Environment overrides: BACKPLANE_<CAP>_<STORE>_<KEY>=value. One
+        // that names no store is a mistake, not something to ignore.
         for (k, v) in env {
             if !k.starts_with("BACKPLANE_") || RESERVED_ENV.contains(&k.as_str()) {
                 continue;
             }
+            let mut matched = false;
             for (cap, name, t) in sections.iter_mut() {
                 let prefix = format!("BACKPLANE_{}_{}_", cap.as_str(), name).to_ascii_uppercase();
                 if let Some(key) = k.strip_prefix(&prefix) {
                     if key.is_empty() {
                         continue;
                     }
+                    matched = true;
                     let key = key.to_ascii_lowercase();
                     if key == "backend" {
                         let keep = t.get("fallback").cloned();
@@ -272,6 +278,21 @@ impl Config {
                     }
                     t.insert(key, env_value(v));
                 }
+            }
+            let cap = Capability::ALL.into_iter().find(|c| {
+                k.starts_with(&format!("BACKPLANE_{}_", c.as_str().to_ascii_uppercase()))
+            });
+            if let (Some(cap), false) = (cap, matched) {
+                let names: Vec<String> = sections
+                    .iter()
+                    .filter(|(c, _, _)| *c == cap)
+                    .map(|(_, n, _)| n.clone())
+                    .collect();
+                return Err(Error::config(format!(
+                    "{origin}: environment variable {k} names no {cap} store (the {cap} stores are: {}): write BACKPLANE_{}_<STORE>_<KEY>, or unset it",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                    cap.as_str().to_ascii_uppercase()
+                )));
             }
         }
 
@@ -315,9 +336,11 @@ impl Config {
             };
             let options = toml_to_json(&toml::Value::Table(t), env)
                 .map_err(|e| Error::config(format!("{where_}: {e}")))?;
+            let line = line_of(cap, &name);
             stores.push(StoreEntry {
                 capability: cap,
-                line: line_of(cap, &name),
+                key_lines: line.map(|l| key_lines(text, l)).unwrap_or_default(),
+                line,
                 name,
                 backend,
                 fallback,
@@ -401,8 +424,27 @@ fn header_line(text: &str, cap: &str, name: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The line of each `key = ...` of the section whose header is on line
+/// `header` (1-based), up to the next header.
+fn key_lines(text: &str, header: usize) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (i, l) in text.lines().enumerate().skip(header) {
+        let l = l.trim();
+        if l.starts_with('[') {
+            break;
+        }
+        if let Some((k, _)) = l.split_once('=') {
+            let k = k.trim().trim_matches('"');
+            if !k.is_empty() && !k.starts_with('#') {
+                out.entry(k.to_string()).or_insert(i + 1);
+            }
+        }
+    }
+    out
+}
+
 fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> Error {
-    let msg = e.message().trim().replace('\n', " ");
+    let msg = backplane_core::kit::text::plain_serde(e.message().trim());
     match e.span() {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];

@@ -36,9 +36,9 @@
 use backplane_core::kit::time::now_ms;
 use backplane_core::vector::validate_records;
 use backplane_core::{
-    validate_key, validate_ttl, BackendDescriptor, Cache, CacheEntry, CacheStats, ChannelInfo,
-    CollectionInfo, Distance, Filter, FilterOp, Graph, Health, Message, NodeQuery, Page, Result,
-    ScrollPage, SearchHit, SearchRequest, Vector, VectorRecord,
+    check_value_size, validate_key, validate_ttl, BackendDescriptor, Cache, CacheEntry, CacheStats,
+    ChannelInfo, CollectionInfo, Distance, Filter, FilterOp, Graph, Health, Message, NodeQuery,
+    Page, Result, ScrollPage, SearchHit, SearchRequest, Vector, VectorRecord,
 };
 use std::time::Duration;
 
@@ -316,13 +316,14 @@ impl Graph for DeclaredGraph {
 }
 
 /// The cache store of `d`'s backend, wrapped when it does not enforce
-/// expiry itself (`native_ttl = false`); `channel_ttl` is the store's
-/// `ttl` setting.
+/// expiry itself (`native_ttl = false`); `channel_ttl` and
+/// `max_value_bytes` are the store's settings.
 pub(crate) fn cache(
     inner: Box<dyn Cache>,
     d: &BackendDescriptor,
     store: &str,
     channel_ttl: Option<Duration>,
+    max_value_bytes: usize,
 ) -> Box<dyn Cache> {
     if d.native_ttl {
         return inner;
@@ -331,12 +332,42 @@ pub(crate) fn cache(
         inner,
         named: Named::new(store, d),
         channel_ttl,
+        max_value_bytes,
     })
+}
+
+/// The options a cache store of `backend` is opened with: for a backend
+/// whose expiry the host enforces, `max_value_bytes` grows by the expiry
+/// header the host adds to each value (the host itself holds values to the
+/// configured limit), so the limit means the same on every backend.
+pub(crate) fn cache_options(
+    registry: &crate::Registry,
+    backend: &str,
+    cap: backplane_core::Capability,
+    mut options: serde_json::Value,
+) -> serde_json::Value {
+    let host_ttl = cap == backplane_core::Capability::Cache
+        && registry
+            .backends
+            .get(backend)
+            .is_some_and(|b| !b.descriptor.native_ttl);
+    if let (true, Some(o)) = (host_ttl, options.as_object_mut()) {
+        let limit = o
+            .get("max_value_bytes")
+            .and_then(|m| m.as_u64())
+            .unwrap_or(backplane_core::DEFAULT_MAX_VALUE_BYTES as u64);
+        o.insert(
+            "max_value_bytes".into(),
+            serde_json::Value::from(limit.saturating_add(HEADER as u64)),
+        );
+    }
+    options
 }
 
 struct HostTtl {
     inner: Box<dyn Cache>,
     named: Named,
+    max_value_bytes: usize,
     channel_ttl: Option<Duration>,
 }
 
@@ -407,6 +438,12 @@ impl Cache for HostTtl {
     fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         self.named.check(validate_key(key, "key"))?;
         self.named.check(validate_ttl(ttl))?;
+        self.named.check(check_value_size(
+            "value",
+            key,
+            value.len(),
+            self.max_value_bytes,
+        ))?;
         self.inner.set(key, &frame(value, ttl), None)
     }
     fn delete(&self, key: &str) -> Result<bool> {
@@ -438,6 +475,10 @@ impl Cache for HostTtl {
     }
     fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
         self.named.check(validate_ttl(ttl))?;
+        for (k, v) in entries {
+            self.named
+                .check(check_value_size("value", k, v.len(), self.max_value_bytes))?;
+        }
         let framed: Vec<(String, Vec<u8>)> = entries
             .iter()
             .map(|(k, v)| (k.clone(), frame(v, ttl)))
@@ -445,11 +486,24 @@ impl Cache for HostTtl {
         self.inner.set_many(&framed, None)
     }
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
-        self.expired(channel)?;
-        self.inner.add_message(channel, message)
+        self.add_messages(channel, std::slice::from_ref(message))
+            .map(|mut v| v.remove(0))
     }
     fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
+        // The backend's own limit was raised by the value header; messages
+        // are held to the configured one here.
+        for m in messages {
+            self.named.check(check_value_size(
+                "message",
+                channel,
+                m.content.len(),
+                self.max_value_bytes,
+            ))?;
+        }
         self.expired(channel)?;
+        if let [one] = messages {
+            return Ok(vec![self.inner.add_message(channel, one)?]);
+        }
         self.inner.add_messages(channel, messages)
     }
     fn recent(

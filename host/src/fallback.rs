@@ -18,7 +18,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The keys of a cache section that every cache backend understands, and so
 /// are handed to the fallback too.
-pub const SHARED_CACHE_KEYS: [&str; 2] = ["max_messages", "ttl"];
+pub const SHARED_CACHE_KEYS: [&str; 3] = ["max_messages", "ttl", "max_value_bytes"];
 
 struct State {
     on_fallback: bool,

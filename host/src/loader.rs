@@ -69,6 +69,9 @@ pub struct BackendInfo {
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     plugins: Vec<Library>,
+    /// Search folders that do not exist, for the message when a backend is
+    /// not found.
+    missing_dirs: Vec<PathBuf>,
     /// Libraries that did not load, one line each.
     pub failures: Vec<LoadFailure>,
     /// Backends by name.
@@ -166,6 +169,9 @@ impl Registry {
         let mut seen = HashSet::new();
         let dirs: Vec<&PathBuf> = extra_dirs.iter().chain(&config.search_paths).collect();
         for (rank, dir) in dirs.iter().enumerate() {
+            if !dir.exists() {
+                reg.missing_dirs.push(dir.to_path_buf());
+            }
             let (libs, failures) = libraries_in(dir);
             reg.failures.extend(failures);
             for lib in libs {
@@ -252,6 +258,12 @@ impl Registry {
     fn provider(&self, backend: &str, cap: Capability) -> Result<(&BackendInfo, &Library)> {
         let b = self.backends.get(backend).ok_or_else(|| {
             let known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+            if let (true, Some(dir)) = (known.is_empty(), self.missing_dirs.first()) {
+                return Error::config(format!(
+                    "no plugin provides backend '{backend}': the plugin folder {} does not exist and no other holds a plugin: build the plugins (cargo build --release) or fix [plugins] search_paths",
+                    dir.display()
+                ));
+            }
             Error::config(format!(
                 "no plugin provides backend '{backend}' (available: {}): build or install its plugin and put it in a search path, or fix the name",
                 if known.is_empty() { "none".into() } else { known.join(", ") }

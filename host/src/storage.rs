@@ -133,7 +133,24 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
         entry.name
     );
     let wrap = |e: Error| {
-        let msg = e.message().to_string();
+        // The plugin's own message may name the section too: say it once,
+        // and point at the key's line when the message names a key.
+        let mut msg = e.message();
+        let section = format!("[{}.{}]", entry.capability, entry.name);
+        for prefix in [
+            format!("{section} (backend '{}'): ", entry.backend),
+            format!("{section}: "),
+        ] {
+            msg = msg.strip_prefix(prefix.as_str()).unwrap_or(msg);
+        }
+        let key_line = msg
+            .strip_prefix("key '")
+            .and_then(|r| r.split_once('\''))
+            .and_then(|(k, _)| entry.key_lines.get(k));
+        let place = match key_line {
+            Some(l) => format!("{origin}:{l}: {section}"),
+            None => place.clone(),
+        };
         Error::new(
             e.kind(),
             format!("{place} (backend '{}'): {msg}", entry.backend),
@@ -141,7 +158,7 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
     };
     let open_on = |backend: &str, options: serde_json::Value| -> Result<_> {
         let mut cfg = entry.store_config(&config.base_dir, backend);
-        cfg.options = options;
+        cfg.options = crate::declared::cache_options(registry, backend, entry.capability, options);
         registry.open(&cfg)
     };
     let (info, opened) = open_on(&entry.backend, entry.options.clone()).map_err(wrap)?;
@@ -152,6 +169,11 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
         .get("ttl")
         .and_then(|t| t.as_str())
         .and_then(|t| backplane_core::parse_duration(t).ok());
+    let max_value_bytes = entry
+        .options
+        .get("max_value_bytes")
+        .and_then(|m| m.as_u64())
+        .map_or(backplane_core::DEFAULT_MAX_VALUE_BYTES, |m| m as usize);
     let fallback = match &entry.fallback {
         None => None,
         Some(_) if entry.capability != Capability::Cache => {
@@ -175,7 +197,13 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             match fb {
                 OpenedStore::Cache(fb) => Some((
                     f.clone(),
-                    crate::declared::cache(fb, &fb_info.descriptor, &entry.name, channel_ttl),
+                    crate::declared::cache(
+                        fb,
+                        &fb_info.descriptor,
+                        &entry.name,
+                        channel_ttl,
+                        max_value_bytes,
+                    ),
                 )),
                 _ => unreachable!("a cache section opens cache stores"),
             }
@@ -198,7 +226,13 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
         OpenedStore::Cache(s) => AnyStore::Cache(CacheStore {
             inner: match (
                 fallback,
-                crate::declared::cache(s, &info.descriptor, &entry.name, channel_ttl),
+                crate::declared::cache(
+                    s,
+                    &info.descriptor,
+                    &entry.name,
+                    channel_ttl,
+                    max_value_bytes,
+                ),
             ) {
                 (None, s) => s.into(),
                 (Some((name, fb)), s) => Arc::new(crate::fallback::FallbackCache::new(

@@ -6,8 +6,12 @@ use backplane_host::{CacheStore, ErrorKind, Message};
 use std::thread::sleep;
 use std::time::Duration;
 
-/// Extra options every cache store of the suite gets.
-pub const OPTIONS: &str = "max_messages = 5\nttl = \"1s\"";
+/// Extra options every cache store of the suite gets: the three every
+/// cache backend reads.
+pub const OPTIONS: &str = "max_messages = 5\nttl = \"1s\"\nmax_value_bytes = 200000";
+
+/// The suite's `max_value_bytes`.
+const MAX_VALUE: usize = 200_000;
 
 /// Every cache case.
 pub fn cases() -> Vec<Case<CacheStore>> {
@@ -21,6 +25,7 @@ pub fn cases() -> Vec<Case<CacheStore>> {
         ("message_batches", message_batches),
         ("channel_ttl", channel_ttl),
         ("bad_input", bad_input),
+        ("value_limit", value_limit),
         ("stats", stats),
         ("health", health),
     ]
@@ -277,6 +282,33 @@ fn bad_input(s: &CacheStore) {
         None,
         "nothing written by rejected calls"
     );
+}
+
+/// `max_value_bytes` is one contract on every backend: a value or message
+/// of that size is kept, one byte more is refused and nothing is written.
+fn value_limit(s: &CacheStore) {
+    let c = s.blocking();
+    let at_limit = vec![1u8; MAX_VALUE];
+    c.set("fits", &at_limit, None).unwrap();
+    assert_eq!(c.get("fits").unwrap().map(|v| v.len()), Some(MAX_VALUE));
+    let over = vec![2u8; MAX_VALUE + 1];
+    let e = expect_err(c.set("over", &over, None), ErrorKind::InvalidInput);
+    assert!(e.message().contains("max_value_bytes"), "{e}");
+    expect_err(
+        c.set_many(
+            &[("a".into(), b"x".to_vec()), ("b".into(), over.clone())],
+            None,
+        ),
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(c.get("over").unwrap(), None);
+    assert_eq!(c.get("a").unwrap(), None, "a refused batch writes nothing");
+    let long = "x".repeat(MAX_VALUE + 1);
+    expect_err(
+        c.add_message("ch", &Message::new("user", long)),
+        ErrorKind::InvalidInput,
+    );
+    assert!(c.recent("ch", 10, None).unwrap().is_empty());
 }
 
 fn stats(s: &CacheStore) {

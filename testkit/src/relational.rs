@@ -177,8 +177,8 @@ fn transaction_rolls_back(s: &RelationalStore) {
         ErrorKind::Conflict,
     );
     assert!(
-        e.message().contains('1'),
-        "error should say which statement failed: {e}"
+        e.message().contains("statement 2"),
+        "the error says which statement failed, counted from 1 (statement 2): {e}"
     );
     let rows = db
         .query("SELECT name FROM items ORDER BY name", &Params::None)

@@ -300,6 +300,17 @@ fn bad_vectors_write_nothing(s: &VectorStore) {
         db.upsert("c", &[rec("", &[1.0, 0.0, 0.0], json!({}))]),
         ErrorKind::InvalidInput,
     );
+    // Finite but so large that scores would overflow: one contract on
+    // every backend (components within ±1e15), for records and queries.
+    let e = expect_err(
+        db.upsert("c", &[rec("huge", &[3e38, 0.0, 0.0], json!({}))]),
+        ErrorKind::InvalidInput,
+    );
+    assert!(e.message().contains("1e15"), "the limit is named: {e}");
+    expect_err(
+        db.search("c", &SearchRequest::new(vec![3e38, 0.0, 0.0], 3)),
+        ErrorKind::InvalidInput,
+    );
     expect_err(
         db.upsert(
             "c",

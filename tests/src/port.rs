@@ -184,7 +184,9 @@ pub fn fill_vector(s: &VectorStore) {
     ] {
         v.create_collection(name, 4, distance).unwrap();
         let records = vec![
-            VectorRecord::new("é-1", vec![0.1, -2.5e-7, 3.0e38, 1.0])
+            // The largest component every backend accepts, and a
+            // subnormal: bits must survive at both ends.
+            VectorRecord::new("é-1", vec![0.1, -2.5e-7, 1.0e15, 1.0e-40])
                 .with_payload(
                     json!({"user": 1, "tags": ["a", "b"], "deep": {"x": [1, {"y": null}]}}),
                 )

@@ -14,9 +14,102 @@ pub fn snippet(sql: &str) -> String {
     }
 }
 
+/// A serde or TOML message in the words of whoever wrote the file: Rust
+/// type names become what they mean (`usize` → "a whole number, 0 or
+/// more", `struct RawStore` → "a table of settings"), "field" becomes
+/// "key", and an unknown key close to a known one gets "did you mean".
+pub fn plain_serde(msg: &str) -> String {
+    const NAMES: [(&str, &str); 14] = [
+        ("usize", "a whole number, 0 or more"),
+        ("u64", "a whole number, 0 or more"),
+        ("u32", "a whole number, 0 or more"),
+        ("u16", "a whole number, 0 or more"),
+        ("u8", "a whole number, 0 or more"),
+        ("isize", "a whole number"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("i16", "a whole number"),
+        ("i8", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("a borrowed string", "a string"),
+        ("unit", "nothing"),
+    ];
+    let mut out = msg.replace('\n', " ");
+    for (rust, plain) in NAMES {
+        out = out.replace(&format!("expected {rust}"), &format!("expected {plain}"));
+    }
+    // `expected struct RawStore` / `expected struct CustomConfig`.
+    while let Some(i) = out.find("expected struct ") {
+        let rest = &out[i + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        out = format!("{}expected a table of settings{}", &out[..i], &rest[end..]);
+    }
+    if let Some(rest) = out.strip_prefix("unknown field `") {
+        if let Some((key, known)) = rest.split_once("`, expected ") {
+            let names: Vec<&str> = known
+                .trim_start_matches("one of ")
+                .split(", ")
+                .map(|k| k.trim_matches('`'))
+                .collect();
+            let near = names
+                .iter()
+                .filter(|k| edits(key, k) <= 2)
+                .min_by_key(|k| edits(key, k));
+            return match near {
+                Some(k) => format!(
+                    "unknown key '{key}': did you mean '{k}'? (the keys are {})",
+                    names.join(", ")
+                ),
+                None => format!("unknown key '{key}' (the keys are {})", names.join(", ")),
+            };
+        }
+    }
+    out.replace("missing field", "missing key")
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_messages_in_plain_words() {
+        assert_eq!(
+            plain_serde("invalid value: integer `-1`, expected usize"),
+            "invalid value: integer `-1`, expected a whole number, 0 or more"
+        );
+        assert_eq!(
+            plain_serde("invalid type: integer `3`, expected struct RawStore"),
+            "invalid type: integer `3`, expected a table of settings"
+        );
+        assert_eq!(
+            plain_serde("unknown field `max_mesages`, expected one of `max_messages`, `ttl`"),
+            "unknown key 'max_mesages': did you mean 'max_messages'? (the keys are max_messages, ttl)"
+        );
+        assert_eq!(
+            plain_serde("unknown field `zzz`, expected `ttl`"),
+            "unknown key 'zzz' (the keys are ttl)"
+        );
+        assert_eq!(plain_serde("missing field `url`"), "missing key `url`");
+    }
 
     #[test]
     fn folds_and_cuts() {

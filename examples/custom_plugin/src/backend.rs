@@ -4,8 +4,8 @@
 
 use backplane_core::kit::page::{check_limit, page_of_map};
 use backplane_core::{
-    validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo, ChannelLimits, Health,
-    Message, Page, Result,
+    check_value_size, validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo,
+    ChannelLimits, Health, Message, Page, Result,
 };
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct CustomKv {
     greeting: String,
     limits: ChannelLimits,
+    /// The largest value or message content kept (`max_value_bytes`).
+    max_value_bytes: usize,
     state: Mutex<State>,
 }
 
@@ -63,10 +65,11 @@ fn expiry(ttl: Option<Duration>) -> Option<Instant> {
 
 impl CustomKv {
     /// An empty store.
-    pub(crate) fn new(greeting: String, limits: ChannelLimits) -> Self {
+    pub(crate) fn new(greeting: String, limits: ChannelLimits, max_value_bytes: usize) -> Self {
         CustomKv {
             greeting,
             limits,
+            max_value_bytes,
             state: Mutex::new(State::default()),
         }
     }
@@ -93,6 +96,7 @@ impl Cache for CustomKv {
     fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         validate_key(key, "key")?;
         validate_ttl(ttl)?;
+        check_value_size("value", key, value.len(), self.max_value_bytes)?;
         self.lock()
             .keys
             .insert(key.to_string(), (value.to_vec(), expiry(ttl)));
@@ -131,8 +135,9 @@ impl Cache for CustomKv {
     fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
         // Check everything before writing anything.
         validate_ttl(ttl)?;
-        for (k, _) in entries {
+        for (k, v) in entries {
             validate_key(k, "key")?;
+            check_value_size("value", k, v.len(), self.max_value_bytes)?;
         }
         let mut s = self.lock();
         for (k, v) in entries {
@@ -143,6 +148,12 @@ impl Cache for CustomKv {
 
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
         validate_key(channel, "channel")?;
+        check_value_size(
+            "message",
+            channel,
+            message.content.len(),
+            self.max_value_bytes,
+        )?;
         let mut s = self.lock();
         let mut stored = message.clone();
         if stored.id.is_empty() {

@@ -28,6 +28,9 @@ pub struct CustomConfig {
     /// A channel expires this long after its last message (`"30s"`,
     /// `"15m"`, `"2h"`). Every cache backend reads this key. Default: none.
     pub ttl: Option<String>,
+    /// The largest value or message kept, in bytes; a larger one is
+    /// refused. Every cache backend reads this key. Default: 16 MiB.
+    pub max_value_bytes: usize,
 }
 
 impl Default for CustomConfig {
@@ -36,6 +39,7 @@ impl Default for CustomConfig {
             greeting: "hello".to_string(),
             max_messages: ChannelLimits::default().max_messages,
             ttl: None,
+            max_value_bytes: backplane_core::DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -46,6 +50,9 @@ impl CustomConfig {
         let cfg: CustomConfig = config.parse()?;
         if cfg.max_messages == 0 {
             return Err(config.error("max_messages is 0: give at least 1"));
+        }
+        if cfg.max_value_bytes == 0 {
+            return Err(config.error("max_value_bytes is 0: give a positive size in bytes"));
         }
         let ttl = match &cfg.ttl {
             Some(t) => Some(parse_duration(t).map_err(|e| config.error(e.message()))?),

@@ -36,7 +36,11 @@ impl Plugin for CustomPlugin {
     // methods answer that the capability is not served.
     fn open_cache(&self, config: &StoreConfig) -> Result<Box<dyn Cache>> {
         let (cfg, limits) = CustomConfig::from_store(config)?;
-        Ok(Box::new(CustomKv::new(cfg.greeting, limits)))
+        Ok(Box::new(CustomKv::new(
+            cfg.greeting,
+            limits,
+            cfg.max_value_bytes,
+        )))
     }
 }
 

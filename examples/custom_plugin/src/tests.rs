@@ -20,7 +20,7 @@ fn keys_and_messages() {
         max_messages: 2,
         ttl: Some(Duration::from_millis(200)),
     };
-    let c = CustomKv::new("ahoy".into(), limits);
+    let c = CustomKv::new("ahoy".into(), limits, 1024);
     assert!(c.health().unwrap().detail.starts_with("ahoy"));
     c.set("k", b"v", None).unwrap();
     assert_eq!(c.get("k").unwrap(), Some(b"v".to_vec()));

@@ -15,7 +15,7 @@ use backplane_core::kit::page::{check_limit, page_of_map};
 use backplane_core::kit::time::now_ms;
 use backplane_core::{
     check_batch_ids, validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo,
-    ChannelLimits, Error, Health, Message, Page, Result,
+    ChannelLimits, Health, Message, Page, Result,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,13 +136,7 @@ impl MemoryCache {
     }
 
     fn check_value(&self, key: &str, len: usize) -> Result<()> {
-        if len > self.max_value_bytes {
-            return Err(Error::invalid(format!(
-                "the value for key '{key}' is {len} bytes; this store accepts at most {} (max_value_bytes): store it elsewhere or raise max_value_bytes",
-                self.max_value_bytes
-            )));
-        }
-        Ok(())
+        backplane_core::check_value_size("value", key, len, self.max_value_bytes)
     }
 
     fn count(&self, hit: bool) {
@@ -262,13 +256,12 @@ impl Cache for MemoryCache {
         validate_key(channel, "channel")?;
         check_batch_ids(messages)?;
         for m in messages {
-            if m.content.len() > self.max_value_bytes {
-                return Err(Error::invalid(format!(
-                    "the message for channel '{channel}' is {} bytes; this store accepts at most {} (max_value_bytes): shorten it or raise max_value_bytes",
-                    m.content.len(),
-                    self.max_value_bytes
-                )));
-            }
+            backplane_core::check_value_size(
+                "message",
+                channel,
+                m.content.len(),
+                self.max_value_bytes,
+            )?;
         }
         let now = Instant::now();
         let mut s = self.lock();

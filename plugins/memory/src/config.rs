@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 /// Default for [`MemoryConfig::max_messages`].
 pub(crate) const DEFAULT_MAX_MESSAGES: usize = 1000;
-/// Default for [`MemoryConfig::max_value_bytes`]: 16 MiB.
-pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+/// Default for [`MemoryConfig::max_value_bytes`]: 16 MiB, as every cache.
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = backplane_core::DEFAULT_MAX_VALUE_BYTES;
 
 /// Options of a `backend = "memory"` store.
 ///

@@ -138,9 +138,8 @@ impl Relational for PgRelational {
                 .enumerate()
                 .map(|(i, s)| {
                     exec_on(conn, &s.sql, (&s.params).into()).map_err(|f| {
-                        f.resolve(conn, &s.sql).context(format!(
-                            "statement {i} of {n} failed; the transaction was rolled back, nothing was written"
-                        ))
+                        f.resolve(conn, &s.sql)
+                            .context(backplane_core::relational::statement_failed(i, n))
                     })
                 })
                 .collect()

@@ -73,13 +73,7 @@ impl RedisCache {
     }
 
     fn check_value(&self, what: &str, name: &str, len: usize) -> Result<()> {
-        if len > self.max_value_bytes {
-            return Err(Error::invalid(format!(
-                "the {what} for '{name}' is {len} bytes; this store accepts at most {} (max_value_bytes): store it elsewhere or raise max_value_bytes",
-                self.max_value_bytes
-            )));
-        }
-        Ok(())
+        backplane_core::check_value_size(what, name, len, self.max_value_bytes)
     }
 
     /// The checks of `set`, before anything is sent.

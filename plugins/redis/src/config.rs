@@ -18,7 +18,7 @@ pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 2000;
 /// Default for [`RedisConfig::max_messages`].
 pub(crate) const DEFAULT_MAX_MESSAGES: usize = 1000;
 /// Default for [`RedisConfig::max_value_bytes`]: 16 MiB.
-pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = backplane_core::DEFAULT_MAX_VALUE_BYTES;
 /// Default for [`RedisConfig::pool_size`].
 pub(crate) const DEFAULT_POOL_SIZE: usize = 16;
 

@@ -13,8 +13,8 @@
 
 use backplane_core::kit::page::{check_limit, fetch_count, page_of};
 use backplane_core::{
-    check_batch_ids, validate_key, validate_ttl, Cache, CacheEntry, CacheStats, ChannelInfo, Error,
-    Health, Message, Page, Result,
+    check_batch_ids, check_value_size, validate_key, validate_ttl, Cache, CacheEntry, CacheStats,
+    ChannelInfo, Error, Health, Message, Page, Result,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -55,6 +55,7 @@ const PURGE_EVERY_MS: i64 = 60_000;
 pub(crate) struct SqliteCache {
     db: Db,
     max_messages: usize,
+    max_value_bytes: usize,
     channel_ttl: Option<Duration>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -75,11 +76,17 @@ fn live(expires_at: Option<i64>, now: i64) -> bool {
 
 impl SqliteCache {
     /// The cache store on `db`, its tables created if missing.
-    pub(crate) fn open(db: Db, max_messages: usize, channel_ttl: Option<Duration>) -> Result<Self> {
+    pub(crate) fn open(
+        db: Db,
+        max_messages: usize,
+        max_value_bytes: usize,
+        channel_ttl: Option<Duration>,
+    ) -> Result<Self> {
         db.create_tables(SCHEMA)?;
         let cache = SqliteCache {
             db,
             max_messages,
+            max_value_bytes,
             channel_ttl,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -230,6 +237,7 @@ impl Cache for SqliteCache {
     fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
         validate_key(key, "key")?;
         validate_ttl(ttl)?;
+        check_value_size("value", key, value.len(), self.max_value_bytes)?;
         let now = now_ms();
         let conn = self.db.lock();
         set_one(&conn, key, value, ttl.map(|t| expiry(now, t)))?;
@@ -286,8 +294,9 @@ impl Cache for SqliteCache {
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
-        for (k, _) in entries {
+        for (k, v) in entries {
             validate_key(k, "key")?;
+            check_value_size("value", k, v.len(), self.max_value_bytes)?;
         }
         validate_ttl(ttl)?;
         if entries.is_empty() {
@@ -317,6 +326,7 @@ impl Cache for SqliteCache {
             if !m.id.is_empty() {
                 validate_key(&m.id, "message id")?;
             }
+            check_value_size("message", channel, m.content.len(), self.max_value_bytes)?;
         }
         check_batch_ids(messages)?;
         const EXISTS: &str = "SELECT 1 FROM _bp_cache_messages WHERE channel = ?1 AND id = ?2";

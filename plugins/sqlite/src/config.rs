@@ -50,6 +50,11 @@ pub struct SqliteConfig {
     #[serde(default)]
     pub ttl: Option<String>,
 
+    /// Cache stores only: the largest value or message kept, in bytes; a
+    /// larger one is refused. Default: 16 MiB, as on every cache backend.
+    #[serde(default)]
+    pub max_value_bytes: Option<usize>,
+
     /// Vector stores only: when given, a collection named after the store
     /// is created on open (if absent) with this dimension. Default: none.
     #[serde(default)]
@@ -102,6 +107,9 @@ impl SqliteConfig {
             if cfg.ttl.is_some() {
                 return Err(misplaced("ttl", Capability::Cache));
             }
+            if cfg.max_value_bytes.is_some() {
+                return Err(misplaced("max_value_bytes", Capability::Cache));
+            }
         }
         if store.capability != Capability::Vector {
             if cfg.dimension.is_some() {
@@ -116,6 +124,9 @@ impl SqliteConfig {
         }
         if cfg.max_messages == Some(0) {
             return Err(store.error("`max_messages` is 0: give at least 1"));
+        }
+        if cfg.max_value_bytes == Some(0) {
+            return Err(store.error("`max_value_bytes` is 0: give a positive size in bytes"));
         }
         // Parse eagerly so a bad value fails at open, not at first use.
         cfg.channel_ttl(store)?;
@@ -140,6 +151,12 @@ impl SqliteConfig {
     /// `max_messages`, or its default.
     pub(crate) fn max_messages(&self) -> usize {
         self.max_messages.unwrap_or(DEFAULT_MAX_MESSAGES)
+    }
+
+    /// `max_value_bytes`, or its default.
+    pub(crate) fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+            .unwrap_or(backplane_core::DEFAULT_MAX_VALUE_BYTES)
     }
 
     /// `search_cache_mb` in bytes, or its default.

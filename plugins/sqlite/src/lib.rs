@@ -79,7 +79,12 @@ impl Plugin for SqlitePlugin {
     fn open_cache(&self, config: &StoreConfig) -> Result<Box<dyn Cache>> {
         let (cfg, db) = self.open_db(config)?;
         let ttl = cfg.channel_ttl(config)?;
-        Ok(Box::new(SqliteCache::open(db, cfg.max_messages(), ttl)?))
+        Ok(Box::new(SqliteCache::open(
+            db,
+            cfg.max_messages(),
+            cfg.max_value_bytes(),
+            ttl,
+        )?))
     }
 
     fn open_graph(&self, config: &StoreConfig) -> Result<Box<dyn Graph>> {

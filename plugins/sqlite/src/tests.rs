@@ -189,7 +189,10 @@ fn transaction_rolls_back() {
         ])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    assert!(e.message().contains("statement 2 of 3"), "{e}");
+    assert!(
+        e.message().contains("statement 3 of 3"),
+        "the third statement, counted from 1: {e}"
+    );
     let n = db.query("SELECT count(*) FROM t", &Params::None).unwrap();
     assert_eq!(n.scalar().unwrap(), &Value::Integer(0));
     let e = db

@@ -278,11 +278,8 @@ impl Relational for SqliteRelational {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    exec_one(tx, &s.sql, (&s.params).into()).map_err(|e| {
-                        e.context(format!(
-                            "statement {i} of {n} failed; the transaction was rolled back, nothing was written"
-                        ))
-                    })
+                    exec_one(tx, &s.sql, (&s.params).into())
+                        .map_err(|e| e.context(backplane_core::relational::statement_failed(i, n)))
                 })
                 .collect()
         })
