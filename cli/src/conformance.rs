@@ -2,7 +2,7 @@
 //! suites, from anywhere, with a report.
 
 use anyhow::{bail, Context, Result};
-use backplane_testkit::{run, RunOptions, Settings, Target};
+use backplane_testkit::{run_on, RunOptions, Settings, Target};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,8 +61,10 @@ pub fn conformance(settings: Option<&Path>, args: ConformanceArgs) -> Result<boo
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", args.library.display()))?;
     let target = Target { library, settings };
-    let descriptors = backplane_testkit::run::backends_of(std::slice::from_ref(&target.library))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", target.library.display()))?;
+    // The library is loaded once: for the header and for the run.
+    let backends = backplane_testkit::run::backends_of(std::slice::from_ref(&target.library))
+        .map_err(anyhow::Error::msg)?;
+    let chosen = target.chosen(&backends).map_err(anyhow::Error::msg)?;
     if !args.json {
         println!("conformance: {}", target.library.display());
         println!(
@@ -74,21 +76,13 @@ pub fn conformance(settings: Option<&Path>, args: ConformanceArgs) -> Result<boo
                     "none (no --config, no ./conformance.toml): stores get no options".into()
                 })
         );
-        if let Some(b) = descriptors.first() {
+        if let Some(b) = backends.first() {
             println!(
                 "plugin:      {} {}, built on backplane-core {}",
                 b.plugin, b.version, b.core_version
             );
         }
-        for d in descriptors.iter().map(|b| &b.descriptor) {
-            if target
-                .settings
-                .backend
-                .as_ref()
-                .is_some_and(|b| b != &d.name)
-            {
-                continue;
-            }
+        for d in &chosen {
             let caps: Vec<&str> = d.capabilities.iter().map(|c| c.as_str()).collect();
             println!(
                 "backend:     {} ({}){}",
@@ -103,7 +97,7 @@ pub fn conformance(settings: Option<&Path>, args: ConformanceArgs) -> Result<boo
         }
     }
     let json = args.json;
-    let report = run(&target, &options, &mut |c| {
+    let report = run_on(&target, &backends, &options, &mut |c| {
         if !json {
             println!("{}", c.line());
         }

@@ -202,7 +202,6 @@ impl Vector for DeclaredVector {
         if whole || request.k == 0 {
             return self.inner.search(collection, request);
         }
-        let total = self.inner.collection_info(collection)?.count as usize;
         let mut fetch = request.k.saturating_mul(4).max(16);
         loop {
             let asked = SearchRequest {
@@ -211,7 +210,8 @@ impl Vector for DeclaredVector {
                 filter: optional(native.clone()),
             };
             let hits = self.inner.search(collection, &asked)?;
-            let exhausted = hits.len() < fetch || fetch >= total;
+            // Fewer hits than asked for: the collection has no more.
+            let exhausted = hits.len() < fetch;
             let mut passed: Vec<SearchHit> = hits
                 .into_iter()
                 .filter(|h| filter.matches(&h.payload))
@@ -315,15 +315,63 @@ impl Graph for DeclaredGraph {
     }
 }
 
+/// What the host needs of a cache store's settings to enforce expiry for a
+/// backend that does not: the channel TTL and the value limit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CacheSettings {
+    channel_ttl: Option<Duration>,
+    max_value_bytes: usize,
+}
+
+impl CacheSettings {
+    /// Read from a store section's options (the backend refuses malformed
+    /// values at open, so these are read leniently).
+    pub(crate) fn of(options: &serde_json::Value) -> CacheSettings {
+        CacheSettings {
+            channel_ttl: options
+                .get("ttl")
+                .and_then(|t| t.as_str())
+                .and_then(|t| backplane_core::parse_duration(t).ok()),
+            max_value_bytes: options
+                .get("max_value_bytes")
+                .and_then(|m| m.as_u64())
+                .map_or(backplane_core::DEFAULT_MAX_VALUE_BYTES, |m| m as usize),
+        }
+    }
+
+    /// The options a store of `backend` is opened with: for a cache whose
+    /// expiry the host enforces, `max_value_bytes` grows by the expiry
+    /// header the host adds to each value (the host itself holds values to
+    /// the configured limit), so the limit means the same on every backend.
+    pub(crate) fn options_for(
+        &self,
+        registry: &crate::Registry,
+        backend: &str,
+        cap: backplane_core::Capability,
+        mut options: serde_json::Value,
+    ) -> serde_json::Value {
+        let host_ttl = cap == backplane_core::Capability::Cache
+            && registry
+                .backends
+                .get(backend)
+                .is_some_and(|b| !b.descriptor.native_ttl);
+        if let (true, Some(o)) = (host_ttl, options.as_object_mut()) {
+            o.insert(
+                "max_value_bytes".into(),
+                serde_json::Value::from(self.max_value_bytes.saturating_add(HEADER)),
+            );
+        }
+        options
+    }
+}
+
 /// The cache store of `d`'s backend, wrapped when it does not enforce
-/// expiry itself (`native_ttl = false`); `channel_ttl` and
-/// `max_value_bytes` are the store's settings.
+/// expiry itself (`native_ttl = false`).
 pub(crate) fn cache(
     inner: Box<dyn Cache>,
     d: &BackendDescriptor,
     store: &str,
-    channel_ttl: Option<Duration>,
-    max_value_bytes: usize,
+    settings: CacheSettings,
 ) -> Box<dyn Cache> {
     if d.native_ttl {
         return inner;
@@ -331,37 +379,9 @@ pub(crate) fn cache(
     Box::new(HostTtl {
         inner,
         named: Named::new(store, d),
-        channel_ttl,
-        max_value_bytes,
+        channel_ttl: settings.channel_ttl,
+        max_value_bytes: settings.max_value_bytes,
     })
-}
-
-/// The options a cache store of `backend` is opened with: for a backend
-/// whose expiry the host enforces, `max_value_bytes` grows by the expiry
-/// header the host adds to each value (the host itself holds values to the
-/// configured limit), so the limit means the same on every backend.
-pub(crate) fn cache_options(
-    registry: &crate::Registry,
-    backend: &str,
-    cap: backplane_core::Capability,
-    mut options: serde_json::Value,
-) -> serde_json::Value {
-    let host_ttl = cap == backplane_core::Capability::Cache
-        && registry
-            .backends
-            .get(backend)
-            .is_some_and(|b| !b.descriptor.native_ttl);
-    if let (true, Some(o)) = (host_ttl, options.as_object_mut()) {
-        let limit = o
-            .get("max_value_bytes")
-            .and_then(|m| m.as_u64())
-            .unwrap_or(backplane_core::DEFAULT_MAX_VALUE_BYTES as u64);
-        o.insert(
-            "max_value_bytes".into(),
-            serde_json::Value::from(limit.saturating_add(HEADER as u64)),
-        );
-    }
-    options
 }
 
 struct HostTtl {

@@ -156,24 +156,14 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             format!("{place} (backend '{}'): {msg}", entry.backend),
         )
     };
+    // What the host needs of a cache's settings where it enforces expiry.
+    let cache_settings = crate::declared::CacheSettings::of(&entry.options);
     let open_on = |backend: &str, options: serde_json::Value| -> Result<_> {
         let mut cfg = entry.store_config(&config.base_dir, backend);
-        cfg.options = crate::declared::cache_options(registry, backend, entry.capability, options);
+        cfg.options = cache_settings.options_for(registry, backend, entry.capability, options);
         registry.open(&cfg)
     };
     let (info, opened) = open_on(&entry.backend, entry.options.clone()).map_err(wrap)?;
-    // A cache's channel TTL, for a backend whose expiry the host enforces
-    // (the backend has already refused a malformed one).
-    let channel_ttl = entry
-        .options
-        .get("ttl")
-        .and_then(|t| t.as_str())
-        .and_then(|t| backplane_core::parse_duration(t).ok());
-    let max_value_bytes = entry
-        .options
-        .get("max_value_bytes")
-        .and_then(|m| m.as_u64())
-        .map_or(backplane_core::DEFAULT_MAX_VALUE_BYTES, |m| m as usize);
     let fallback = match &entry.fallback {
         None => None,
         Some(_) if entry.capability != Capability::Cache => {
@@ -197,13 +187,7 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
             match fb {
                 OpenedStore::Cache(fb) => Some((
                     f.clone(),
-                    crate::declared::cache(
-                        fb,
-                        &fb_info.descriptor,
-                        &entry.name,
-                        channel_ttl,
-                        max_value_bytes,
-                    ),
+                    crate::declared::cache(fb, &fb_info.descriptor, &entry.name, cache_settings),
                 )),
                 _ => unreachable!("a cache section opens cache stores"),
             }
@@ -226,13 +210,7 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
         OpenedStore::Cache(s) => AnyStore::Cache(CacheStore {
             inner: match (
                 fallback,
-                crate::declared::cache(
-                    s,
-                    &info.descriptor,
-                    &entry.name,
-                    channel_ttl,
-                    max_value_bytes,
-                ),
+                crate::declared::cache(s, &info.descriptor, &entry.name, cache_settings),
             ) {
                 (None, s) => s.into(),
                 (Some((name, fb)), s) => Arc::new(crate::fallback::FallbackCache::new(

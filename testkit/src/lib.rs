@@ -26,7 +26,7 @@ pub mod run;
 pub mod settings;
 pub mod vector;
 
-pub use run::{run, CaseReport, Report, RunOptions, Target};
+pub use run::{run, run_on, CaseReport, Report, RunOptions, Target};
 pub use settings::Settings;
 
 use std::path::{Path, PathBuf};

@@ -115,6 +115,34 @@ pub struct Target {
     pub settings: Settings,
 }
 
+impl Target {
+    /// The backends to certify among `backends` (the library's): every one,
+    /// or the one the settings name. `Err` is one line when the settings
+    /// name a backend the library does not provide.
+    pub fn chosen(
+        &self,
+        backends: &[backplane_host::BackendInfo],
+    ) -> Result<Vec<backplane_host::BackendDescriptor>, String> {
+        let all = backends.iter().map(|b| b.descriptor.clone());
+        let Some(name) = &self.settings.backend else {
+            return Ok(all.collect());
+        };
+        let one: Vec<_> = all.filter(|d| &d.name == name).collect();
+        if one.is_empty() {
+            let names: Vec<&str> = backends
+                .iter()
+                .map(|b| b.descriptor.name.as_str())
+                .collect();
+            return Err(format!(
+                "the settings name backend '{name}', but {} provides {}: fix [conformance] backend",
+                self.library.display(),
+                names.join(", ")
+            ));
+        }
+        Ok(one)
+    }
+}
+
 /// Run every case of every capability that each backend of
 /// `target.library` declares (or only the backend the settings name),
 /// calling `on_case` as each case ends. `Err` is one line: the library did
@@ -124,30 +152,19 @@ pub fn run(
     options: &RunOptions,
     on_case: &mut dyn FnMut(&CaseReport),
 ) -> Result<Report, String> {
+    let backends = backends_of(std::slice::from_ref(&target.library))?;
+    run_on(target, &backends, options, on_case)
+}
+
+/// [`run`] on `backends`, the library's as [`backends_of`] found them.
+pub fn run_on(
+    target: &Target,
+    backends: &[backplane_host::BackendInfo],
+    options: &RunOptions,
+    on_case: &mut dyn FnMut(&CaseReport),
+) -> Result<Report, String> {
     let libraries = vec![target.library.clone()];
-    let descriptors: Vec<_> = backends_of(&libraries)?
-        .into_iter()
-        .map(|b| b.descriptor)
-        .collect();
-    let chosen: Vec<_> = match &target.settings.backend {
-        None => descriptors,
-        Some(name) => {
-            let names: Vec<&str> = descriptors.iter().map(|d| d.name.as_str()).collect();
-            let one: Vec<_> = descriptors
-                .iter()
-                .filter(|d| &d.name == name)
-                .cloned()
-                .collect();
-            if one.is_empty() {
-                return Err(format!(
-                    "the settings name backend '{name}', but {} provides {}: fix [conformance] backend",
-                    target.library.display(),
-                    names.join(", ")
-                ));
-            }
-            one
-        }
-    };
+    let chosen = target.chosen(backends)?;
     let mut report = Report::default();
     for d in &chosen {
         for cap in Capability::ALL {

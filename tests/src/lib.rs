@@ -390,16 +390,11 @@ pub fn open_with_result(
     scratch: &Scratch,
     opts: &str,
 ) -> backplane_host::Result<Storage> {
-    let libs: Vec<String> = plugin_libraries()
-        .iter()
-        .map(|p| format!("\"{}\"", p.display()))
-        .collect();
-    let text = format!(
-        "[plugins]\nload = [{}]\n\n[{cap}.s]\nbackend = \"{backend}\"\n{opts}\n",
-        libs.join(", ")
+    let file = backplane_testkit::run::write_config(
+        scratch,
+        &plugin_libraries(),
+        &format!("[{cap}.s]\nbackend = \"{backend}\"\n{opts}\n"),
     );
-    let file = scratch.path(&format!("plugins-{}.toml", namespace()));
-    std::fs::write(&file, text).expect("write plugins.toml");
     Storage::open(&file)
 }
 
@@ -412,21 +407,8 @@ pub fn open_with(backend: &str, cap: Capability, scratch: &Scratch, opts: &str) 
 
 /// The backends of the built plugins that claim `cap`.
 pub fn backends_for(cap: Capability) -> Vec<String> {
-    let scratch = Scratch::new();
-    let libs: Vec<String> = plugin_libraries()
-        .iter()
-        .map(|p| format!("\"{}\"", p.display()))
-        .collect();
-    let file = scratch.path("plugins.toml");
-    std::fs::write(&file, format!("[plugins]\nload = [{}]\n", libs.join(", "))).unwrap();
-    let storage = Storage::open(&file).expect("open empty config");
-    assert!(
-        storage.plugin_failures().is_empty(),
-        "plugin libraries failed to load: {:?}",
-        storage.plugin_failures()
-    );
-    storage
-        .backends()
+    backplane_testkit::run::backends_of(&plugin_libraries())
+        .unwrap_or_else(|e| panic!("plugin libraries failed to load: {e}"))
         .into_iter()
         .filter(|b| b.descriptor.serves(cap))
         .map(|b| b.descriptor.name)
