@@ -18,6 +18,7 @@
 //! that it skipped and why (in CI it fails instead). The tests of this file
 //! run one at a time, since one of them restarts the server.
 
+use backplane_behavior::servers::PgServer;
 use backplane_behavior::{
     drop_postgres_schema, in_ci, library, namespace, postgres_server, Scratch,
 };
@@ -506,121 +507,11 @@ fn backup_and_restore_keep_the_whole_schema() {
     );
 }
 
-/// A second PostgreSQL server, started by the test on a free loopback port
-/// with password authentication (SCRAM) and stopped after: the suite's own
-/// server trusts every local login, so a wrong password cannot be seen
-/// there.
-struct PasswordServer {
-    bin: std::path::PathBuf,
-    data: std::path::PathBuf,
-    port: u16,
-    _dir: Scratch,
-}
-
-impl PasswordServer {
-    /// `None` (with the reason printed) when the server programs or the
-    /// `postgres` system user are missing; in CI that fails instead.
-    fn start(password: &str) -> Option<PasswordServer> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).max())
-            .filter(|b| b.join("initdb").exists());
-        let has_user = Command::new("id")
-            .arg("postgres")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        let (Some(bin), true) = (bin, has_user) else {
-            assert!(
-                !in_ci(),
-                "the wrong-password test needs PostgreSQL's server programs (/usr/lib/postgresql/*/bin/initdb) and the postgres user in CI"
-            );
-            println!("skip wrong password: no /usr/lib/postgresql/*/bin/initdb or no postgres user to start a second server");
-            return None;
-        };
-        let dir = Scratch::new();
-        let data = dir.path("data");
-        let pwfile = dir.path("pw");
-        std::fs::write(&pwfile, password).unwrap();
-        // initdb and the server refuse to run as root: run them as postgres.
-        let chown = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir.0)
-            .status()
-            .unwrap();
-        assert!(chown.success(), "chown the scratch folder to postgres");
-        let as_postgres = |program: &str, args: &[&str]| {
-            let out = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join(program))
-                .args(args)
-                .output()
-                .expect("run as postgres");
-            assert!(
-                out.status.success(),
-                "{program} {args:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let data_s = data.to_str().unwrap().to_string();
-        as_postgres(
-            "initdb",
-            &[
-                "-D",
-                &data_s,
-                "-U",
-                "postgres",
-                "--auth=scram-sha-256",
-                "--pwfile",
-                pwfile.to_str().unwrap(),
-            ],
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            dir.0.display()
-        );
-        as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                &data_s,
-                "-o",
-                &opts,
-                "-l",
-                &format!("{data_s}.log"),
-                "-w",
-                "start",
-            ],
-        );
-        Some(PasswordServer {
-            bin,
-            data,
-            port,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for PasswordServer {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
-}
-
 #[test]
 fn wrong_password_fails_once_at_open() {
-    let Some(server) = PasswordServer::start("right-s3cret") else {
+    // A server of its own with password authentication (SCRAM): the
+    // suite's shared server trusts every local login.
+    let Some(server) = PgServer::start("wrong password", Some("right-s3cret")) else {
         return;
     };
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);

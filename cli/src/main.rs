@@ -218,6 +218,15 @@ fn check(builder: StorageBuilder) -> ExitCode {
                 println!("FAIL  {label:<40} {}", e.message())
             }
         }
+        if let Some(entry) = storage.config().store(h.capability, &h.store) {
+            let layers = entry.layers.names();
+            if !layers.is_empty() {
+                println!("      {:<40} layers: {}", "", layers.join(", "));
+            }
+        }
+    }
+    if let Some(addr) = storage.metrics_addr() {
+        println!("metrics: http://{addr}/metrics");
     }
     for f in storage.plugin_failures() {
         println!("note  plugin library {f}");

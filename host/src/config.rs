@@ -38,6 +38,8 @@ pub struct Config {
     pub profile: Option<String>,
     /// The stores, in file order within each capability.
     pub stores: Vec<StoreEntry>,
+    /// `[metrics] listen`: where to serve the metrics, if anywhere.
+    pub metrics_listen: Option<String>,
 }
 
 /// One store section.
@@ -51,6 +53,8 @@ pub struct StoreEntry {
     pub backend: String,
     /// A backend to serve from while the primary is unavailable.
     pub fallback: Option<String>,
+    /// Its operations layers (`[<capability>.<name>.layers]` over `[layers]`).
+    pub layers: crate::ops::LayerSpec,
     /// The remaining keys, for the backend.
     pub options: serde_json::Value,
     /// Line of the section header in the file, when known.
@@ -80,6 +84,7 @@ impl fmt::Debug for StoreEntry {
             .field("name", &self.name)
             .field("backend", &self.backend)
             .field("fallback", &self.fallback)
+            .field("layers", &self.layers)
             .field("options", &redact_options(&self.options))
             .finish()
     }
@@ -93,6 +98,7 @@ impl fmt::Debug for Config {
             .field("load", &self.load)
             .field("profile", &self.profile)
             .field("stores", &self.stores)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -121,6 +127,15 @@ struct RawFile {
     graph: BTreeMap<String, RawStore>,
     #[serde(default)]
     profile: BTreeMap<String, RawProfile>,
+    /// Layers for every store.
+    layers: Option<toml::Table>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -270,11 +285,12 @@ impl Config {
                     matched = true;
                     let key = key.to_ascii_lowercase();
                     if key == "backend" {
-                        let keep = t.get("fallback").cloned();
+                        let keep: Vec<_> = ["fallback", "layers"]
+                            .into_iter()
+                            .filter_map(|k| t.get(k).map(|v| (k.to_string(), v.clone())))
+                            .collect();
                         t.clear();
-                        if let Some(f) = keep {
-                            t.insert("fallback".into(), f);
-                        }
+                        t.extend(keep);
                     }
                     t.insert(key, env_value(v));
                 }
@@ -296,6 +312,17 @@ impl Config {
             }
         }
 
+        let default_layers = raw.layers.clone().unwrap_or_default();
+        if let Some(defaults) = &raw.layers {
+            // Checked once here, so a mistake is reported at [layers], not
+            // at every store.
+            for cap in Capability::ALL {
+                let json = toml_to_json(&toml::Value::Table(defaults.clone()), env)
+                    .map_err(|e| Error::config(format!("{origin}: [layers]: {e}")))?;
+                crate::ops::LayerSpec::parse(cap, &json)
+                    .map_err(|e| Error::config(format!("{origin}: [layers]: {e}")))?;
+            }
+        }
         let mut stores = Vec::new();
         for (cap, name, mut t) in sections {
             let where_ = format!(
@@ -334,6 +361,23 @@ impl Config {
                 }
                 None => None,
             };
+            let layers = {
+                let mut merged = default_layers.clone();
+                match t.remove("layers") {
+                    None => {}
+                    Some(toml::Value::Table(own)) => merged.extend(own),
+                    Some(other) => {
+                        return Err(Error::config(format!(
+                            "{where_}: layers must be a table, like [{cap}.{name}.layers] with metrics = true on the next line, not a {}",
+                            other.type_str()
+                        )))
+                    }
+                }
+                let json = toml_to_json(&toml::Value::Table(merged), env)
+                    .map_err(|e| Error::config(format!("{where_} layers: {e}")))?;
+                crate::ops::LayerSpec::parse(cap, &json)
+                    .map_err(|e| Error::config(format!("{where_} layers: {e}")))?
+            };
             let options = toml_to_json(&toml::Value::Table(t), env)
                 .map_err(|e| Error::config(format!("{where_}: {e}")))?;
             let line = line_of(cap, &name);
@@ -344,6 +388,7 @@ impl Config {
                 name,
                 backend,
                 fallback,
+                layers,
                 options,
             });
         }
@@ -364,6 +409,13 @@ impl Config {
             load: resolve_list(&raw.plugins.load, "load")?,
             profile,
             stores,
+            metrics_listen: match raw.metrics.and_then(|m| m.listen) {
+                Some(l) => Some(
+                    interpolate(&l, env)
+                        .map_err(|e| Error::config(format!("{origin}: [metrics] listen: {e}")))?,
+                ),
+                None => None,
+            },
         })
     }
 

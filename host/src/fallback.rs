@@ -103,7 +103,12 @@ impl FallbackCache {
         }
     }
 
-    fn route<T>(&self, f: impl Fn(&dyn Cache) -> Result<T>) -> Result<T> {
+    fn route<T>(
+        &self,
+        _: crate::layer::Op,
+        f: impl Fn(&(dyn Cache + 'static)) -> Result<T>,
+        _: impl FnOnce() -> crate::layer::OwnedCall<dyn Cache, T>,
+    ) -> Result<T> {
         if self.use_primary() {
             match f(&*self.primary) {
                 Err(e) if e.kind() == ErrorKind::Unavailable => self.switch_to_fallback(&e),

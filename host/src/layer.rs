@@ -5,10 +5,27 @@
 //!
 //! The layer type provides two inherent methods:
 //!
-//! - `fn route<T>(&self, call: impl Fn(&dyn Trait) -> Result<T>) -> Result<T>`,
-//!   which runs one call on whichever store it chooses (arguments are
-//!   copied into `call`, so it may run more than once);
+//! - `fn route<T>(&self, op: Op, call, owned) -> Result<T>`, which runs
+//!   one call on whichever store it chooses. `call` borrows the caller's
+//!   arguments and may run more than once. `owned()` turns the call into
+//!   one that owns its arguments (encoded as they cross the plugin
+//!   boundary), for a layer that must run it on another thread or keep it
+//!   for later; a layer that does neither never calls it, and pays nothing.
 //! - `fn layer_health(&self) -> Result<Health>`, the layer's own `health`.
+
+/// Which method a call is: its wire tag (unique within the capability, 0
+/// for `health`) and its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Op {
+    /// The method's tag in the capability's method list.
+    pub tag: u16,
+    /// The method's name.
+    pub name: &'static str,
+}
+
+/// A call that owns its arguments: it can move to another thread, run
+/// again, or wait in a journal.
+pub type OwnedCall<D, T> = Box<dyn Fn(&D) -> backplane_core::Result<T> + Send + Sync>;
 
 /// Implement a capability's trait on a layer type:
 /// `backplane_core::cache_methods!(layer!(MyLayer));`.
@@ -21,8 +38,25 @@ macro_rules! layer {
     ) => {
         impl backplane_core::$Trait for $Layer {
             $(
+                #[allow(clippy::too_many_arguments)]
                 fn $m(&self, $($a: $t),*) -> backplane_core::Result<$r> {
-                    self.route(|s: &dyn backplane_core::$Trait| s.$m($($a),*))
+                    self.route(
+                        $crate::layer::Op { tag: $tag, name: stringify!($m) },
+                        |s: &(dyn backplane_core::$Trait + 'static)| s.$m($($a),*),
+                        || -> $crate::layer::OwnedCall<dyn backplane_core::$Trait, $r> {
+                            let req = backplane_core::boundary::request(
+                                $tag,
+                                &($(<$t as backplane_core::boundary::Arg<'_>>::to_wire($a),)*),
+                            );
+                            Box::new(move |s: &(dyn backplane_core::$Trait + 'static)| {
+                                let (_, body) = backplane_core::boundary::split_tag(&req)?;
+                                #[allow(unused_parens, clippy::let_unit_value)]
+                                let ($($a,)*): ($(<$t as backplane_core::boundary::Arg<'static>>::Wire,)*) =
+                                    backplane_core::boundary::decode(body)?;
+                                s.$m($(<$t as backplane_core::boundary::Arg<'_>>::from_wire(&$a)),*)
+                            })
+                        },
+                    )
                 }
             )*
             fn health(&self) -> backplane_core::Result<backplane_core::Health> {
@@ -32,3 +66,27 @@ macro_rules! layer {
     };
 }
 pub(crate) use layer;
+
+/// The names of a capability's methods, in list order:
+/// `backplane_core::cache_methods!(op_names!())`.
+macro_rules! op_names {
+    (
+        ()
+        trait $Trait:ident;
+        $(async $Async:ident . $as_async:ident;)?
+        $($tag:literal $mode:ident fn $m:ident($($a:ident: $t:ty $(=> $into:ty)? $(as $owned:ty)?),*) -> $r:ty;)*
+    ) => {
+        &[$($crate::layer::Op { tag: $tag, name: stringify!($m) }),*]
+    };
+}
+
+/// Every method of a capability, `health` included.
+pub fn ops(cap: backplane_core::Capability) -> &'static [Op] {
+    use backplane_core::Capability;
+    match cap {
+        Capability::Relational => backplane_core::relational_methods!(op_names!()),
+        Capability::Vector => backplane_core::vector_methods!(op_names!()),
+        Capability::Cache => backplane_core::cache_methods!(op_names!()),
+        Capability::Graph => backplane_core::graph_methods!(op_names!()),
+    }
+}

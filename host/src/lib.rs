@@ -24,7 +24,8 @@
 //!   the difference.
 //! - `layer`: how a store layer implements a capability's trait from the
 //!   same list; `fallback`: the layer that serves a cache from a fallback
-//!   backend while its primary is unavailable.
+//!   backend while its primary is unavailable; [`ops`]: the operations
+//!   layers (metrics, tracing, timeout, concurrency, retry, chaos).
 //! - [`port`]: migrate, back up, restore and verify: moving every record
 //!   of a store to another backend or into a portable archive.
 //! - `demo`: the chat-assistant walk-through behind `backplane demo`.
@@ -36,6 +37,7 @@ mod demo;
 mod fallback;
 mod layer;
 mod loader;
+pub mod ops;
 pub mod port;
 mod storage;
 

@@ -10,6 +10,8 @@
 
 use crate::config::{Config, StoreEntry};
 use crate::loader::{BackendInfo, LoadFailure, Registry};
+use crate::ops::metrics::{Listener, Metrics};
+use crate::ops::Ops;
 use backplane_core::boundary::Arg;
 use backplane_core::library::OpenedStore;
 use backplane_core::*;
@@ -75,10 +77,11 @@ impl StorageBuilder {
     /// Open the stores of an already parsed config.
     pub fn open_config(self, config: Config) -> Result<Storage> {
         let registry = Registry::discover(&config, &self.extra_plugin_dirs());
+        let metrics = Arc::new(Metrics::new());
         let mut stores = BTreeMap::new();
         let mut failures = Vec::new();
         for entry in &config.stores {
-            match open_store(&registry, &config, entry) {
+            match open_store(&registry, &config, entry, &metrics) {
                 Ok(s) => {
                     stores.insert((entry.capability, entry.name.clone()), s);
                 }
@@ -109,18 +112,29 @@ impl StorageBuilder {
             let kind = failures[0].1.kind();
             return Err(Error::new(kind, msg));
         }
+        let listener = match &config.metrics_listen {
+            Some(addr) => Some(Listener::start(addr, metrics.clone())?),
+            None => None,
+        };
         Ok(Storage {
             inner: Arc::new(Inner {
                 config,
                 registry,
                 stores,
                 failures,
+                metrics,
+                listener,
             }),
         })
     }
 }
 
-fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Result<AnyStore> {
+fn open_store(
+    registry: &Registry,
+    config: &Config,
+    entry: &StoreEntry,
+    metrics: &Arc<Metrics>,
+) -> Result<AnyStore> {
     let origin = config
         .file
         .as_ref()
@@ -196,35 +210,62 @@ fn open_store(registry: &Registry, config: &Config, entry: &StoreEntry) -> Resul
     let meta = Arc::new(StoreMeta {
         name: entry.name.clone(),
         backend: entry.backend.clone(),
+        capability: entry.capability,
         descriptor: info.descriptor.clone(),
+        timeout: entry.layers.timeout,
     });
+    // The operations layers go outermost, so they see the store as the
+    // application does (fallback and host-made features included).
+    macro_rules! layered {
+        ($s:expr, $Trait:ident) => {{
+            let s: Arc<dyn $Trait> = $s;
+            if entry.layers.is_empty() {
+                s
+            } else {
+                Arc::new(Ops::new(
+                    s,
+                    &entry.layers,
+                    entry.capability,
+                    &entry.name,
+                    &entry.backend,
+                    metrics,
+                )) as Arc<dyn $Trait>
+            }
+        }};
+    }
     Ok(match opened {
         OpenedStore::Relational(s) => AnyStore::Relational(RelationalStore {
-            inner: s.into(),
+            inner: layered!(s.into(), Relational),
             meta,
         }),
         OpenedStore::Vector(s) => AnyStore::Vector(VectorStore {
-            inner: crate::declared::vector(s, &info.descriptor, &entry.name).into(),
+            inner: layered!(
+                crate::declared::vector(s, &info.descriptor, &entry.name).into(),
+                Vector
+            ),
             meta,
         }),
         OpenedStore::Cache(s) => AnyStore::Cache(CacheStore {
-            inner: match (
-                fallback,
-                crate::declared::cache(s, &info.descriptor, &entry.name, cache_settings),
-            ) {
-                (None, s) => s.into(),
-                (Some((name, fb)), s) => Arc::new(crate::fallback::FallbackCache::new(
-                    s,
-                    fb,
-                    &entry.name,
-                    &entry.backend,
-                    &name,
-                )),
-            },
+            inner: layered!(
+                match (
+                    fallback,
+                    crate::declared::cache(s, &info.descriptor, &entry.name, cache_settings),
+                ) {
+                    (None, s) => s.into(),
+                    (Some((name, fb)), s) => Arc::new(crate::fallback::FallbackCache::new(
+                        s,
+                        fb,
+                        &entry.name,
+                        &entry.backend,
+                        &name,
+                    )),
+                },
+                Cache
+            ),
             meta,
         }),
         OpenedStore::Graph(s) => AnyStore::Graph(GraphStore {
-            inner: crate::declared::graph(s, &info.descriptor).into(),
+            inner: layered!(crate::declared::graph(s, &info.descriptor).into(), Graph),
             meta,
         }),
     })
@@ -254,6 +295,8 @@ struct Inner {
     registry: Registry,
     stores: BTreeMap<(Capability, String), AnyStore>,
     failures: Vec<(StoreEntry, Error)>,
+    metrics: Arc<Metrics>,
+    listener: Option<Listener>,
 }
 
 /// The opened stores of one plugins.toml. Cheap to clone; `Send + Sync`.
@@ -422,6 +465,19 @@ impl Storage {
             .collect()
     }
 
+    /// The metrics of every store with the `metrics` layer, in the text
+    /// format Prometheus scrapes (OpenMetrics), for an application that
+    /// serves them on its own HTTP server.
+    pub fn metrics(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// Where `[metrics] listen` serves them, when it is set (the port
+    /// actually bound, for port 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.listener.as_ref().map(|l| l.addr())
+    }
+
     /// Stop every plugin's background work. Handles must not be used after.
     pub fn shutdown(&self) {
         self.inner.registry.shutdown();
@@ -431,7 +487,10 @@ impl Storage {
 struct StoreMeta {
     name: String,
     backend: String,
+    capability: Capability,
     descriptor: BackendDescriptor,
+    /// The timeout layer's deadline, which the async API enforces itself.
+    timeout: Option<std::time::Duration>,
 }
 
 fn join_error(e: tokio::task::JoinError) -> Error {
@@ -482,14 +541,31 @@ macro_rules! handle {
             }
             /// Run a closure on the blocking API from async code, on
             /// tokio's blocking pool. Must be called within a tokio runtime.
+            ///
+            /// Under the store's timeout layer the future ends at the
+            /// deadline with an `Unavailable` error.
             pub async fn run<T: Send + 'static>(
                 &self,
                 f: impl FnOnce(&dyn $tr) -> Result<T> + Send + 'static,
             ) -> Result<T> {
                 let inner = self.inner.clone();
-                tokio::task::spawn_blocking(move || f(&*inner))
-                    .await
-                    .map_err(join_error)?
+                let Some(t) = self.meta.timeout else {
+                    return tokio::task::spawn_blocking(move || f(&*inner))
+                        .await
+                        .map_err(join_error)?;
+                };
+                let call = tokio::task::spawn_blocking(move || {
+                    crate::ops::with_deadline_held(|| f(&*inner))
+                });
+                match crate::ops::deadline(t, call).await {
+                    Some(r) => r.map_err(join_error)?,
+                    None => Err(crate::ops::deadline_error(
+                        self.meta.capability,
+                        &self.meta.name,
+                        "the call",
+                        t,
+                    )),
+                }
             }
             /// Check the store answers.
             pub async fn health(&self) -> Result<Health> {

@@ -2,8 +2,9 @@
 //! dropped: a plain `redis-server`, one that speaks only TLS (certificates
 //! made with the `openssl` command), and a Redis Cluster of several masters
 //! made from `redis-server --cluster-enabled yes` and
-//! `redis-cli --cluster create`; and Qdrant servers, single or a cluster,
-//! from the `qdrant` binary `BACKPLANE_QDRANT_BIN` names.
+//! `redis-cli --cluster create`; a PostgreSQL server of a test's own
+//! ([`PgServer`], to stop, freeze or restart); and Qdrant servers, single
+//! or a cluster, from the `qdrant` binary `BACKPLANE_QDRANT_BIN` names.
 
 use crate::{in_ci, Scratch};
 use std::io::{Read, Write};
@@ -557,5 +558,179 @@ impl QdrantServer {
 impl Drop for QdrantServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A PostgreSQL server of its own, started by a test on a free loopback
+/// port from the installed server programs (`/usr/lib/postgresql/*/bin`,
+/// run as the `postgres` system user, since they refuse root), in a
+/// scratch folder, and stopped when dropped. Trusts local logins unless it
+/// is given a password. A test that stops, freezes or restarts a server
+/// uses one of these, so the suite's shared server is never disturbed.
+pub struct PgServer {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: Scratch,
+}
+
+impl PgServer {
+    /// `None` (with the reason printed, `what` being the skipped test)
+    /// when the server programs or the `postgres` user are missing; in CI
+    /// that fails instead.
+    pub fn start(what: &str, password: Option<&str>) -> Option<PgServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).max())
+            .filter(|b| b.join("initdb").exists());
+        let has_user = Command::new("id")
+            .arg("postgres")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let (Some(bin), true) = (bin, has_user) else {
+            assert!(
+                !in_ci(),
+                "{what} needs PostgreSQL's server programs (/usr/lib/postgresql/*/bin/initdb) and the postgres user in CI"
+            );
+            println!("skip {what}: no /usr/lib/postgresql/*/bin/initdb or no postgres user to start a server of its own");
+            return None;
+        };
+        let dir = Scratch::new();
+        let data = dir.path("data");
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir.0)
+            .status()
+            .unwrap();
+        assert!(chown.success(), "chown the scratch folder to postgres");
+        let server = PgServer {
+            bin,
+            data,
+            port: free_port(),
+            dir,
+        };
+        let data_s = server.data.to_str().unwrap().to_string();
+        match password {
+            Some(pw) => {
+                let pwfile = server.dir.path("pw");
+                std::fs::write(&pwfile, pw).unwrap();
+                let _ = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&pwfile)
+                    .status();
+                server.as_postgres(
+                    "initdb",
+                    &[
+                        "-D",
+                        &data_s,
+                        "-U",
+                        "postgres",
+                        "--auth=scram-sha-256",
+                        "--pwfile",
+                        pwfile.to_str().unwrap(),
+                    ],
+                );
+            }
+            None => {
+                server.as_postgres("initdb", &["-D", &data_s, "-U", "postgres", "--auth=trust"])
+            }
+        }
+        server.start_again();
+        Some(server)
+    }
+
+    fn as_postgres(&self, program: &str, args: &[&str]) {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program))
+            .args(args)
+            .output()
+            .expect("run as postgres");
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A URL for database `postgres` as user `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Start it (again, after [`PgServer::stop`]), waiting until it answers.
+    pub fn start_again(&self) {
+        let data_s = self.data.to_str().unwrap();
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.0.display()
+        );
+        self.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data_s,
+                "-o",
+                &opts,
+                "-l",
+                &format!("{data_s}.log"),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stop it at once (connections are cut, as in a crash).
+    pub fn stop(&self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+
+    /// Send `signal` (`-STOP`, `-CONT`) to the server and every process
+    /// it started, so a stopped server holds its sockets open and answers
+    /// nothing, as a frozen machine would.
+    pub fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+            .expect("the server is running");
+        let children = Command::new("pgrep")
+            .args(["-P", &pid])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let mut pids: Vec<&str> = children.split_whitespace().collect();
+        pids.push(&pid);
+        let ok = Command::new("kill")
+            .arg(signal)
+            .args(&pids)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pids:?}");
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.signal_quietly("-CONT");
+        self.stop();
+    }
+}
+
+impl PgServer {
+    fn signal_quietly(&self, signal: &str) -> Option<()> {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        let pid = pid.lines().next()?;
+        let _ = Command::new("pkill").args([signal, "-P", pid]).status();
+        let _ = Command::new("kill").args([signal, pid]).status();
+        Some(())
     }
 }
