@@ -14,30 +14,15 @@
 use backplane_behavior::servers::{
     free_port, http_get, redis_binaries_available, PgServer, RedisServer,
 };
-use backplane_behavior::{in_ci, library, Scratch};
+use backplane_behavior::{in_ci, plugins_toml, Scratch};
 use backplane_host::{params, ErrorKind, Params, Storage};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn config(scratch: &Scratch, libs: &[&str], body: &str) -> PathBuf {
-    let load: Vec<String> = libs
-        .iter()
-        .map(|l| format!("\"{}\"", library(l).display()))
-        .collect();
-    let file = scratch.path("plugins.toml");
-    std::fs::write(
-        &file,
-        format!("[plugins]\nload = [{}]\n\n{body}", load.join(", ")),
-    )
-    .unwrap();
-    file
-}
-
 fn open_err(scratch: &Scratch, body: &str) -> String {
-    let file = config(scratch, &["backplane_plugin_sqlite"], body);
+    let file = plugins_toml(scratch, &["backplane_plugin_sqlite"], body);
     let e = Storage::open(&file).expect_err("the config is wrong");
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     let text = e.to_string();
@@ -117,7 +102,7 @@ fn each_wrong_layer_setting_is_one_clear_error() {
 #[test]
 fn chaos_fails_calls_and_retry_rides_it_out() {
     let s = Scratch::new();
-    let file = config(
+    let file = plugins_toml(
         &s,
         &["backplane_plugin_sqlite"],
         "[layers]\nmetrics = true\n\n\
@@ -227,7 +212,7 @@ fn chaos_fails_calls_and_retry_rides_it_out() {
 #[test]
 fn the_concurrency_limit_holds_calls_within_the_deadline() {
     let s = Scratch::new();
-    let file = config(
+    let file = plugins_toml(
         &s,
         &["backplane_plugin_sqlite"],
         "[cache.c]\nbackend = \"sqlite\"\npath = \"c.db\"\n[cache.c.layers]\nconcurrency = 1\ntimeout = \"700ms\"\nchaos = { latency = \"400ms\" }\n",
@@ -319,7 +304,7 @@ impl Drop for Prometheus {
 #[test]
 fn metrics_are_scraped_by_a_real_prometheus() {
     let s = Scratch::new();
-    let file = config(
+    let file = plugins_toml(
         &s,
         &["backplane_plugin_sqlite"],
         "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[layers]\nmetrics = true\n\n\
@@ -413,7 +398,7 @@ fn redis_frozen_ends_at_the_deadline_and_restarts_are_retried() {
     let mut server = RedisServer::start(port);
     let s = Scratch::new();
     // The plugin's own timeouts are long, so only the layer can end a call.
-    let file = config(
+    let file = plugins_toml(
         &s,
         &["backplane_plugin_redis"],
         &format!(
@@ -522,7 +507,7 @@ fn postgres_frozen_ends_at_the_deadline_and_restarts_are_retried() {
     };
     let s = Scratch::new();
     let url = server.url();
-    let file = config(
+    let file = plugins_toml(
         &s,
         &["backplane_plugin_postgres"],
         &format!(

@@ -53,6 +53,8 @@ pub struct StoreEntry {
     pub backend: String,
     /// A backend to serve from while the primary is unavailable.
     pub fallback: Option<String>,
+    /// For a mirror (`mirror = [...]`): its members and journal folder.
+    pub mirror: Option<MirrorSpec>,
     /// Its operations layers (`[<capability>.<name>.layers]` over `[layers]`).
     pub layers: crate::ops::LayerSpec,
     /// The remaining keys, for the backend.
@@ -62,6 +64,16 @@ pub struct StoreEntry {
     /// Line of each key of the section in the file, when known, so an
     /// error about a key points at it.
     pub key_lines: BTreeMap<String, usize>,
+}
+
+/// A mirror's settings: `mirror = ["primary", "secondary", …]` and
+/// `journal = "folder"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MirrorSpec {
+    /// The member stores (sections of the same capability), primary first.
+    pub members: Vec<String>,
+    /// Where the journals of members that are down are kept.
+    pub journal: PathBuf,
 }
 
 impl StoreEntry {
@@ -84,6 +96,7 @@ impl fmt::Debug for StoreEntry {
             .field("name", &self.name)
             .field("backend", &self.backend)
             .field("fallback", &self.fallback)
+            .field("mirror", &self.mirror)
             .field("layers", &self.layers)
             .field("options", &redact_options(&self.options))
             .finish()
@@ -334,7 +347,58 @@ impl Config {
             if name.is_empty() {
                 return Err(Error::config(format!("{where_}: a store needs a name")));
             }
+            let mirror = match t.remove("mirror") {
+                None => None,
+                Some(toml::Value::Array(items)) => {
+                    let members = items
+                        .iter()
+                        .map(|v| match v {
+                            toml::Value::String(m) => interpolate(m, env)
+                                .map_err(|e| Error::config(format!("{where_} mirror: {e}"))),
+                            other => Err(Error::config(format!(
+                                "{where_}: mirror lists store names, like mirror = [\"{name}_primary\", \"{name}_copy\"], not a {}",
+                                other.type_str()
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let journal = match t.remove("journal") {
+                        None => base_dir
+                            .join(".backplane")
+                            .join("journal")
+                            .join(format!("{cap}.{name}")),
+                        Some(toml::Value::String(j)) => backplane_core::resolve_path(
+                            base_dir,
+                            &interpolate(&j, env)
+                                .map_err(|e| Error::config(format!("{where_} journal: {e}")))?,
+                        ),
+                        Some(other) => {
+                            return Err(Error::config(format!(
+                                "{where_}: journal is a folder, like journal = \"data/journal\", not a {}",
+                                other.type_str()
+                            )))
+                        }
+                    };
+                    if let Some(k) = t.keys().find(|k| *k != "layers" && *k != "backend") {
+                        return Err(Error::config(format!(
+                            "{where_}: a mirror takes mirror, journal and layers only, not '{k}': backend settings go in the members' own sections"
+                        )));
+                    }
+                    Some(MirrorSpec { members, journal })
+                }
+                Some(other) => {
+                    return Err(Error::config(format!(
+                        "{where_}: mirror lists store names, like mirror = [\"{name}_primary\", \"{name}_copy\"], not a {}",
+                        other.type_str()
+                    )))
+                }
+            };
             let backend = match t.remove("backend") {
+                Some(_) if mirror.is_some() => {
+                    return Err(Error::config(format!(
+                        "{where_}: a mirror has no backend of its own (its members have theirs): remove backend, or remove mirror"
+                    )))
+                }
+                None if mirror.is_some() => "mirror".to_string(),
                 Some(toml::Value::String(b)) => interpolate(&b, env)
                     .map_err(|e| Error::config(format!("{where_} backend: {e}")))?,
                 Some(other) => {
@@ -388,10 +452,13 @@ impl Config {
                 name,
                 backend,
                 fallback,
+                mirror,
                 layers,
                 options,
             });
         }
+
+        check_mirrors(&stores, origin)?;
 
         let resolve_list = |list: &[String], what: &str| -> Result<Vec<PathBuf>> {
             list.iter()
@@ -425,6 +492,77 @@ impl Config {
             .iter()
             .find(|s| s.capability == cap && s.name == name)
     }
+}
+
+/// Every mirror names at least two distinct stores of its own capability,
+/// none of them a mirror or itself.
+fn check_mirrors(stores: &[StoreEntry], origin: &str) -> Result<()> {
+    for s in stores {
+        let Some(m) = &s.mirror else { continue };
+        let where_ = format!(
+            "{origin}{}: [{}.{}]",
+            s.line.map(|l| format!(":{l}")).unwrap_or_default(),
+            s.capability,
+            s.name
+        );
+        if m.members.len() < 2 {
+            return Err(Error::config(format!(
+                "{where_}: a mirror needs two members or more (the primary first), it lists {}",
+                m.members.len()
+            )));
+        }
+        for (i, member) in m.members.iter().enumerate() {
+            if m.members[..i].contains(member) {
+                return Err(Error::config(format!(
+                    "{where_}: mirror lists '{member}' twice: list each member once"
+                )));
+            }
+            if *member == s.name {
+                return Err(Error::config(format!(
+                    "{where_}: a mirror cannot be its own member: list the sections that hold the data"
+                )));
+            }
+            match stores
+                .iter()
+                .find(|o| o.capability == s.capability && o.name == *member)
+            {
+                Some(o) if o.mirror.is_some() => {
+                    return Err(Error::config(format!(
+                        "{where_}: member '{member}' is itself a mirror: list its members instead"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    let elsewhere: Vec<String> = stores
+                        .iter()
+                        .filter(|o| o.name == *member)
+                        .map(|o| format!("[{}.{}]", o.capability, o.name))
+                        .collect();
+                    let same: Vec<&str> = stores
+                        .iter()
+                        .filter(|o| {
+                            o.capability == s.capability && o.mirror.is_none() && o.name != s.name
+                        })
+                        .map(|o| o.name.as_str())
+                        .collect();
+                    return Err(Error::config(if elsewhere.is_empty() {
+                        format!(
+                            "{where_}: mirror member '{member}' is not configured: add a [{}.{member}] section, or list one of: {}",
+                            s.capability,
+                            if same.is_empty() { "none yet".to_string() } else { same.join(", ") }
+                        )
+                    } else {
+                        format!(
+                            "{where_}: mirror member '{member}' is {}, not a {} store: a mirror's members all have its capability",
+                            elsewhere.join(", "),
+                            s.capability
+                        )
+                    }));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn list_or_none<'a>(it: impl Iterator<Item = &'a String>) -> String {

@@ -297,6 +297,21 @@ pub fn run_demo(storage: &Storage, out: &mut dyn Write) -> Result<()> {
             None => say!("   path {from} -> {to}: none within 4 hops along outgoing edges"),
         }
     }
+    let metrics = storage.metrics();
+    let mut calls: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("backplane_calls_total{"))
+        .collect();
+    calls.sort_unstable();
+    if !calls.is_empty() {
+        match storage.metrics_addr() {
+            Some(a) => say!("== metrics layer: calls counted (served at http://{a}/metrics)"),
+            None => say!("== metrics layer: calls counted (Storage::metrics(), or set [metrics] listen to serve them)"),
+        }
+        for l in calls {
+            say!("   {l}");
+        }
+    }
     say!("== done: every store answered");
     Ok(())
 }

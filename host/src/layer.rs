@@ -23,9 +23,20 @@ pub struct Op {
     pub name: &'static str,
 }
 
-/// A call that owns its arguments: it can move to another thread, run
-/// again, or wait in a journal.
+/// A call that owns its arguments: it can move to another thread or run
+/// again.
 pub type OwnedCall<D, T> = Box<dyn Fn(&D) -> backplane_core::Result<T> + Send + Sync>;
+
+/// A call in owned form: the request as it crosses the plugin boundary
+/// (tag and encoded arguments, what a journal keeps; [`replay`] runs it on
+/// any store of the capability), and a closure that runs it and returns
+/// the typed result.
+pub struct Owned<D: ?Sized, T> {
+    /// The encoded request.
+    pub request: std::sync::Arc<[u8]>,
+    /// The call, decoding its arguments from `request`.
+    pub call: OwnedCall<D, T>,
+}
 
 /// Implement a capability's trait on a layer type:
 /// `backplane_core::cache_methods!(layer!(MyLayer));`.
@@ -43,18 +54,23 @@ macro_rules! layer {
                     self.route(
                         $crate::layer::Op { tag: $tag, name: stringify!($m) },
                         |s: &(dyn backplane_core::$Trait + 'static)| s.$m($($a),*),
-                        || -> $crate::layer::OwnedCall<dyn backplane_core::$Trait, $r> {
-                            let req = backplane_core::boundary::request(
+                        || -> $crate::layer::Owned<dyn backplane_core::$Trait, $r> {
+                            let request: std::sync::Arc<[u8]> = backplane_core::boundary::request(
                                 $tag,
                                 &($(<$t as backplane_core::boundary::Arg<'_>>::to_wire($a),)*),
-                            );
-                            Box::new(move |s: &(dyn backplane_core::$Trait + 'static)| {
-                                let (_, body) = backplane_core::boundary::split_tag(&req)?;
-                                #[allow(unused_parens, clippy::let_unit_value)]
-                                let ($($a,)*): ($(<$t as backplane_core::boundary::Arg<'static>>::Wire,)*) =
-                                    backplane_core::boundary::decode(body)?;
-                                s.$m($(<$t as backplane_core::boundary::Arg<'_>>::from_wire(&$a)),*)
-                            })
+                            )
+                            .into();
+                            let req = request.clone();
+                            $crate::layer::Owned {
+                                request,
+                                call: Box::new(move |s: &(dyn backplane_core::$Trait + 'static)| {
+                                    let (_, body) = backplane_core::boundary::split_tag(&req)?;
+                                    #[allow(unused_parens, clippy::let_unit_value)]
+                                    let ($($a,)*): ($(<$t as backplane_core::boundary::Arg<'static>>::Wire,)*) =
+                                        backplane_core::boundary::decode(body)?;
+                                    s.$m($(<$t as backplane_core::boundary::Arg<'_>>::from_wire(&$a)),*)
+                                }),
+                            }
                         },
                     )
                 }
@@ -78,6 +94,52 @@ macro_rules! op_names {
     ) => {
         &[$($crate::layer::Op { tag: $tag, name: stringify!($m) }),*]
     };
+}
+
+/// `pub fn replay(s: &dyn Trait, request: &[u8]) -> Result<()>`: run an
+/// encoded request (see [`Owned::request`]) on `s`, dropping its result.
+macro_rules! replay {
+    (
+        ()
+        trait $Trait:ident;
+        $(async $Async:ident . $as_async:ident;)?
+        $($tag:literal $mode:ident fn $m:ident($($a:ident: $t:ty $(=> $into:ty)? $(as $owned:ty)?),*) -> $r:ty;)*
+    ) => {
+        /// Run an encoded request on `s`, dropping its result.
+        pub fn replay(s: &dyn backplane_core::$Trait, request: &[u8]) -> backplane_core::Result<()> {
+            let (tag, body) = backplane_core::boundary::split_tag(request)?;
+            $(
+                if tag == $tag {
+                    #[allow(unused_parens, clippy::let_unit_value)]
+                    let ($($a,)*): ($(<$t as backplane_core::boundary::Arg<'static>>::Wire,)*) =
+                        backplane_core::boundary::decode(body)?;
+                    s.$m($(<$t as backplane_core::boundary::Arg<'_>>::from_wire(&$a)),*)?;
+                    return Ok(());
+                }
+            )*
+            Err(backplane_core::boundary::unknown_call(stringify!($Trait), tag))
+        }
+    };
+}
+
+/// Replaying encoded requests, one module per capability.
+pub mod replay {
+    /// Relational requests.
+    pub mod relational {
+        backplane_core::relational_methods!(replay!());
+    }
+    /// Vector requests.
+    pub mod vector {
+        backplane_core::vector_methods!(replay!());
+    }
+    /// Cache requests.
+    pub mod cache {
+        backplane_core::cache_methods!(replay!());
+    }
+    /// Graph requests.
+    pub mod graph {
+        backplane_core::graph_methods!(replay!());
+    }
 }
 
 /// Every method of a capability, `health` included.

@@ -23,9 +23,11 @@
 //!   promises (filter operators, batch sizes, expiry), the host makes up
 //!   the difference.
 //! - `layer`: how a store layer implements a capability's trait from the
-//!   same list; `fallback`: the layer that serves a cache from a fallback
-//!   backend while its primary is unavailable; [`ops`]: the operations
-//!   layers (metrics, tracing, timeout, concurrency, retry, chaos).
+//!   same list; `mirror`: a store made of several stores of one capability,
+//!   writes to all (journalled for a member that is down), reads from the
+//!   first in sync, which also serves a cache's `fallback`; [`ops`]: the
+//!   operations layers (metrics, tracing, timeout, concurrency, retry,
+//!   chaos).
 //! - [`port`]: migrate, back up, restore and verify: moving every record
 //!   of a store to another backend or into a portable archive.
 //! - `demo`: the chat-assistant walk-through behind `backplane demo`.
@@ -34,9 +36,9 @@
 pub mod config;
 mod declared;
 mod demo;
-mod fallback;
 mod layer;
 mod loader;
+mod mirror;
 pub mod ops;
 pub mod port;
 mod storage;

@@ -80,8 +80,17 @@ impl StorageBuilder {
         let metrics = Arc::new(Metrics::new());
         let mut stores = BTreeMap::new();
         let mut failures = Vec::new();
-        for entry in &config.stores {
+        // Plain stores first, then the mirrors made of them.
+        for entry in config.stores.iter().filter(|e| e.mirror.is_none()) {
             match open_store(&registry, &config, entry, &metrics) {
+                Ok(s) => {
+                    stores.insert((entry.capability, entry.name.clone()), s);
+                }
+                Err(e) => failures.push((entry.clone(), e)),
+            }
+        }
+        for entry in config.stores.iter().filter(|e| e.mirror.is_some()) {
+            match open_mirror(&config, entry, &stores, &metrics) {
                 Ok(s) => {
                     stores.insert((entry.capability, entry.name.clone()), s);
                 }
@@ -129,12 +138,28 @@ impl StorageBuilder {
     }
 }
 
-fn open_store(
-    registry: &Registry,
-    config: &Config,
-    entry: &StoreEntry,
-    metrics: &Arc<Metrics>,
-) -> Result<AnyStore> {
+/// The operations layers go outermost, so they see the store as the
+/// application does (fallback and host-made features included).
+macro_rules! layered {
+    ($entry:expr, $metrics:expr, $s:expr, $Trait:ident) => {{
+        let s: Arc<dyn $Trait> = $s;
+        if $entry.layers.is_empty() {
+            s
+        } else {
+            Arc::new(Ops::new(
+                s,
+                &$entry.layers,
+                $entry.capability,
+                &$entry.name,
+                &$entry.backend,
+                $metrics,
+            )) as Arc<dyn $Trait>
+        }
+    }};
+}
+
+/// The file a section is in, and `file:line: [capability.name]` for errors.
+fn section_place(config: &Config, entry: &StoreEntry) -> (String, String) {
     let origin = config
         .file
         .as_ref()
@@ -146,6 +171,77 @@ fn open_store(
         entry.capability,
         entry.name
     );
+    (origin, place)
+}
+
+/// A mirror of stores opened already.
+fn open_mirror(
+    config: &Config,
+    entry: &StoreEntry,
+    stores: &BTreeMap<(Capability, String), AnyStore>,
+    metrics: &Arc<Metrics>,
+) -> Result<AnyStore> {
+    let spec = entry.mirror.as_ref().expect("a mirror entry");
+    let (_, place) = section_place(config, entry);
+    let place = format!("{place} (mirror)");
+    let mut members = Vec::new();
+    for m in &spec.members {
+        match stores.get(&(entry.capability, m.clone())) {
+            Some(s) => members.push((m, s.clone())),
+            None => {
+                return Err(Error::unavailable(format!(
+                    "{place}: member '{m}' did not open (its own error is listed with it): the mirror opens when every member does"
+                )))
+            }
+        }
+    }
+    let journal = crate::mirror::JournalAt::Folder(spec.journal.clone());
+    let wrap = |e: Error| Error::new(e.kind(), format!("{place}: {}", e.message()));
+    macro_rules! mirror {
+        ($Any:ident, $Handle:ident, $Trait:ident) => {{
+            let list = members
+                .iter()
+                .map(|(name, s)| match s {
+                    AnyStore::$Any(h) => (
+                        format!("member '{name}' ({})", h.meta.backend),
+                        h.inner.clone(),
+                    ),
+                    _ => unreachable!("members have the mirror's capability"),
+                })
+                .collect();
+            let m = crate::mirror::Mirror::<dyn $Trait>::new(&entry.name, list, &journal)
+                .map_err(wrap)?;
+            AnyStore::$Any($Handle {
+                inner: layered!(entry, metrics, Arc::new(m), $Trait),
+                meta: Arc::new(StoreMeta {
+                    name: entry.name.clone(),
+                    backend: entry.backend.clone(),
+                    capability: entry.capability,
+                    // What every member can do is what the first declares.
+                    descriptor: match &members[0].1 {
+                        AnyStore::$Any(h) => h.meta.descriptor.clone(),
+                        _ => unreachable!("members have the mirror's capability"),
+                    },
+                    timeout: entry.layers.timeout,
+                }),
+            })
+        }};
+    }
+    Ok(match entry.capability {
+        Capability::Relational => mirror!(Relational, RelationalStore, Relational),
+        Capability::Vector => mirror!(Vector, VectorStore, Vector),
+        Capability::Cache => mirror!(Cache, CacheStore, Cache),
+        Capability::Graph => mirror!(Graph, GraphStore, Graph),
+    })
+}
+
+fn open_store(
+    registry: &Registry,
+    config: &Config,
+    entry: &StoreEntry,
+    metrics: &Arc<Metrics>,
+) -> Result<AnyStore> {
+    let (origin, place) = section_place(config, entry);
     let wrap = |e: Error| {
         // The plugin's own message may name the section too: say it once,
         // and point at the key's line when the message names a key.
@@ -182,7 +278,7 @@ fn open_store(
         None => None,
         Some(_) if entry.capability != Capability::Cache => {
             return Err(wrap(Error::config(
-                "fallback is supported for cache stores only: remove the key",
+                "fallback is supported for cache stores only (for the others, make a mirror: see the README): remove the key",
             )))
         }
         Some(f) => {
@@ -193,7 +289,7 @@ fn open_store(
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter(|(k, _)| crate::fallback::SHARED_CACHE_KEYS.contains(&k.as_str()))
+                .filter(|(k, _)| crate::mirror::SHARED_CACHE_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             let (fb_info, fb) = open_on(f, serde_json::Value::Object(shared))
@@ -214,32 +310,15 @@ fn open_store(
         descriptor: info.descriptor.clone(),
         timeout: entry.layers.timeout,
     });
-    // The operations layers go outermost, so they see the store as the
-    // application does (fallback and host-made features included).
-    macro_rules! layered {
-        ($s:expr, $Trait:ident) => {{
-            let s: Arc<dyn $Trait> = $s;
-            if entry.layers.is_empty() {
-                s
-            } else {
-                Arc::new(Ops::new(
-                    s,
-                    &entry.layers,
-                    entry.capability,
-                    &entry.name,
-                    &entry.backend,
-                    metrics,
-                )) as Arc<dyn $Trait>
-            }
-        }};
-    }
     Ok(match opened {
         OpenedStore::Relational(s) => AnyStore::Relational(RelationalStore {
-            inner: layered!(s.into(), Relational),
+            inner: layered!(entry, metrics, s.into(), Relational),
             meta,
         }),
         OpenedStore::Vector(s) => AnyStore::Vector(VectorStore {
             inner: layered!(
+                entry,
+                metrics,
                 crate::declared::vector(s, &info.descriptor, &entry.name).into(),
                 Vector
             ),
@@ -247,25 +326,38 @@ fn open_store(
         }),
         OpenedStore::Cache(s) => AnyStore::Cache(CacheStore {
             inner: layered!(
+                entry,
+                metrics,
                 match (
                     fallback,
                     crate::declared::cache(s, &info.descriptor, &entry.name, cache_settings),
                 ) {
                     (None, s) => s.into(),
-                    (Some((name, fb)), s) => Arc::new(crate::fallback::FallbackCache::new(
-                        s,
-                        fb,
-                        &entry.name,
-                        &entry.backend,
-                        &name,
-                    )),
+                    // A fallback is a mirror of the primary and the
+                    // fallback whose journal is kept in memory.
+                    (Some((name, fb)), s) => Arc::new(
+                        crate::mirror::Mirror::<dyn Cache>::new(
+                            &entry.name,
+                            vec![
+                                (format!("'{}'", entry.backend), Arc::from(s)),
+                                (format!("fallback '{name}'"), Arc::from(fb)),
+                            ],
+                            &crate::mirror::JournalAt::Memory,
+                        )
+                        .map_err(wrap)?,
+                    ),
                 },
                 Cache
             ),
             meta,
         }),
         OpenedStore::Graph(s) => AnyStore::Graph(GraphStore {
-            inner: layered!(crate::declared::graph(s, &info.descriptor).into(), Graph),
+            inner: layered!(
+                entry,
+                metrics,
+                crate::declared::graph(s, &info.descriptor).into(),
+                Graph
+            ),
             meta,
         }),
     })

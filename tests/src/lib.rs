@@ -42,6 +42,22 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Write `scratch/plugins.toml`: a `[plugins] load` of the built libraries
+/// of `crates` (underscores), then `body`.
+pub fn plugins_toml(scratch: &Scratch, crates: &[&str], body: &str) -> PathBuf {
+    let load: Vec<String> = crates
+        .iter()
+        .map(|l| format!("\"{}\"", library(l).display()))
+        .collect();
+    let file = scratch.path("plugins.toml");
+    std::fs::write(
+        &file,
+        format!("[plugins]\nload = [{}]\n\n{body}", load.join(", ")),
+    )
+    .unwrap();
+    file
+}
+
 /// The built shared library of crate `crate_name` (underscores).
 pub fn library(crate_name: &str) -> PathBuf {
     let file = format!(

@@ -46,7 +46,7 @@ pub(crate) mod metrics;
 mod moved;
 pub mod safety;
 
-use crate::layer::{layer, Op, OwnedCall};
+use crate::layer::{layer, Op, Owned};
 use backplane_core::kit::text::plain_serde;
 use backplane_core::{Capability, Error, ErrorKind, Health, Result};
 use moved::Moved;
@@ -581,7 +581,7 @@ impl<D: ?Sized + Send + Sync + 'static> Ops<D> {
         &self,
         op: Op,
         call: impl Fn(&D) -> Result<T>,
-        owned: impl FnOnce() -> OwnedCall<D, T>,
+        owned: impl FnOnce() -> Owned<D, T>,
     ) -> Result<T> {
         let ctx = &*self.ctx;
         let span = ctx.tracing.then(|| {
@@ -629,7 +629,7 @@ impl<D: ?Sized + Send + Sync + 'static> Ops<D> {
         &self,
         op: Op,
         call: impl Fn(&D) -> Result<T>,
-        owned: impl FnOnce() -> OwnedCall<D, T>,
+        owned: impl FnOnce() -> Owned<D, T>,
     ) -> Result<T> {
         let ctx = &*self.ctx;
         let held = DEADLINE_HELD.with(|c| c.get());
@@ -647,7 +647,7 @@ impl<D: ?Sized + Send + Sync + 'static> Ops<D> {
             return ctx.attempts(&*self.inner, op, &call, until);
         };
         // The blocking API under a deadline: the call moves to a worker.
-        let owned = owned();
+        let owned = owned().call;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let inner = self.inner.clone();
         let worker_ctx = self.ctx.clone();
@@ -678,7 +678,10 @@ macro_rules! capability {
                 self.route(
                     Op { tag: 0, name: "health" },
                     |s: &(dyn backplane_core::$Trait + 'static)| s.health(),
-                    || Box::new(|s: &(dyn backplane_core::$Trait + 'static)| s.health()),
+                    || Owned {
+                        request: backplane_core::boundary::request(0, &()).into(),
+                        call: Box::new(|s: &(dyn backplane_core::$Trait + 'static)| s.health()),
+                    },
                 )
             }
         }
