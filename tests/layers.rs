@@ -9,10 +9,13 @@
 //! programs, `prometheus`), started on free loopback ports and stopped
 //! after, so the suite's shared servers are never frozen or restarted.
 //! Without a program the test prints that it skipped and why; in CI that
-//! is a failure.
+//! is a failure, except for Qdrant, whose server the project's package
+//! registries do not offer: its case runs when `BACKPLANE_QDRANT_BIN`
+//! names a `qdrant` binary.
 
 use backplane_behavior::servers::{
-    free_port, http_get, redis_binaries_available, PgServer, RedisServer,
+    free_port, http_get, qdrant_binary, redis_binaries_available, PgServer, QdrantServer,
+    RedisServer,
 };
 use backplane_behavior::{in_ci, plugins_toml, Scratch};
 use backplane_host::{params, ErrorKind, Params, Storage};
@@ -557,4 +560,49 @@ fn postgres_frozen_ends_at_the_deadline_and_restarts_are_retried() {
         },
     );
     assert!(n > 10, "the stream ran: {n} queries");
+}
+
+#[test]
+fn qdrant_frozen_ends_at_the_deadline() {
+    let Some(bin) = qdrant_binary("qdrant layers") else {
+        return;
+    };
+    let dir = Scratch::new();
+    let server = QdrantServer::start(&bin, &dir.path("qdrant"), None);
+    let s = Scratch::new();
+    let file = plugins_toml(
+        &s,
+        &["backplane_plugin_qdrant"],
+        &format!(
+            "[vector.v]\nbackend = \"qdrant\"\nurl = \"{}\"\ntimeout_ms = 60000\n[vector.v.layers]\ntimeout = \"1s\"\n",
+            server.url()
+        ),
+    );
+    let storage = Storage::open(&file).unwrap();
+    let v = storage.vector("v").unwrap();
+    v.blocking().list_collections().unwrap();
+    let pid = server.pid().unwrap().to_string();
+    let kill = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    kill("-STOP");
+    let t = Instant::now();
+    let e = v.blocking().list_collections().unwrap_err();
+    let blocking_took = t.elapsed();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let e2 = rt.block_on(v.list_collections()).unwrap_err();
+    let async_took = t.elapsed();
+    kill("-CONT");
+    ended_at_deadline(
+        [(e, blocking_took), (e2, async_took)],
+        "did not finish within 1s",
+        Duration::from_secs(4),
+    );
 }

@@ -506,6 +506,11 @@ impl QdrantServer {
         );
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kill the server and wait for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -4,7 +4,7 @@
 //! checksum, and the vector search pieces (ground truth, timed searches,
 //! recall and latency) of the `vector` and `qdrant` groups.
 
-use backplane_behavior::{library, Scratch};
+use backplane_behavior::Scratch;
 use backplane_host::{params, Params, SearchRequest, Storage, Value, VectorRecord};
 use std::time::{Duration, Instant};
 
@@ -220,17 +220,12 @@ pub fn bench_dir() -> Scratch {
 /// plugin libraries `libs` (crate names) and holds the store sections
 /// `body`.
 pub fn open(scratch: &Scratch, libs: &[&str], body: &str) -> Storage {
-    let file = scratch.path("plugins.toml");
-    let load: Vec<String> = libs
-        .iter()
-        .map(|l| format!("\"{}\"", library(l).display()))
-        .collect();
-    std::fs::write(
-        &file,
-        format!("[plugins]\nload = [{}]\n{body}", load.join(", ")),
-    )
-    .unwrap();
-    Storage::open(&file).unwrap()
+    Storage::open(write_config(scratch, libs, body)).unwrap()
+}
+
+/// The `plugins.toml` [`open`] reads.
+pub fn write_config(scratch: &Scratch, libs: &[&str], body: &str) -> std::path::PathBuf {
+    backplane_behavior::plugins_toml(scratch, libs, body)
 }
 
 /// The host's parameters for the rows `keys` of the table

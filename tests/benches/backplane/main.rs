@@ -30,6 +30,9 @@
 //!   `BENCH_VECTOR_DATA`).
 //! - `qdrant.rs`: the same vectors on a Qdrant server, the qdrant plugin vs
 //!   qdrant-client (`BACKPLANE_QDRANT_URL`).
+//! - `layers.rs`: what the operations layers cost when nothing fails:
+//!   SQLite point selects and Redis SET+GET with no layers vs metrics +
+//!   tracing + retry, with and without a timeout, on both APIs.
 //! - `migrate.rs`: a 1M-row table SQLite -> PostgreSQL against rusqlite +
 //!   binary COPY, 100k vectors qdrant-edge -> sqlite and -> postgres
 //!   against the target's own upsert, and the command's peak memory
@@ -48,6 +51,7 @@
 //! `BENCH_VERBOSE` prints every round's times.
 
 mod harness;
+mod layers;
 mod migrate;
 mod postgres;
 mod qdrant;
@@ -88,6 +92,9 @@ fn main() {
     }
     if want("qdrant") {
         qdrant::group(vector_rounds, &mut rows, &mut vector_table);
+    }
+    if want("layers") {
+        layers::group(rounds, &mut rows);
     }
     let mut notes = Vec::new();
     if want("migrate") {
