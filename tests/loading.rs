@@ -1,7 +1,8 @@
 //! The host's loading behaviour, with real libraries: good plugins, a file
 //! that is not a library, a library that is not a plugin, a plugin built
 //! against another core, a plugin that panics, two plugins claiming one
-//! backend, and a third-party plugin added without rebuilding the host.
+//! backend, a third-party plugin added without rebuilding the host, and
+//! pinned libraries.
 
 use backplane_behavior::{library, target_dir, Scratch};
 use backplane_host::{ErrorKind, Message, Storage};
@@ -508,4 +509,88 @@ fn odd_folder_entries_are_each_named() {
         .blocking()
         .set("k", b"v", None)
         .unwrap();
+}
+
+/// `[plugins.pins]`: with pins set, only pinned libraries load, each
+/// checked before it is loaded; `backplane plugins --pin` prints pins that,
+/// pasted into plugins.toml, let exactly today's libraries load.
+#[test]
+fn pinned_plugins_load_and_others_are_refused() {
+    let scratch = Scratch::new();
+    let dir = scratch.path("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mem, sql) = (
+        so("libbackplane_plugin_memory"),
+        so("libbackplane_plugin_sqlite"),
+    );
+    copy_lib(MEMORY, &dir, &mem);
+    copy_lib(SQLITE, &dir, &sql);
+    let head = format!("[plugins]\nsearch_paths = [\"{}\"]\n", dir.display());
+    let stores = "\n[cache.c]\nbackend = \"memory\"\n\n[relational.r]\nbackend = \"sqlite\"\npath = \"r.db\"\n";
+    let cfg = write_config(&scratch, &format!("{head}{stores}"));
+
+    let out = Command::new(target_dir().join("backplane"))
+        .args(["plugins", "--pin", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pins = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        pins.contains("[plugins.pins]") && pins.contains(&mem) && pins.contains(&sql),
+        "{pins}"
+    );
+    let pins = pins.replace("[plugins.pins]\n", "");
+    let pinned = format!("{head}[plugins.pins]\n{pins}{stores}");
+    write_config(&scratch, &pinned);
+    let storage = Storage::open(&cfg).expect("every library is pinned");
+    assert!(storage.plugin_failures().is_empty());
+    drop(storage);
+
+    // Only the memory plugin pinned: sqlite is refused, named, with its hash.
+    let only_mem: String = pins
+        .lines()
+        .filter(|l| !l.contains(&sql))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_config(
+        &scratch,
+        &format!("{head}[plugins.pins]\n{only_mem}\n[cache.c]\nbackend = \"memory\"\n"),
+    );
+    let storage = Storage::open(&cfg).unwrap();
+    let f = &storage.plugin_failures()[0];
+    assert!(f.path.ends_with(&sql), "{f}");
+    let found = backplane_host::sha256_file(&dir.join(&sql)).unwrap();
+    assert!(
+        f.reason.contains("is not pinned") && f.reason.contains(&found),
+        "{f}"
+    );
+    drop(storage);
+
+    // A pinned library changed on disk is refused before it is loaded.
+    write_config(&scratch, &pinned);
+    // (A new file renamed over the old one: the old one is mapped into
+    // this process, and rewriting it in place would pull it from under it.)
+    let mut bytes = std::fs::read(dir.join(&sql)).unwrap();
+    bytes.extend_from_slice(b"tampered");
+    std::fs::write(scratch.path("tampered.so"), bytes).unwrap();
+    std::fs::rename(scratch.path("tampered.so"), dir.join(&sql)).unwrap();
+    let e = Storage::open(&cfg).expect_err("the relational store's backend is refused");
+    assert!(
+        e.message().contains("has changed since it was pinned"),
+        "{e}"
+    );
+
+    // A pin written wrong is one line.
+    write_config(
+        &scratch,
+        &format!("{head}[plugins.pins]\n\"{mem}\" = \"md5:abc\"\n"),
+    );
+    let e = Storage::open(&cfg).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("64 hex digits"), "{e}");
 }

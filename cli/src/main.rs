@@ -37,7 +37,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// List the backends found and the plugin libraries that failed, with reasons
-    Plugins,
+    Plugins {
+        /// Print a [plugins.pins] table with the SHA-256 of every library found, to paste into plugins.toml
+        #[arg(long)]
+        pin: bool,
+    },
     /// Open every store in plugins.toml and report its health
     Check,
     /// Run a chat assistant's storage pattern on the configured stores
@@ -74,7 +78,8 @@ fn main() -> ExitCode {
         builder = builder.plugin_dir(d);
     }
     let result = match cli.command {
-        Command::Plugins => return plugins(builder),
+        Command::Plugins { pin: false } => return plugins(builder),
+        Command::Plugins { pin: true } => return pins(builder),
         Command::Check => return check(builder),
         Command::Demo => return demo(builder),
         Command::Migrate(a) => port::migrate(builder, &cli.plugin_dirs, a),
@@ -129,6 +134,55 @@ fn init_logging() {
 
 fn caps(c: &[Capability]) -> String {
     c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// `backplane plugins --pin`: the pins of the libraries found now.
+fn pins(builder: StorageBuilder) -> ExitCode {
+    let path = builder.config_path();
+    let config = match backplane_host::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let files = backplane_host::library_files(&config, &builder.extra_plugin_dirs());
+    if files.is_empty() {
+        eprintln!("error: no plugin library found to pin: build the plugins (cargo build --release) or fix [plugins] search_paths");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "# the libraries found for {}; paste under [plugins]",
+        path.display()
+    );
+    println!("[plugins.pins]");
+    let mut named = std::collections::BTreeMap::new();
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        match backplane_host::sha256_file(&f) {
+            Ok(h) => match named.get(&name) {
+                // An earlier folder's library of the same name is the one
+                // that loads; a different later one is left out.
+                Some(earlier) if *earlier != h => println!(
+                    "# {} is left out: {name} from an earlier folder is the one that loads",
+                    f.display()
+                ),
+                Some(_) => {}
+                None => {
+                    println!("\"{name}\" = \"sha256:{h}\"   # {}", f.display());
+                    named.insert(name, h);
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {}: cannot be read ({e})", f.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn plugins(builder: StorageBuilder) -> ExitCode {

@@ -13,8 +13,10 @@
 //! backend = "redis"                          # when BACKPLANE_PROFILE=container
 //! ```
 //!
-//! Every key of a store section other than `backend` and `fallback` goes to
-//! the backend, which rejects keys it does not know.
+//! Every key of a store section other than `backend`, `fallback` and
+//! `layers` goes to the backend, which rejects keys it does not know. A
+//! mirror's section holds `mirror`, `journal` and `layers` only.
+//! `[layers]` (for every store) and `[metrics]` are the host's own.
 
 use backplane_core::kit::redact::redact_options;
 use backplane_core::{Capability, Error, Result, StoreConfig};
@@ -34,6 +36,10 @@ pub struct Config {
     pub search_paths: Vec<PathBuf>,
     /// Plugin library files to load explicitly, already resolved.
     pub load: Vec<PathBuf>,
+    /// `[plugins.pins]`: library file name → its SHA-256 (lowercase hex).
+    /// When any is set, a library that is not pinned, or whose contents
+    /// changed, is refused before it is loaded.
+    pub pins: BTreeMap<String, String>,
     /// The profile that was applied, if any.
     pub profile: Option<String>,
     /// The stores, in file order within each capability.
@@ -109,6 +115,7 @@ impl fmt::Debug for Config {
             .field("file", &self.file)
             .field("search_paths", &self.search_paths)
             .field("load", &self.load)
+            .field("pins", &self.pins)
             .field("profile", &self.profile)
             .field("stores", &self.stores)
             .field("metrics_listen", &self.metrics_listen)
@@ -119,6 +126,8 @@ impl fmt::Debug for Config {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPlugins {
+    #[serde(default)]
+    pins: BTreeMap<String, String>,
     #[serde(default)]
     search_paths: Vec<String>,
     #[serde(default)]
@@ -474,6 +483,21 @@ impl Config {
             base_dir: base_dir.to_path_buf(),
             search_paths: resolve_list(&raw.plugins.search_paths, "search_paths")?,
             load: resolve_list(&raw.plugins.load, "load")?,
+            pins: raw
+                .plugins
+                .pins
+                .iter()
+                .map(|(file, pin)| {
+                    let hex = pin.trim().strip_prefix("sha256:").unwrap_or(pin.trim());
+                    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        Ok((file.clone(), hex.to_ascii_lowercase()))
+                    } else {
+                        Err(Error::config(format!(
+                            "{origin}: [plugins.pins] \"{file}\" = \"{pin}\": write sha256: and the 64 hex digits of the library's SHA-256, as `backplane plugins --pin` prints them"
+                        )))
+                    }
+                })
+                .collect::<Result<_>>()?,
             profile,
             stores,
             metrics_listen: match raw.metrics.and_then(|m| m.listen) {

@@ -56,7 +56,7 @@ pub mod traits {
 }
 pub use config::Config;
 pub use demo::run_demo;
-pub use loader::{BackendInfo, LoadFailure, PluginSource, Registry};
+pub use loader::{library_files, sha256_file, BackendInfo, LoadFailure, PluginSource, Registry};
 pub use port::{
     verify_archive, ArchiveReport, CopyOptions, Merge, Progress, Quiet, Report, StoreRef,
 };

@@ -69,6 +69,8 @@ pub struct BackendInfo {
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     plugins: Vec<Library>,
+    /// `[plugins.pins]`: when not empty, every library must match its pin.
+    pins: BTreeMap<String, String>,
     /// Search folders that do not exist, for the message when a backend is
     /// not found.
     missing_dirs: Vec<PathBuf>,
@@ -151,12 +153,37 @@ fn libraries_in(dir: &Path) -> (Vec<PathBuf>, Vec<LoadFailure>) {
     (libs, failures)
 }
 
+/// The SHA-256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    std::io::copy(&mut f, &mut h)?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// The library files discovery would consider, in its order (the extra
+/// folders, the config's search paths, its `load` list): what `backplane
+/// plugins --pin` pins.
+pub fn library_files(config: &Config, extra_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = extra_dirs
+        .iter()
+        .chain(&config.search_paths)
+        .flat_map(|d| libraries_in(d).0)
+        .collect();
+    files.extend(config.load.iter().filter(|l| usable(l).is_ok()).cloned());
+    files
+}
+
 impl Registry {
     /// Discover plugins: linked-in ones first, then the libraries in
     /// `extra_dirs` (searched before the config's own paths), the config's
     /// `search_paths`, and its explicit `load` list.
     pub fn discover(config: &Config, extra_dirs: &[PathBuf]) -> Registry {
-        let mut reg = Registry::default();
+        let mut reg = Registry {
+            pins: config.pins.clone(),
+            ..Registry::default()
+        };
         for r in Library::linked() {
             match r {
                 Ok(library) => reg.add(PluginSource::Static, library, 0),
@@ -196,12 +223,42 @@ impl Registry {
         if !seen.insert(canon) {
             return;
         }
+        // Checked before loading: loading a library runs its code.
+        if let Err(reason) = self.check_pin(lib) {
+            self.failures.push(LoadFailure {
+                path: lib.to_path_buf(),
+                reason,
+            });
+            return;
+        }
         match Library::load(lib) {
             Ok(library) => self.add(PluginSource::Library(lib.to_path_buf()), library, rank),
             Err(e) => self.failures.push(LoadFailure {
                 path: lib.to_path_buf(),
                 reason: e.to_string(),
             }),
+        }
+    }
+
+    /// With pins set: the library's SHA-256 matches its file name's pin.
+    fn check_pin(&self, lib: &Path) -> std::result::Result<(), String> {
+        if self.pins.is_empty() {
+            return Ok(());
+        }
+        let name = lib
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let found = sha256_file(lib)
+            .map_err(|e| format!("cannot be read to check its pin ({e}): make it readable"))?;
+        match self.pins.get(&name) {
+            None => Err(format!(
+                "is not pinned (sha256 {found}), and [plugins.pins] is set, so only pinned libraries load: add \"{name}\" = \"sha256:{found}\" if you trust it, or remove the file"
+            )),
+            Some(pin) if *pin != found => Err(format!(
+                "has changed since it was pinned: its sha256 is {found}, the pin says {pin}: if the new build is trusted, pin it again (backplane plugins --pin), else restore the pinned file"
+            )),
+            Some(_) => Ok(()),
         }
     }
 

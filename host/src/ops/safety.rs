@@ -77,6 +77,26 @@ pub fn safe_to_repeat(cap: Capability) -> &'static [&'static str] {
     }
 }
 
+/// The operations of `cap` a retry must not repeat: with
+/// [`safe_to_repeat`], every operation once (the test says so), so a new
+/// operation is placed on purpose.
+pub fn not_safe_to_repeat(cap: Capability) -> &'static [&'static str] {
+    match cap {
+        Capability::Relational => &[
+            "execute",
+            "execute_many",
+            "transaction",
+            "import_begin",
+            "import_rows",
+            "import_end",
+            "export_snapshot",
+        ],
+        Capability::Vector => &["create_collection", "drop_collection"],
+        Capability::Cache => &["add_message", "add_messages", "import_messages"],
+        Capability::Graph => &["create_nodes", "create_edges"],
+    }
+}
+
 /// The operation of `cap` named `name`, if it has one.
 pub fn op_named(cap: Capability, name: &str) -> Option<Op> {
     ops(cap).iter().copied().find(|o| o.name == name)
@@ -102,5 +122,18 @@ mod tests {
         }
         assert!(!safe_to_repeat(Capability::Cache).contains(&"add_message"));
         assert!(!safe_to_repeat(Capability::Graph).contains(&"create_nodes"));
+        for cap in Capability::ALL {
+            for o in ops(cap) {
+                let (s, n) = (
+                    safe_to_repeat(cap).contains(&o.name),
+                    not_safe_to_repeat(cap).contains(&o.name),
+                );
+                assert!(
+                    s ^ n,
+                    "{cap} {}: say once whether a retry may repeat it",
+                    o.name
+                );
+            }
+        }
     }
 }
