@@ -136,15 +136,23 @@ fn caps(c: &[Capability]) -> String {
     c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// `backplane plugins --pin`: the pins of the libraries found now.
-fn pins(builder: StorageBuilder) -> ExitCode {
+/// The config file the builder names, parsed; an error is printed.
+fn load_config(builder: &StorageBuilder) -> Result<(PathBuf, backplane_host::Config), ExitCode> {
     let path = builder.config_path();
-    let config = match backplane_host::Config::load(&path) {
-        Ok(c) => c,
+    match backplane_host::Config::load(&path) {
+        Ok(c) => Ok((path, c)),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            Err(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `backplane plugins --pin`: the pins of the libraries found now.
+fn pins(builder: StorageBuilder) -> ExitCode {
+    let (path, config) = match load_config(&builder) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let files = backplane_host::library_files(&config, &builder.extra_plugin_dirs());
     if files.is_empty() {
@@ -186,13 +194,9 @@ fn pins(builder: StorageBuilder) -> ExitCode {
 }
 
 fn plugins(builder: StorageBuilder) -> ExitCode {
-    let path = builder.config_path();
-    let config = match backplane_host::Config::load(&path) {
+    let (path, config) = match load_config(&builder) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let extra: Vec<PathBuf> = builder.extra_plugin_dirs();
     let registry = backplane_host::Registry::discover(&config, &extra);
