@@ -412,27 +412,14 @@ fn redis_frozen_ends_at_the_deadline_and_restarts_are_retried() {
     let storage = Storage::open(&file).unwrap();
     let slow = storage.cache("slow").unwrap();
     slow.blocking().set("k", b"v", None).unwrap();
-    let pid = server.pid().unwrap().to_string();
-    let kill = |sig: &str| {
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success())
-    };
-    kill("-STOP");
-    let t = Instant::now();
-    let e = slow.blocking().get("k").unwrap_err();
-    let blocking_took = t.elapsed();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let t = Instant::now();
-    let e2 = rt.block_on(slow.get("k")).unwrap_err();
-    let async_took = t.elapsed();
-    kill("-CONT");
+    let pid = server.pid().unwrap();
+    let results = while_frozen(
+        |sig| signal(pid, sig),
+        || slow.blocking().get("k").map(drop),
+        async { slow.get("k").await.map(drop) },
+    );
     ended_at_deadline(
-        [(e, blocking_took), (e2, async_took)],
+        results,
         "did not finish within 500ms",
         Duration::from_secs(3),
     );
@@ -490,6 +477,37 @@ fn stream_across_restart<S>(
         .expect("no call failed across the restart")
 }
 
+/// Send `signal` to a process (`-STOP`, `-CONT`).
+fn signal(pid: u32, signal: &str) {
+    assert!(Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Freeze the server with `signal("-STOP")`, make one call on the blocking
+/// API and one on the async API (each must fail), thaw it; the errors and
+/// how long each call took.
+fn while_frozen(
+    signal: impl Fn(&str),
+    blocking: impl FnOnce() -> backplane_host::Result<()>,
+    asynchronous: impl std::future::Future<Output = backplane_host::Result<()>>,
+) -> [(backplane_host::Error, Duration); 2] {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    signal("-STOP");
+    let t = Instant::now();
+    let e = blocking().unwrap_err();
+    let blocking_took = t.elapsed();
+    let t = Instant::now();
+    let e2 = rt.block_on(asynchronous).unwrap_err();
+    let async_took = t.elapsed();
+    signal("-CONT");
+    [(e, blocking_took), (e2, async_took)]
+}
+
 /// Both calls failed as the deadline layer says, at the deadline.
 fn ended_at_deadline(
     results: [(backplane_host::Error, Duration); 2],
@@ -521,27 +539,12 @@ fn postgres_frozen_ends_at_the_deadline_and_restarts_are_retried() {
     let storage = Storage::open(&file).unwrap();
     let slow = storage.relational("slow").unwrap();
     slow.blocking().query("SELECT 1", &Params::None).unwrap();
-    server.signal("-STOP");
-    let t = Instant::now();
-    let e = slow
-        .blocking()
-        .query("SELECT 1", &Params::None)
-        .unwrap_err();
-    let blocking_took = t.elapsed();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let t = Instant::now();
-    let e2 = rt
-        .block_on(slow.query("SELECT 2", Params::None))
-        .unwrap_err();
-    let async_took = t.elapsed();
-    server.signal("-CONT");
-    ended_at_deadline(
-        [(e, blocking_took), (e2, async_took)],
-        "did not finish within 1s",
-        Duration::from_secs(4),
+    let results = while_frozen(
+        |sig| server.signal(sig),
+        || slow.blocking().query("SELECT 1", &Params::None).map(drop),
+        async { slow.query("SELECT 2", Params::None).await.map(drop) },
     );
+    ended_at_deadline(results, "did not finish within 1s", Duration::from_secs(4));
 
     let sure = storage.relational("sure").unwrap();
     let n = stream_across_restart(
@@ -581,28 +584,11 @@ fn qdrant_frozen_ends_at_the_deadline() {
     let storage = Storage::open(&file).unwrap();
     let v = storage.vector("v").unwrap();
     v.blocking().list_collections().unwrap();
-    let pid = server.pid().unwrap().to_string();
-    let kill = |sig: &str| {
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success())
-    };
-    kill("-STOP");
-    let t = Instant::now();
-    let e = v.blocking().list_collections().unwrap_err();
-    let blocking_took = t.elapsed();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let t = Instant::now();
-    let e2 = rt.block_on(v.list_collections()).unwrap_err();
-    let async_took = t.elapsed();
-    kill("-CONT");
-    ended_at_deadline(
-        [(e, blocking_took), (e2, async_took)],
-        "did not finish within 1s",
-        Duration::from_secs(4),
+    let pid = server.pid().unwrap();
+    let results = while_frozen(
+        |sig| signal(pid, sig),
+        || v.blocking().list_collections().map(drop),
+        async { v.list_collections().await.map(drop) },
     );
+    ended_at_deadline(results, "did not finish within 1s", Duration::from_secs(4));
 }

@@ -101,62 +101,24 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
             }
         })
     };
-    {
-        let mut variants = [
-            Variant {
-                name: "blocking API, no layers",
-                reset: Box::new(|| {}),
-                run: Box::new(|_| blocking(&stores[0])),
-            },
-            Variant {
-                name: "blocking API, metrics+tracing+retry",
-                reset: Box::new(|| {}),
-                run: Box::new(|_| blocking(&stores[1])),
-            },
-            Variant {
-                name: "blocking API, metrics+tracing+retry+timeout",
-                reset: Box::new(|| {}),
-                run: Box::new(|_| blocking(&stores[2])),
-            },
-        ];
-        interleaved(
-            "layers",
-            "sqlite 100k point selects",
-            SELECTS,
-            rounds,
-            1,
-            &mut variants,
-            out,
-        );
-    }
-    {
-        let mut variants = [
-            Variant {
-                name: "async API, no layers",
-                reset: Box::new(|| {}),
-                run: Box::new(|_| asynchronous(&stores[0])),
-            },
-            Variant {
-                name: "async API, metrics+tracing+retry",
-                reset: Box::new(|| {}),
-                run: Box::new(|_| asynchronous(&stores[1])),
-            },
-            Variant {
-                name: "async API, metrics+tracing+retry+timeout",
-                reset: Box::new(|| {}),
-                run: Box::new(|_| asynchronous(&stores[2])),
-            },
-        ];
-        interleaved(
-            "layers",
-            "sqlite 100k point selects",
-            SELECTS,
-            rounds,
-            1,
-            &mut variants,
-            out,
-        );
-    }
+    three_ways(
+        "sqlite 100k point selects",
+        SELECTS,
+        rounds,
+        BLOCKING,
+        &stores,
+        &blocking,
+        out,
+    );
+    three_ways(
+        "sqlite 100k point selects",
+        SELECTS,
+        rounds,
+        ASYNC,
+        &stores,
+        &asynchronous,
+        out,
+    );
     redis(rounds, &rt, out);
 }
 
@@ -205,56 +167,57 @@ fn redis(rounds: usize, rt: &tokio::runtime::Runtime, out: &mut Vec<Row>) {
             }
         })
     };
-    let mut variants = [
-        Variant {
-            name: "blocking API, no layers",
-            reset: Box::new(|| {}),
-            run: Box::new(|_| blocking(&stores[0])),
-        },
-        Variant {
-            name: "blocking API, metrics+tracing+retry",
-            reset: Box::new(|| {}),
-            run: Box::new(|_| blocking(&stores[1])),
-        },
-        Variant {
-            name: "blocking API, metrics+tracing+retry+timeout",
-            reset: Box::new(|| {}),
-            run: Box::new(|_| blocking(&stores[2])),
-        },
-    ];
-    interleaved(
-        "layers",
+    three_ways(
         "redis 20k SET+GET",
         REDIS_OPS,
         rounds,
-        1,
-        &mut variants,
+        BLOCKING,
+        &stores,
+        &blocking,
         out,
     );
-    let mut variants = [
-        Variant {
-            name: "async API, no layers",
-            reset: Box::new(|| {}),
-            run: Box::new(|_| asynchronous(&stores[0])),
-        },
-        Variant {
-            name: "async API, metrics+tracing+retry",
-            reset: Box::new(|| {}),
-            run: Box::new(|_| asynchronous(&stores[1])),
-        },
-        Variant {
-            name: "async API, metrics+tracing+retry+timeout",
-            reset: Box::new(|| {}),
-            run: Box::new(|_| asynchronous(&stores[2])),
-        },
-    ];
-    interleaved(
-        "layers",
+    three_ways(
         "redis 20k SET+GET",
         REDIS_OPS,
         rounds,
-        1,
-        &mut variants,
+        ASYNC,
+        &stores,
+        &asynchronous,
         out,
     );
 }
+
+/// The three variants (no layers, layers, layers with a deadline) of one
+/// API, `run(store)` doing the work, measured in one block.
+#[allow(clippy::too_many_arguments)]
+fn three_ways<S>(
+    work: &'static str,
+    ops: usize,
+    rounds: usize,
+    names: [&'static str; 3],
+    stores: &[S],
+    run: &dyn Fn(&S),
+    out: &mut Vec<Row>,
+) {
+    let mut variants: Vec<Variant<'_>> = names
+        .into_iter()
+        .zip(stores)
+        .map(|(name, store)| Variant {
+            name,
+            reset: Box::new(|| {}),
+            run: Box::new(move |_| run(store)),
+        })
+        .collect();
+    interleaved("layers", work, ops, rounds, 1, &mut variants, out);
+}
+
+const BLOCKING: [&str; 3] = [
+    "blocking API, no layers",
+    "blocking API, metrics+tracing+retry",
+    "blocking API, metrics+tracing+retry+timeout",
+];
+const ASYNC: [&str; 3] = [
+    "async API, no layers",
+    "async API, metrics+tracing+retry",
+    "async API, metrics+tracing+retry+timeout",
+];
