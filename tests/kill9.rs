@@ -3,7 +3,7 @@
 //! the id of each write its store acknowledged; the test kills it with
 //! SIGKILL at a random moment, many times, and after each kill opens the
 //! store again and checks that every acknowledged write is there and that
-//! the files open cleanly.
+//! the files open cleanly (sqlite, duckdb, qdrant-edge).
 //!
 //! The child is this test binary run again with `BP_KILL9_CHILD` naming
 //! the backend and capability; it writes until it is killed, starting at
@@ -37,6 +37,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "[vector.s]\nbackend = \"sqlite\"\npath = \"data/v.db\"\n",
     ),
     (
+        "duckdb-relational",
+        "backplane_plugin_duckdb",
+        "[relational.s]\nbackend = \"duckdb\"\npath = \"data/s.duckdb\"\n",
+    ),
+    (
         "qdrant-edge-vector",
         "backplane_plugin_qdrant_edge",
         "[vector.s]\nbackend = \"qdrant-edge\"\npath = \"data/q\"\n",
@@ -63,7 +68,7 @@ fn write_until_killed(case: &str, dir: &Path) {
     };
     let start: u64 = std::env::var("BP_KILL9_FROM").unwrap().parse().unwrap();
     match case {
-        "sqlite-relational" => {
+        "sqlite-relational" | "duckdb-relational" => {
             let s = storage.relational("s").unwrap();
             let s = s.blocking();
             s.execute(
@@ -117,7 +122,7 @@ fn check(case: &str, scratch: &Scratch, acked: u64) {
     let storage = Storage::open(scratch.path("plugins.toml"))
         .unwrap_or_else(|e| panic!("{case}: the store does not open after kill -9: {e}"));
     match case {
-        "sqlite-relational" => {
+        "sqlite-relational" | "duckdb-relational" => {
             let s = storage.relational("s").unwrap();
             let rows = s
                 .blocking()
@@ -248,6 +253,11 @@ fn sqlite_cache_keeps_every_acknowledged_write() {
 #[test]
 fn sqlite_vector_keeps_every_acknowledged_write() {
     run_case("sqlite-vector", 12);
+}
+
+#[test]
+fn duckdb_relational_keeps_every_acknowledged_write() {
+    run_case("duckdb-relational", 12);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! nothing missing and nothing twice; and every bad input is one clear
 //! error with nothing half-written.
 
-use backplane_behavior::port::{self, assert_same, fill, store_ref};
+use backplane_behavior::port::{self, assert_same, fill, fill_with, store_ref};
 use backplane_behavior::{backends_for, open_with, store_options, Scratch};
 use backplane_host::{Capability, CopyOptions, ErrorKind, Merge, Quiet, Storage};
 use std::path::Path;
@@ -86,10 +86,31 @@ fn migration_matrix(cap: Capability) {
     let mut failures = Vec::new();
     for from in &backends {
         for to in backends.iter().filter(|t| *t != from) {
+            if refuses_cascade(cap, from, to) {
+                case(
+                    format!("{cap} {from} -> {to}: a cascading foreign key is refused"),
+                    &mut failures,
+                    || {
+                        let scratch = Scratch::new();
+                        let (src, dst) = (fresh(from, cap, &scratch), fresh(to, cap, &scratch));
+                        fill_with(&src, cap, from, true);
+                        let refused = src.migrate(
+                            &store_ref(cap),
+                            &dst,
+                            &store_ref(cap),
+                            &CopyOptions::default(),
+                            &Quiet,
+                        );
+                        assert_cascade_refused(refused.map(|_| ()), &dst);
+                    },
+                );
+            }
             let scratch = Scratch::new();
             let (src, dst) = (fresh(from, cap, &scratch), fresh(to, cap, &scratch));
             case(format!("{cap} {from} -> {to}"), &mut failures, || {
-                fill(&src, cap, from);
+                // DuckDB's foreign keys take no ON DELETE action: the
+                // dataset moving to or from it has none.
+                fill_with(&src, cap, from, from != "duckdb" && to != "duckdb");
                 let migrate = || {
                     src.migrate(
                         &store_ref(cap),
@@ -118,6 +139,29 @@ fn migration_matrix(cap: Capability) {
         failures.is_empty(),
         "{cap} migrations failed:\n{}",
         failures.join("\n")
+    );
+}
+
+/// Whether moving the relational dataset from `from` to `to` meets a
+/// foreign key with `ON DELETE CASCADE` that the target cannot hold.
+fn refuses_cascade(cap: Capability, from: &str, to: &str) -> bool {
+    cap == Capability::Relational && to == "duckdb" && from != "duckdb"
+}
+
+/// A move of the cascading dataset into duckdb fails with one line that
+/// names the foreign key and its action, and leaves the target empty.
+fn assert_cascade_refused(result: backplane_host::Result<()>, dst: &Storage) {
+    let e = result.expect_err("a cascading foreign key cannot move into duckdb");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("ON DELETE CASCADE") && msg.contains("books"),
+        "the refusal names the table and the action: {msg}"
+    );
+    assert!(!msg.contains('\n'), "one line: {msg}");
+    let tables = dst.relational("s").unwrap().blocking().tables().unwrap();
+    assert!(
+        tables.is_empty(),
+        "nothing created in the target: {tables:?}"
     );
 }
 
@@ -156,6 +200,17 @@ fn backup_matrix(cap: Capability) {
         assert!(checked.ok, "{checked:?}");
         for to in backends.iter().filter(|t| *t != from) {
             let dst = fresh(to, cap, &scratch);
+            if refuses_cascade(cap, from, to) {
+                case(
+                    format!("{cap} backup on {from}, restore on {to}: a cascading foreign key is refused"),
+                    &mut failures,
+                    || {
+                        let refused = dst.restore(&dir, &[], &CopyOptions::default(), &Quiet);
+                        assert_cascade_refused(refused.map(|_| ()), &dst);
+                    },
+                );
+                continue;
+            }
             case(
                 format!("{cap} backup on {from}, restore on {to}"),
                 &mut failures,
@@ -396,11 +451,11 @@ fn a_column_type_without_a_portable_mapping_is_refused() {
 }
 
 /// A relational export reads one snapshot on the backends that have them
-/// (sqlite, postgres): rows written after it began stay out of it, across
+/// (sqlite, postgres, duckdb): rows written after it began stay out of it, across
 /// tables, while a read without the snapshot sees them.
 #[test]
 fn relational_exports_read_one_snapshot() {
-    for backend in ["sqlite", "postgres"] {
+    for backend in ["sqlite", "postgres", "duckdb"] {
         let scratch = Scratch::new();
         let Some(opts) = store_options(backend, Capability::Relational, &scratch, "") else {
             continue;

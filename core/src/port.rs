@@ -212,16 +212,27 @@ pub fn create_statements(schema: &TableSchema) -> Vec<String> {
         "CREATE TABLE IF NOT EXISTS {t} ({})",
         parts.join(", ")
     )];
-    for ix in &schema.indexes {
-        let cols: Vec<String> = ix.columns.iter().map(|c| quote(c)).collect();
-        out.push(format!(
-            "CREATE {}INDEX IF NOT EXISTS {} ON {t} ({})",
-            if ix.unique { "UNIQUE " } else { "" },
-            quote(&ix.name),
-            cols.join(", ")
-        ));
-    }
+    out.extend(create_index_statements(schema));
     out
+}
+
+/// The `CREATE [UNIQUE] INDEX IF NOT EXISTS` statements of `schema`'s
+/// indexes (standard SQL: SQLite, PostgreSQL and DuckDB run them).
+pub fn create_index_statements(schema: &TableSchema) -> Vec<String> {
+    let t = quote(&schema.name);
+    schema
+        .indexes
+        .iter()
+        .map(|ix| {
+            let cols: Vec<String> = ix.columns.iter().map(|c| quote(c)).collect();
+            format!(
+                "CREATE {}INDEX IF NOT EXISTS {} ON {t} ({})",
+                if ix.unique { "UNIQUE " } else { "" },
+                quote(&ix.name),
+                cols.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// [`Relational::import_begin`]'s default: every table and index created

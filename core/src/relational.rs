@@ -288,6 +288,32 @@ pub fn plan_migrations<'a>(
         .collect())
 }
 
+/// The loop of a `migrate`: for each migration of the plan not applied
+/// yet (see [`plan_migrations`]), in version order, `apply(migration,
+/// checksum)` runs it in its own transaction with its record and says
+/// whether it ran (`false`: applied meanwhile by another process, see
+/// [`migration_still_pending`]). A failure stops the loop and says which
+/// migrations were applied before it.
+pub fn apply_migrations(
+    migrations: &[Migration],
+    applied: &std::collections::HashMap<i64, String>,
+    mut apply: impl FnMut(&Migration, &str) -> Result<bool>,
+) -> Result<MigrationReport> {
+    let plan = plan_migrations(migrations, applied)?;
+    let mut report = MigrationReport::default();
+    for (m, applied_before) in plan {
+        let ran = !applied_before
+            && apply(m, &m.checksum())
+                .map_err(|e| e.context(migration_failed(m, &report.applied)))?;
+        if ran {
+            report.applied.push(m.version);
+        } else {
+            report.skipped.push(m.version);
+        }
+    }
+    Ok(report)
+}
+
 /// The check inside a migration's transaction, against what is recorded
 /// for its version now (another process may have applied it since the
 /// plan): `true` to apply it, `false` when it was applied meanwhile with
@@ -486,6 +512,31 @@ impl TableSchema {
     pub fn column_names(&self) -> Vec<String> {
         self.columns.iter().map(|c| c.name.clone()).collect()
     }
+}
+
+/// The body of an `execute_many`: `exec` once per parameter set, what they
+/// did summed (rows affected; the last `last_insert_id` given). A failure
+/// names its set and says the batch was rolled back: run this inside the
+/// batch's one transaction.
+pub fn each_set<'a>(
+    sets: &[ParamsRef<'a>],
+    mut exec: impl FnMut(ParamsRef<'a>) -> Result<ExecResult>,
+) -> Result<ExecResult> {
+    let n = sets.len();
+    let mut total = ExecResult::default();
+    for (i, p) in sets.iter().enumerate() {
+        let r = exec(*p).map_err(|e| e.context(set_failed(i, n)))?;
+        total.rows_affected += r.rows_affected;
+        if r.last_insert_id.is_some() {
+            total.last_insert_id = r.last_insert_id;
+        }
+    }
+    Ok(total)
+}
+
+/// What a failed parameter set of an `execute_many` adds to its error.
+pub fn set_failed(i: usize, n: usize) -> String {
+    format!("parameter set {i} of {n} failed; the batch was rolled back, nothing was written")
 }
 
 /// A relational store. Implemented by plugins; used through the host.

@@ -11,27 +11,44 @@ use serde_json::json;
 use std::time::Duration;
 
 /// The relational dataset's DDL for `backend`: SQLite's dialect for
-/// sqlite and memory, PostgreSQL's for postgres.
-fn ddl(backend: &str) -> Vec<&'static str> {
-    if backend == "postgres" {
-        vec![
+/// sqlite and memory, PostgreSQL's for postgres, DuckDB's (keys numbered
+/// by sequences) for duckdb. `cascade`: the foreign key of books deletes
+/// with its author (`ON DELETE CASCADE`, which DuckDB cannot hold: false
+/// for a dataset that is to move to or from duckdb).
+fn ddl(backend: &str, cascade: bool) -> Vec<String> {
+    let on_delete = if cascade { " ON DELETE CASCADE" } else { "" };
+    let ddl: Vec<&str> = match backend {
+        "postgres" => vec![
             "CREATE TABLE authors (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, born TIMESTAMPTZ, bio TEXT, big BIGINT)",
             "CREATE UNIQUE INDEX authors_name ON authors (name)",
-            "CREATE TABLE books (id BIGSERIAL PRIMARY KEY, author_id BIGINT NOT NULL REFERENCES authors (id) ON DELETE CASCADE, title TEXT, price DOUBLE PRECISION, cover BYTEA, meta JSONB, in_print BOOLEAN, added TIMESTAMPTZ)",
+            "CREATE TABLE books (id BIGSERIAL PRIMARY KEY, author_id BIGINT NOT NULL REFERENCES authors (id){on_delete}, title TEXT, price DOUBLE PRECISION, cover BYTEA, meta JSONB, in_print BOOLEAN, added TIMESTAMPTZ)",
             "CREATE INDEX books_title ON books (title)",
             "CREATE TABLE tags (book_id BIGINT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (book_id, tag))",
             "CREATE TABLE empty_table (id BIGSERIAL PRIMARY KEY, note TEXT)",
-        ]
-    } else {
-        vec![
+        ],
+        "duckdb" => vec![
+            "CREATE SEQUENCE authors_id_seq",
+            "CREATE TABLE authors (id BIGINT PRIMARY KEY DEFAULT nextval('authors_id_seq'), name VARCHAR NOT NULL, born TIMESTAMP, bio VARCHAR, big BIGINT)",
+            "CREATE UNIQUE INDEX authors_name ON authors (name)",
+            "CREATE SEQUENCE books_id_seq",
+            "CREATE TABLE books (id BIGINT PRIMARY KEY DEFAULT nextval('books_id_seq'), author_id BIGINT NOT NULL REFERENCES authors (id){on_delete}, title VARCHAR, price DOUBLE, cover BLOB, meta JSON, in_print BOOLEAN, added TIMESTAMP)",
+            "CREATE INDEX books_title ON books (title)",
+            "CREATE TABLE tags (book_id BIGINT NOT NULL, tag VARCHAR NOT NULL, PRIMARY KEY (book_id, tag))",
+            "CREATE SEQUENCE empty_table_id_seq",
+            "CREATE TABLE empty_table (id BIGINT PRIMARY KEY DEFAULT nextval('empty_table_id_seq'), note VARCHAR)",
+        ],
+        _ => vec![
             "CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, born TIMESTAMP, bio TEXT, big INTEGER)",
             "CREATE UNIQUE INDEX authors_name ON authors (name)",
-            "CREATE TABLE books (id INTEGER PRIMARY KEY, author_id INTEGER NOT NULL REFERENCES authors (id) ON DELETE CASCADE, title TEXT, price REAL, cover BLOB, meta JSON, in_print BOOLEAN, added TIMESTAMP)",
+            "CREATE TABLE books (id INTEGER PRIMARY KEY, author_id INTEGER NOT NULL REFERENCES authors (id){on_delete}, title TEXT, price REAL, cover BLOB, meta JSON, in_print BOOLEAN, added TIMESTAMP)",
             "CREATE INDEX books_title ON books (title)",
             "CREATE TABLE tags (book_id INTEGER NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (book_id, tag))",
             "CREATE TABLE empty_table (id INTEGER PRIMARY KEY, note TEXT)",
-        ]
-    }
+        ],
+    };
+    ddl.into_iter()
+        .map(|d| d.replace("{on_delete}", on_delete))
+        .collect()
 }
 
 /// The tables of the relational dataset, each with its key for ordering.
@@ -42,11 +59,12 @@ pub const TABLES: [(&str, &str); 4] = [
     ("empty_table", "id"),
 ];
 
-/// Write the relational dataset into `s` (served by `backend`).
-pub fn fill_relational(s: &RelationalStore, backend: &str) {
+/// Write the relational dataset into `s` (served by `backend`); see
+/// [`ddl`] for `cascade`.
+pub fn fill_relational(s: &RelationalStore, backend: &str, cascade: bool) {
     let db = s.blocking();
-    for stmt in ddl(backend) {
-        db.execute(stmt, &Params::None).unwrap();
+    for stmt in ddl(backend, cascade) {
+        db.execute(&stmt, &Params::None).unwrap();
     }
     let authors: Vec<Params> = vec![
         params![
@@ -422,8 +440,16 @@ pub fn store_ref(cap: Capability) -> backplane_host::StoreRef {
 /// Fill the store `s` of `storage` (served by `backend`) with the dataset
 /// of `cap`.
 pub fn fill(storage: &Storage, cap: Capability, backend: &str) {
+    fill_with(storage, cap, backend, backend != "duckdb")
+}
+
+/// [`fill`], saying whether the relational dataset's foreign key cascades
+/// (see [`ddl`]).
+pub fn fill_with(storage: &Storage, cap: Capability, backend: &str, cascade: bool) {
     match cap {
-        Capability::Relational => fill_relational(&storage.relational("s").unwrap(), backend),
+        Capability::Relational => {
+            fill_relational(&storage.relational("s").unwrap(), backend, cascade)
+        }
         Capability::Vector => fill_vector(&storage.vector("s").unwrap()),
         Capability::Graph => fill_graph(&storage.graph("s").unwrap()),
         Capability::Cache => fill_cache(&storage.cache("s").unwrap()),

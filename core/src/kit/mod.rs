@@ -20,6 +20,10 @@
 //!   write never leaves half a file under the final name).
 //! - [`pool`]: a blocking connection pool with a size limit, a bounded
 //!   wait, broken-connection handling and gauges for `health`.
+//! - [`sql`]: SQL text with PostgreSQL's lexical rules (which DuckDB
+//!   shares): `?` / `?N` / `:name` placeholders rewritten to `$n` outside
+//!   literals and comments, a statement's first keyword, an `INSERT`'s
+//!   target table, quoting.
 //! - [`text`]: [`snippet`](text::snippet), a statement shortened to one
 //!   line for error messages.
 //!
@@ -32,5 +36,6 @@ pub mod id;
 pub mod page;
 pub mod pool;
 pub mod redact;
+pub mod sql;
 pub mod text;
 pub mod time;

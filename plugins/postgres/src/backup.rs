@@ -4,7 +4,7 @@
 
 use crate::client::PooledConn;
 use crate::dump::{io_err, CopyRecord, Header, Record, Totals, MAGIC, NOT_EXTENSION};
-use crate::sql::{quote_ident, quote_literal};
+use backplane_core::kit::sql::{quote_ident, quote_literal};
 use backplane_core::{Error, Result};
 use serde::Serialize;
 use std::io::{Read, Write};

@@ -15,9 +15,9 @@
 
 use crate::config::{PgConfig, Settings};
 use crate::error::{breaks_connection, connect_error, map_error};
-use crate::sql::quote_ident;
 use crate::statement::Prepared;
 use backplane_core::kit::pool::{self as kit, Connect, OnBreak, PoolOptions};
+use backplane_core::kit::sql::quote_ident;
 use backplane_core::{Error, Health, Result, StoreConfig};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};

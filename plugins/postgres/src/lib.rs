@@ -15,7 +15,6 @@ mod pgvector;
 mod port;
 mod relational;
 mod restore;
-mod sql;
 mod statement;
 mod types;
 mod vector;

@@ -11,7 +11,7 @@ use crate::client::{in_transaction, PooledConn};
 use crate::collections::{parse_distance, payload_condition, payload_of, Meta};
 use crate::error::error_text;
 use crate::filter::{refs, Param};
-use crate::sql::{quote_ident, quote_literal};
+use backplane_core::kit::sql::{quote_ident, quote_literal};
 use backplane_core::{Distance, Result, SearchHit, SearchRequest, ValueRef};
 use postgres::types::ToSql;
 

@@ -19,8 +19,8 @@
 
 use crate::bind::Bind;
 use crate::client::{in_transaction, Conn, Pool};
-use crate::sql::quote_ident;
 use crate::statement::query_on;
+use backplane_core::kit::sql::quote_ident;
 use backplane_core::{ColumnType, Error, Params, Result, TableSchema, Value};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::ToSql;
@@ -147,7 +147,10 @@ pub(crate) fn export_rows_into(
                 if !c.starts_with('(') {
                     return Err(cursor_error(c));
                 }
-                format!(" WHERE ctid > {}::tid", crate::sql::quote_literal(c))
+                format!(
+                    " WHERE ctid > {}::tid",
+                    backplane_core::kit::sql::quote_literal(c)
+                )
             }
         };
         (
@@ -188,7 +191,7 @@ pub(crate) fn export_rows_into(
         if let Some(id) = snapshot {
             conn.batch(&format!(
                 "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                crate::sql::quote_literal(id)
+                backplane_core::kit::sql::quote_literal(id)
             ))?;
         }
         query_on(conn, &sql, (&params).into(), &mut keyed).map_err(|f| f.resolve(conn, &sql))
@@ -240,15 +243,7 @@ pub(crate) fn create_statements(schema: &TableSchema) -> Vec<String> {
         "CREATE TABLE IF NOT EXISTS {t} ({})",
         parts.join(", ")
     )];
-    for ix in &schema.indexes {
-        let cols: Vec<String> = ix.columns.iter().map(|c| quote_ident(c)).collect();
-        out.push(format!(
-            "CREATE {}INDEX IF NOT EXISTS {} ON {t} ({})",
-            if ix.unique { "UNIQUE " } else { "" },
-            quote_ident(&ix.name),
-            cols.join(", ")
-        ));
-    }
+    out.extend(backplane_core::port::create_index_statements(schema));
     out
 }
 

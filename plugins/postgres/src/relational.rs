@@ -18,12 +18,11 @@
 //! [`crate::backup`] and [`crate::restore`].
 
 use crate::client::{in_transaction, Pool, PooledConn};
-use crate::sql::is_ddl;
 use crate::statement::{exec_on, query_on, stale_plan, Fail};
 use crate::{backup, restore};
+use backplane_core::kit::sql::is_ddl;
 use backplane_core::relational::{
-    migration_failed, migration_still_pending, plan_migrations, validate_migrations,
-    MIGRATIONS_TABLE,
+    apply_migrations, migration_still_pending, validate_migrations, MIGRATIONS_TABLE,
 };
 use backplane_core::{
     ColumnInfo, ColumnType, Error, ExecResult, ForeignKey, Health, IndexInfo, Migration,
@@ -91,22 +90,11 @@ impl Relational for PgRelational {
         if sets.is_empty() {
             return Ok(ExecResult::default());
         }
-        let n = sets.len();
         let mut conn = self.pool.get()?;
         let r = in_transaction(&mut conn, "execute_many", |conn| {
-            let mut total = ExecResult::default();
-            for (i, p) in sets.iter().enumerate() {
-                let r = exec_on(conn, sql, *p).map_err(|f| {
-                    f.resolve(conn, sql).context(format!(
-                        "parameter set {i} of {n} failed; the batch was rolled back, nothing was written"
-                    ))
-                })?;
-                total.rows_affected += r.rows_affected;
-                if r.last_insert_id.is_some() {
-                    total.last_insert_id = r.last_insert_id;
-                }
-            }
-            Ok(total)
+            backplane_core::relational::each_set(sets, |p| {
+                exec_on(conn, sql, p).map_err(|f| f.resolve(conn, sql))
+            })
         });
         if r.is_ok() && is_ddl(sql) {
             self.pool.schema_changed();
@@ -169,15 +157,7 @@ impl Relational for PgRelational {
             Ok::<_, postgres::Error>(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })()
         .map_err(|e| conn.error(&e, &select))?;
-        let plan = plan_migrations(migrations, &applied)?;
-        let mut report = MigrationReport::default();
-        for (m, applied_before) in plan {
-            if applied_before {
-                report.skipped.push(m.version);
-                continue;
-            }
-            let checksum = m.checksum();
-            let done_before = report.applied.clone();
+        apply_migrations(migrations, &applied, |m, checksum| {
             let ran = in_transaction(&mut conn, "migrate", |conn| {
                 let lock = format!("LOCK TABLE {MIGRATIONS_TABLE} IN SHARE ROW EXCLUSIVE MODE");
                 let check = format!("SELECT checksum FROM {MIGRATIONS_TABLE} WHERE version = $1");
@@ -201,17 +181,11 @@ impl Relational for PgRelational {
                     return Err(conn.error(&e, &insert));
                 }
                 Ok(true)
-            })
-            .map_err(|e| e.context(migration_failed(m, &done_before)));
+            });
             self.pool.schema_changed();
             conn.forget_statements();
-            if ran? {
-                report.applied.push(m.version);
-            } else {
-                report.skipped.push(m.version);
-            }
-        }
-        Ok(report)
+            ran
+        })
     }
 
     fn tables(&self) -> Result<Vec<String>> {

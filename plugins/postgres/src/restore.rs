@@ -3,7 +3,7 @@
 
 use crate::client::{in_transaction, PooledConn};
 use crate::dump::{io_err, CopyRecord, Record, MAGIC, NOT_EXTENSION};
-use crate::sql::quote_ident;
+use backplane_core::kit::sql::quote_ident;
 use backplane_core::kit::text::snippet;
 use backplane_core::{Error, Result};
 use std::io::{BufRead, BufReader, Write};

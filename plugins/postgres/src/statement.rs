@@ -6,8 +6,10 @@
 
 use crate::bind::Bind;
 use crate::client::PooledConn;
-use crate::sql::{first_keyword, insert_target, is_ddl, quote_ident, rewrite};
 use crate::types::{readable, with_value, Raw};
+use backplane_core::kit::sql::{
+    first_keyword, in_placeholder_order, insert_target, is_ddl, quote_ident, rewrite,
+};
 use backplane_core::kit::text::snippet;
 use backplane_core::{Error, ExecResult, ParamsRef, Result, RowSink, ValueRef};
 use postgres::error::SqlState;
@@ -110,70 +112,12 @@ fn prepared(conn: &mut PooledConn<'_>, sql: &str) -> Result<Arc<Prepared>, Fail>
 
 /// The values for `p`'s placeholders, in `$n` order, checked against them.
 fn binds<'a>(p: &Prepared, params: ParamsRef<'a>, sql: &str) -> Result<Vec<Bind<'a>>> {
-    let expected = p.stmt.params().len();
-    if params.is_named() {
-        if p.param_names.is_empty() {
-            return Err(Error::invalid(format!(
-                "`{}` has no :name placeholders but named values were given: pass Params::Positional, or write :name in the SQL",
-                snippet(sql)
-            )));
-        }
-        let mut out: Vec<Option<Bind<'a>>> = (0..expected).map(|_| None).collect();
-        for i in 0..params.len() {
-            let name = params.name(i).unwrap_or("");
-            let idx = p
-                .param_names
-                .iter()
-                .position(|n| n == name)
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "`{}` has no parameter :{name}; it has {}: check the name",
-                        snippet(sql),
-                        p.param_names
-                            .iter()
-                            .map(|n| format!(":{n}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-            if out[idx].is_some() {
-                return Err(Error::invalid(format!(
-                    "parameter :{name} is given twice for `{}`: give each name once",
-                    snippet(sql)
-                )));
-            }
-            out[idx] = Some(Bind(params.value(i)));
-        }
-        let missing: Vec<String> = out
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_none())
-            .map(|(i, _)| format!(":{}", p.param_names.get(i).map_or("?", |s| s.as_str())))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::invalid(format!(
-                "`{}` has {expected} parameter(s) but {} value(s) were given; missing: {}",
-                snippet(sql),
-                params.len(),
-                missing.join(", ")
-            )));
-        }
-        return Ok(out.into_iter().flatten().collect());
-    }
-    if !p.param_names.is_empty() && !params.is_empty() {
-        return Err(Error::invalid(format!(
-            "`{}` uses :name placeholders but positional values were given: pass Params::Named",
-            snippet(sql)
-        )));
-    }
-    if params.len() != expected {
-        return Err(Error::invalid(format!(
-            "`{}` has {expected} parameter(s) but {} value(s) were given: pass one value per placeholder",
-            snippet(sql),
-            params.len()
-        )));
-    }
-    Ok((0..params.len()).map(|i| Bind(params.value(i))).collect())
+    Ok(
+        in_placeholder_order(&p.param_names, p.stmt.params().len(), params, sql)?
+            .into_iter()
+            .map(Bind)
+            .collect(),
+    )
 }
 
 /// Run one statement on `conn` (inside or outside a transaction).

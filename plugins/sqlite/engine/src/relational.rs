@@ -14,7 +14,7 @@ use crate::db::{sql_error, write_tx, Db};
 use crate::schema::describe_table;
 use backplane_core::kit::time::now_ms;
 use backplane_core::relational::{
-    migration_failed, migration_still_pending, plan_migrations, refuse_transaction_control,
+    apply_migrations, each_set, migration_still_pending, refuse_transaction_control,
     validate_migrations, MIGRATIONS_TABLE,
 };
 use backplane_core::{
@@ -236,25 +236,15 @@ impl Relational for SqliteRelational {
     }
 
     fn execute_many_ref(&self, sql: &str, params: &[ParamsRef<'_>]) -> Result<ExecResult> {
-        let n = params.len();
-        self.with_stmt(sql, |conn, c| write_tx(conn, |tx| {
-            let stmt = &mut c.stmt;
-            let mut total = ExecResult::default();
-            for (i, p) in params.iter().enumerate() {
-                let r = bind_params(stmt, *p, sql)
-                    .and_then(|()| exec_bound(tx, stmt, sql))
-                    .map_err(|e| {
-                        e.context(format!(
-                            "parameter set {i} of {n} failed; the batch was rolled back, nothing was written"
-                        ))
-                    })?;
-                total.rows_affected += r.rows_affected;
-                if r.last_insert_id.is_some() {
-                    total.last_insert_id = r.last_insert_id;
-                }
-            }
-            Ok(total)
-        }))
+        self.with_stmt(sql, |conn, c| {
+            write_tx(conn, |tx| {
+                let stmt = &mut c.stmt;
+                each_set(params, |p| {
+                    bind_params(stmt, p, sql)?;
+                    exec_bound(tx, stmt, sql)
+                })
+            })
+        })
     }
 
     fn query(&self, sql: &str, params: &Params) -> Result<Rows> {
@@ -300,17 +290,9 @@ impl Relational for SqliteRelational {
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(|e| sql_error(e, &select))?
         };
-        // Refuse before applying anything if an applied script was edited.
-        let plan = plan_migrations(migrations, &applied)?;
-        let mut report = MigrationReport::default();
-        for (m, applied_before) in plan {
-            if applied_before {
-                report.skipped.push(m.version);
-                continue;
-            }
-            let checksum = m.checksum();
-            let done_before = report.applied.clone();
-            let ran = write_tx(&conn, |tx| {
+        // Refuses before applying anything if an applied script was edited.
+        apply_migrations(migrations, &applied, |m, checksum| {
+            write_tx(&conn, |tx| {
                 // Another process may have applied it since we looked.
                 let recorded: Option<String> = tx
                     .query_row(
@@ -335,14 +317,7 @@ impl Relational for SqliteRelational {
                 .map_err(|e| sql_error(e, "INSERT INTO _backplane_migrations"))?;
                 Ok(true)
             })
-            .map_err(|e| e.context(migration_failed(m, &done_before)))?;
-            if ran {
-                report.applied.push(m.version);
-            } else {
-                report.skipped.push(m.version);
-            }
-        }
-        Ok(report)
+        })
     }
 
     fn tables(&self) -> Result<Vec<String>> {

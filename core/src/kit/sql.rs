@@ -1,6 +1,7 @@
-//! SQL text handling: rewriting Backplane's `?` / `?N` / `:name`
-//! placeholders into PostgreSQL's `$n`, and the few facts about a statement
-//! the plugin needs (its first keyword, an INSERT's target table).
+//! SQL text handling for the PostgreSQL-dialect backends (postgres, and
+//! duckdb, whose parser is PostgreSQL's): rewriting Backplane's `?` / `?N` /
+//! `:name` placeholders into `$n`, and the few facts about a statement a
+//! plugin needs (its first keyword, an INSERT's target table).
 //!
 //! The scanner knows PostgreSQL's lexical rules for everything a
 //! placeholder must not be found in: `'...'` literals (with `''`), `E'...'`
@@ -9,22 +10,22 @@
 //! comments. `::` is a cast, never a named parameter, and `??` stands for a
 //! literal `?` (the jsonb operators `?`, `?|`, `?&`).
 
-use backplane_core::kit::text::snippet;
-use backplane_core::{Error, Result};
+use crate::kit::text::snippet;
+use crate::{Error, ParamsRef, Result, ValueRef};
 
 /// A statement with its placeholders rewritten.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Rewritten {
+pub struct Rewritten {
     /// The SQL with `$n` placeholders.
-    pub(crate) sql: String,
+    pub sql: String,
     /// For `:name` placeholders, the name of each `$n` in order (`names[0]`
     /// is `$1`). Empty when the statement has no named placeholders.
-    pub(crate) names: Vec<String>,
+    pub names: Vec<String>,
 }
 
 /// Rewrite `?`, `?N` and `:name` placeholders to `$n`. A statement that
 /// mixes `?` and `:name` is refused; `$n` written by hand is left alone.
-pub(crate) fn rewrite(sql: &str) -> Result<Rewritten> {
+pub fn rewrite(sql: &str) -> Result<Rewritten> {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len() + 8);
     let mut names: Vec<String> = Vec::new();
@@ -215,7 +216,7 @@ fn dollar_quote_end(b: &[u8], start: usize) -> Option<usize> {
 
 /// The statement's first keyword, upper-cased (`SELECT`, `INSERT`, …),
 /// after comments and opening parentheses.
-pub(crate) fn first_keyword(sql: &str) -> String {
+pub fn first_keyword(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut i = 0;
     loop {
@@ -239,7 +240,7 @@ pub(crate) fn first_keyword(sql: &str) -> String {
 
 /// Whether a statement may change the schema (so kept statements and
 /// table facts are to be forgotten).
-pub(crate) fn is_ddl(sql: &str) -> bool {
+pub fn is_ddl(sql: &str) -> bool {
     matches!(
         first_keyword(sql).as_str(),
         "CREATE" | "ALTER" | "DROP" | "TRUNCATE" | "COMMENT" | "GRANT" | "REVOKE" | "DO" | "CALL"
@@ -249,7 +250,7 @@ pub(crate) fn is_ddl(sql: &str) -> bool {
 /// For an `INSERT INTO <table> …` without a `RETURNING` clause: the table
 /// as written (`items`, `"Items"`, `s.items`), and the statement's length
 /// without a trailing `;` and comments (where a `RETURNING` can go).
-pub(crate) fn insert_target(sql: &str) -> Option<(String, usize)> {
+pub fn insert_target(sql: &str) -> Option<(String, usize)> {
     if first_keyword(sql) != "INSERT" {
         return None;
     }
@@ -347,13 +348,85 @@ fn statement_end(sql: &str) -> usize {
 }
 
 /// `name` as a quoted identifier.
-pub(crate) fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `s` as a quoted string literal.
-pub(crate) fn quote_literal(s: &str) -> String {
+pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The values for a rewritten statement's placeholders, in `$n` order:
+/// `names` is [`Rewritten::names`] (empty for positional placeholders),
+/// `expected` the number of placeholders the database found. Named values
+/// are matched to their names; a missing, unknown or repeated name, a
+/// count that does not match, or a mix of styles is one clear error.
+pub fn in_placeholder_order<'a>(
+    names: &[String],
+    expected: usize,
+    params: ParamsRef<'a>,
+    sql: &str,
+) -> Result<Vec<ValueRef<'a>>> {
+    if params.is_named() {
+        if names.is_empty() {
+            return Err(Error::invalid(format!(
+                "`{}` has no :name placeholders but named values were given: pass Params::Positional, or write :name in the SQL",
+                snippet(sql)
+            )));
+        }
+        let mut out: Vec<Option<ValueRef<'a>>> = (0..expected).map(|_| None).collect();
+        for i in 0..params.len() {
+            let name = params.name(i).unwrap_or("");
+            let idx = names.iter().position(|n| n == name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "`{}` has no parameter :{name}; it has {}: check the name",
+                    snippet(sql),
+                    names
+                        .iter()
+                        .map(|n| format!(":{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            if out[idx].is_some() {
+                return Err(Error::invalid(format!(
+                    "parameter :{name} is given twice for `{}`: give each name once",
+                    snippet(sql)
+                )));
+            }
+            out[idx] = Some(params.value(i));
+        }
+        let missing: Vec<String> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_none())
+            .map(|(i, _)| format!(":{}", names.get(i).map_or("?", |s| s.as_str())))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid(format!(
+                "`{}` has {expected} parameter(s) but {} value(s) were given; missing: {}",
+                snippet(sql),
+                params.len(),
+                missing.join(", ")
+            )));
+        }
+        return Ok(out.into_iter().flatten().collect());
+    }
+    if !names.is_empty() && !params.is_empty() {
+        return Err(Error::invalid(format!(
+            "`{}` uses :name placeholders but positional values were given: pass Params::Named",
+            snippet(sql)
+        )));
+    }
+    if params.len() != expected {
+        return Err(Error::invalid(format!(
+            "`{}` has {expected} parameter(s) but {} value(s) were given: pass one value per placeholder",
+            snippet(sql),
+            params.len()
+        )));
+    }
+    Ok((0..params.len()).map(|i| params.value(i)).collect())
 }
 
 #[cfg(test)]

@@ -1,0 +1,77 @@
+//! The store section of plugins.toml as the duckdb backend reads it.
+//!
+//! ```toml
+//! [relational.project_data]
+//! backend = "duckdb"
+//! path = "data/project.duckdb"
+//! threads = 2
+//! memory_limit = "2GB"
+//! ```
+
+use backplane_core::{Capability, Result, StoreConfig};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The path value that opens a private in-memory database instead of a file.
+pub(crate) const MEMORY_PATH: &str = ":memory:";
+
+/// Options of one duckdb store.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuckDbConfig {
+    /// The database file. Required. A relative path is resolved against the
+    /// folder of plugins.toml; missing parent folders are created.
+    /// `":memory:"` opens a private in-memory database that lives as long
+    /// as the store. A DuckDB file is opened by one process at a time.
+    pub path: String,
+    /// Threads DuckDB may use for one query. Default: DuckDB's (one per
+    /// core).
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// The most memory DuckDB may use, as DuckDB writes it (`"2GB"`,
+    /// `"512MB"`). Default: DuckDB's (80% of the machine's memory).
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+}
+
+impl DuckDbConfig {
+    /// Read and check a store section.
+    pub(crate) fn from_store(store: &StoreConfig) -> Result<DuckDbConfig> {
+        if store.capability != Capability::Relational {
+            return Err(store.error(format!(
+                "the duckdb backend serves relational stores only, not {} stores: pick another backend for this store",
+                store.capability
+            )));
+        }
+        let cfg: DuckDbConfig = store.parse()?;
+        if cfg.path.trim().is_empty() {
+            return Err(store.error(
+                "path is empty: give the database file (e.g. \"data/project.duckdb\") or \":memory:\"",
+            ));
+        }
+        if cfg.threads == Some(0) {
+            return Err(
+                store.error("threads = 0: give at least 1, or leave it out for one per core")
+            );
+        }
+        if let Some(m) = &cfg.memory_limit {
+            let ok = m
+                .trim()
+                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|n| n > 0.0);
+            if !ok {
+                return Err(store.error(format!(
+                    "memory_limit = \"{m}\" is not an amount of memory: write e.g. \"2GB\" or \"512MB\""
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub(crate) fn file(&self, store: &StoreConfig) -> Option<PathBuf> {
+        (self.path != MEMORY_PATH).then(|| store.resolve_path(&self.path))
+    }
+}
