@@ -59,6 +59,51 @@ pub fn redact_url(s: &str) -> String {
     }
 }
 
+/// The user info of a URL (`user:password` in `scheme://user:password@host`),
+/// taken up to the last `@` before the hosts, so a password holding `@` or
+/// `:` is whole. `None` when `s` is not a URL or has none.
+pub fn userinfo(s: &str) -> Option<&str> {
+    let start = authority_start(s)?;
+    let rest = &s[start..];
+    userinfo_end(rest).map(|at| &rest[..at])
+}
+
+/// `s` with the reserved characters of its user info (`@`, `/`, `?`, `#`)
+/// percent-encoded, so that a URL parser that splits at the first `@`
+/// reads the same user and password as [`redact_url`] and [`userinfo`] do
+/// (`postgres://u:p@ss@h/db` → `postgres://u:p%40ss@h/db`). Drivers decode
+/// the user info, so the password they send is unchanged.
+pub fn encode_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
+    let Some(info) = userinfo(s) else {
+        return std::borrow::Cow::Borrowed(s);
+    };
+    if !info.contains(['@', '/', '?', '#']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let start = authority_start(s).unwrap_or(0);
+    let encoded = info
+        .replace('@', "%40")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    std::borrow::Cow::Owned(format!(
+        "{}{encoded}{}",
+        &s[..start],
+        &s[start + info.len()..]
+    ))
+}
+
+/// `text` with every occurrence of each of `secrets` (empty ones skipped)
+/// replaced by `***`: for a message that quotes what a library said about
+/// a connection string it was given.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, MASK);
+    }
+    out
+}
+
 /// Where the part after `scheme://` starts, when `s` is a URL.
 fn authority_start(s: &str) -> Option<usize> {
     let i = s.find("://")?;
@@ -286,6 +331,22 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn userinfo_with_at_and_colon_is_whole() {
+        assert_eq!(userinfo("postgres://u:p:a@ss@h:5432/db"), Some("u:p:a@ss"));
+        assert_eq!(userinfo("http://h:6334"), None);
+        assert_eq!(
+            encode_userinfo("postgres://u:p:a@ss@h:5432/db"),
+            "postgres://u:p:a%40ss@h:5432/db"
+        );
+        assert_eq!(encode_userinfo("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            scrub("failed at http://u:p@ss@h/", &["u:p@ss", ""]),
+            "failed at http://***@h/"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

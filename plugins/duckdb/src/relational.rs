@@ -51,6 +51,9 @@ pub struct DuckRelational {
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
     plans: HashMap<String, Arc<Plan>>,
+    /// Each table's generated key column (or none), as looked up by
+    /// `generated_key`: a catalog query, too slow to repeat per batch.
+    keys: HashMap<String, Option<String>>,
 }
 
 /// What the plugin learned about one statement of the caller's.
@@ -86,6 +89,7 @@ impl DuckRelational {
             inner: Mutex::new(Inner {
                 conn,
                 plans: HashMap::new(),
+                keys: HashMap::new(),
             }),
             snapshots: Mutex::new(HashMap::new()),
             file,
@@ -108,6 +112,7 @@ impl Inner {
     /// Forget what was learned about statements (the schema changed).
     pub(crate) fn forget(&mut self) {
         self.plans.clear();
+        self.keys.clear();
         self.conn.flush_prepared_statement_cache();
     }
 
@@ -120,7 +125,7 @@ impl Inner {
         let mut text = rw.sql.clone();
         let mut returning_id = false;
         if let Some((table, end)) = insert_target(&rw.sql) {
-            if let Some(key) = generated_key(&self.conn, &table)? {
+            if let Some(key) = self.generated_key(&table)? {
                 text = format!("{}\nRETURNING {}", &rw.sql[..end], quote_ident(&key));
                 returning_id = true;
             }
@@ -138,6 +143,16 @@ impl Inner {
         }
         self.plans.insert(sql.to_string(), plan.clone());
         Ok(plan)
+    }
+
+    /// The generated key column of `table` (as written in an INSERT).
+    fn generated_key(&mut self, table: &str) -> Result<Option<String>> {
+        if let Some(k) = self.keys.get(table) {
+            return Ok(k.clone());
+        }
+        let k = generated_key(&self.conn, table)?;
+        self.keys.insert(table.to_string(), k.clone());
+        Ok(k)
     }
 
     /// Run one statement (inside or outside a transaction).
@@ -283,7 +298,7 @@ impl Inner {
             return Ok(None);
         };
         if sets.iter().any(|p| p.is_named() || p.len() != target.marks)
-            || generated_key(&self.conn, &target.table)?.is_some()
+            || self.generated_key(&target.table)?.is_some()
         {
             return Ok(None);
         }

@@ -179,6 +179,10 @@ impl PgConfig {
                 }
             }
         }
+        // A password holding `@` is cut at its first `@` by the driver's
+        // parser (which then shows the rest as a host name): encoded, it
+        // is read whole.
+        let url = &*backplane_core::kit::redact::encode_userinfo(url);
         let cleaned = strip_url_param(url, "sslmode", "allow", "prefer");
         let mut pg: postgres::Config = cleaned.parse().map_err(|e| {
             store.error(format!(

@@ -372,7 +372,8 @@ impl Vector for QdrantVector {
         };
         Ok(Health::ok(format!(
             "qdrant {} at {}, {collections} collection(s){under}",
-            reply.version, self.settings.url
+            reply.version,
+            backplane_core::kit::redact::redact_url(&self.settings.url)
         )))
     }
 }

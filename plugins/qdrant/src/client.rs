@@ -8,6 +8,7 @@
 //! across the ABI boundary.
 
 use crate::config::Settings;
+use backplane_core::kit::redact::{redact_url, scrub, userinfo};
 use backplane_core::{Error, Result};
 use qdrant_client::{Qdrant, QdrantError};
 use std::future::Future;
@@ -22,13 +23,28 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// What must not appear in a message about `settings`' server.
+fn secrets_of(settings: &Settings) -> Vec<String> {
+    let mut out: Vec<String> = userinfo(&settings.url)
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    if let Some(k) = &settings.api_key {
+        out.push(k.expose().clone());
+    }
+    out
+}
+
 /// A connected client and the runtime its requests run on.
 pub(crate) struct Client {
     // Declared before the runtime: dropped first.
     qdrant: Qdrant,
     rt: tokio::runtime::Runtime,
-    /// The server's gRPC url, for messages.
+    /// The server's gRPC url, for messages, its password masked.
     url: String,
+    /// What the client's own messages must never show: the url's user
+    /// info and the API key.
+    secrets: Vec<String>,
 }
 
 impl Client {
@@ -54,14 +70,16 @@ impl Client {
             .build()
             .map_err(|e| {
                 Error::config(format!(
-                    "`url` \"{}\" is not a usable gRPC endpoint ({e}): give e.g. url = \"http://127.0.0.1:6334\"",
-                    settings.url
+                    "`url` \"{}\" is not a usable gRPC endpoint ({}): give e.g. url = \"http://127.0.0.1:6334\"",
+                    redact_url(&settings.url),
+                    scrub(&e.to_string(), &secrets_of(settings).iter().map(String::as_str).collect::<Vec<_>>())
                 ))
             })?;
         let client = Client {
             qdrant,
             rt,
-            url: settings.url.clone(),
+            url: redact_url(&settings.url),
+            secrets: secrets_of(settings),
         };
         let reply = client
             .call(|q| q.health_check())
@@ -96,8 +114,15 @@ impl Client {
         self.rt.block_on(f(&self.qdrant))
     }
 
-    /// A client error as one of ours; `what` says what was being done.
+    /// A client error as one of ours; `what` says what was being done. The
+    /// client's message may quote the url: its secrets are masked.
     pub(crate) fn error(&self, e: QdrantError, what: &str) -> Error {
+        let err = self.classify(e, what);
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        Error::new(err.kind(), scrub(err.message(), &secrets))
+    }
+
+    fn classify(&self, e: QdrantError, what: &str) -> Error {
         let url = &self.url;
         let status = match &e {
             QdrantError::ResponseError { status }

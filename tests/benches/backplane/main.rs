@@ -17,6 +17,9 @@
 //!   `qdrant` share (ground truth, timed searches, recall, latency).
 //! - `relational.rs`: 100k inserts and 100k point selects, the sqlite
 //!   plugin vs rusqlite (and the plugin's engine without the boundary).
+//! - `duckdb.rs`: 100k inserts, 100k point selects and a GROUP BY over 1M
+//!   rows, the duckdb plugin vs the duckdb crate, the sqlite plugin beside
+//!   (`BENCH_DUCKDB_ROWS`).
 //! - `redis.rs`: SET+GET pairs and conversation messages, the redis plugin
 //!   vs the redis crate (`BACKPLANE_REDIS_URL`; `BENCH_REDIS_ROUNDS`,
 //!   default 1).
@@ -50,6 +53,7 @@
 //! sets the relational group's rounds and, up to 3, the vector groups';
 //! `BENCH_VERBOSE` prints every round's times.
 
+mod duckdb;
 mod harness;
 mod layers;
 mod migrate;
@@ -71,6 +75,9 @@ fn main() {
     let mut rows = Vec::new();
     if want("relational") {
         relational::group(rounds, &mut rows);
+    }
+    if want("duckdb") {
+        duckdb::group(rounds, &mut rows);
     }
     if want("redis") {
         // Round trips to a server are slow here (a 100k SET+GET round takes
