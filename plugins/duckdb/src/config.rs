@@ -8,8 +8,10 @@
 //! memory_limit = "2GB"
 //! ```
 
-use backplane_core::{Capability, Result, StoreConfig};
+use backplane_core::{Capability, Error, Result, StoreConfig};
+use duckdb::Connection;
 use serde::Deserialize;
+use std::path::Path;
 use std::path::PathBuf;
 
 /// The path value that opens a private in-memory database instead of a file.
@@ -73,5 +75,55 @@ impl DuckDbConfig {
     /// The database file, or `None` for an in-memory database.
     pub(crate) fn file(&self, store: &StoreConfig) -> Option<PathBuf> {
         (self.path != MEMORY_PATH).then(|| store.resolve_path(&self.path))
+    }
+
+    /// DuckDB's settings for this store's connection.
+    fn config(&self) -> duckdb::Result<duckdb::Config> {
+        let mut c = duckdb::Config::default();
+        if let Some(t) = self.threads {
+            c = c.threads(t.into())?;
+        }
+        if let Some(m) = &self.memory_limit {
+            c = c.max_memory(m)?;
+        }
+        Ok(c)
+    }
+
+    /// Open the database at `file` (or in memory).
+    pub(crate) fn open(&self, store: &StoreConfig, file: Option<&Path>) -> Result<Connection> {
+        let shown = file.map_or(":memory:".to_string(), |p| p.display().to_string());
+        let fail = |e: duckdb::Error| {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("").to_string();
+            if first.contains("lock") {
+                return Error::unavailable(store.error(format!(
+                    "cannot open the DuckDB database {shown}: another process has it open \
+                     (a DuckDB file is opened by one process at a time): stop that process, or give this store its own file"
+                )).message().to_string());
+            }
+            if first.contains("not a valid DuckDB database") {
+                return store.error(format!(
+                    "{shown} exists but is not a DuckDB database: give a new file name, or the file of a DuckDB database"
+                ));
+            }
+            store.error(format!(
+                "cannot open the DuckDB database {shown}: {first}; check `path`, `threads` and `memory_limit`"
+            ))
+        };
+        let config = self.config().map_err(fail)?;
+        match file {
+            Some(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        store.error(format!(
+                            "cannot create the folder {} for the database: {e}; check `path` and the folder's permissions",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                Connection::open_with_flags(path, config).map_err(fail)
+            }
+            None => Connection::open_in_memory_with_flags(config).map_err(fail),
+        }
     }
 }
