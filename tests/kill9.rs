@@ -3,7 +3,7 @@
 //! the id of each write its store acknowledged; the test kills it with
 //! SIGKILL at a random moment, many times, and after each kill opens the
 //! store again and checks that every acknowledged write is there and that
-//! the files open cleanly (sqlite, duckdb, qdrant-edge).
+//! the files open cleanly (sqlite, duckdb, qdrant-edge, faiss).
 //!
 //! The child is this test binary run again with `BP_KILL9_CHILD` naming
 //! the backend and capability; it writes until it is killed, starting at
@@ -45,6 +45,13 @@ const CASES: &[(&str, &str, &str)] = &[
         "qdrant-edge-vector",
         "backplane_plugin_qdrant_edge",
         "[vector.s]\nbackend = \"qdrant-edge\"\npath = \"data/q\"\n",
+    ),
+    // An index file written every 7 writes: a kill leaves it behind
+    // records.db by 0 to 6 writes, and reopening brings it up to date.
+    (
+        "faiss-vector",
+        "backplane_plugin_faiss",
+        "[vector.s]\nbackend = \"faiss\"\npath = \"data/f\"\nindex = \"hnsw\"\nsave_every = 7\n",
     ),
 ];
 
@@ -170,6 +177,19 @@ fn check(case: &str, scratch: &Scratch, acked: u64) {
                 vector(acked - 1),
                 "{case}: its vector, bit for bit"
             );
+            // The index found the last write too (the vectors repeat every
+            // 13 records, so any of its twins may come first).
+            let hits = s
+                .blocking()
+                .search(
+                    "c",
+                    &backplane_host::SearchRequest::new(vector(acked - 1), 1),
+                )
+                .unwrap();
+            assert!(
+                hits.first().is_some_and(|h| h.score > 0.9999),
+                "{case}: a search finds the last write: {hits:?}"
+            );
         }
     }
 }
@@ -263,4 +283,9 @@ fn duckdb_relational_keeps_every_acknowledged_write() {
 #[test]
 fn qdrant_edge_keeps_every_acknowledged_write() {
     run_case("qdrant-edge-vector", 8);
+}
+
+#[test]
+fn faiss_keeps_every_acknowledged_write() {
+    run_case("faiss-vector", 12);
 }

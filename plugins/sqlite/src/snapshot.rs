@@ -6,10 +6,11 @@
 //! flat in-memory array and later searches only score. Search stays exact:
 //! only where the vectors are read from changes.
 
-use crate::vector_table::{extend_decoded, offer, parse_payload, vector_blob, Meta};
+use crate::vector_table::{offer, parse_payload, vector_blob, Meta};
 use backplane_core::vector::{norm, TopK};
 use backplane_core::{Result, SearchRequest};
 use backplane_sqlite_engine::db::sql_error;
+use backplane_sqlite_engine::vector_rows::extend_decoded;
 use rusqlite::Connection;
 use std::collections::HashMap;
 
@@ -39,7 +40,10 @@ impl Snapshot {
         let mut stmt = conn.prepare_cached(SQL).map_err(err)?;
         let mut rows = stmt.query([collection]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
-            extend_decoded(vector_blob(row, collection, m, SQL)?, &mut snap.vectors);
+            extend_decoded(
+                vector_blob(row, collection, m.dimension, SQL)?,
+                &mut snap.vectors,
+            );
             snap.norms.push(row.get::<_, f64>(2).map_err(err)? as f32);
             snap.rowids.push(row.get(0).map_err(err)?);
         }

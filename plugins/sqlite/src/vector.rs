@@ -13,15 +13,15 @@ use crate::config::DefaultCollection;
 use crate::snapshot::{search_snapshot, Snapshots};
 use crate::vector_table::{
     encode, fetch_hits, insert_collection, matching_rowids, meta, meta_opt, payload_text,
-    read_record, search_table, MAX_DIMENSION, SCHEMA,
+    search_table, MAX_DIMENSION, SCHEMA,
 };
-use backplane_core::kit::page::{check_limit, fetch_count, page_of};
 use backplane_core::vector::{norm, validate_collection_name, validate_records, validate_vector};
 use backplane_core::{
     CollectionInfo, Distance, Error, Filter, Health, Result, ScrollPage, SearchHit, SearchRequest,
     Vector, VectorRecord,
 };
 use backplane_sqlite_engine::db::{sql_error, write_tx, Db};
+use backplane_sqlite_engine::vector_rows;
 use rusqlite::{params, Connection};
 use std::sync::{Mutex, MutexGuard};
 
@@ -235,17 +235,7 @@ impl Vector for SqliteVector {
              WHERE collection = ?1 AND id = ?2";
         let conn = self.db.lock();
         let m = meta(&conn, collection)?;
-        let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let mut rows = stmt
-                .query([collection, id])
-                .map_err(|e| sql_error(e, SQL))?;
-            if let Some(row) = rows.next().map_err(|e| sql_error(e, SQL))? {
-                out.push(read_record(row, m, collection, SQL)?);
-            }
-        }
-        Ok(out)
+        vector_rows::get(&conn, SQL, collection, m.dimension, ids)
     }
 
     fn delete(&self, collection: &str, ids: &[String]) -> Result<u64> {
@@ -318,22 +308,9 @@ impl Vector for SqliteVector {
     fn scroll(&self, collection: &str, cursor: Option<&str>, limit: usize) -> Result<ScrollPage> {
         const SQL: &str = "SELECT id, vector, document, payload FROM _bp_vec_records \
              WHERE collection = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3";
-        check_limit(limit, "scroll", "record")?;
         let conn = self.db.lock();
         let m = meta(&conn, collection)?;
-        let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
-        let mut rows = stmt
-            .query(params![collection, cursor, fetch_count(limit)])
-            .map_err(|e| sql_error(e, SQL))?;
-        let mut records = Vec::with_capacity(limit.min(1024));
-        while let Some(row) = rows.next().map_err(|e| sql_error(e, SQL))? {
-            records.push(read_record(row, m, collection, SQL)?);
-        }
-        let page = page_of(records, limit, |r: &VectorRecord| &r.id);
-        Ok(ScrollPage {
-            records: page.items,
-            next_cursor: page.next_cursor,
-        })
+        vector_rows::scroll(&conn, SQL, collection, m.dimension, cursor, limit)
     }
 
     fn health(&self) -> Result<Health> {

@@ -13,8 +13,11 @@
 //! shell reads both.
 
 use backplane_core::vector::{norm, TopK};
-use backplane_core::{Distance, Error, Filter, Result, SearchHit, SearchRequest, VectorRecord};
+use backplane_core::{Distance, Error, Filter, Result, SearchHit, SearchRequest};
 use backplane_sqlite_engine::db::sql_error;
+pub(crate) use backplane_sqlite_engine::vector_rows::{
+    decode_into, encode, matching_keys, parse_payload, payload_text, vector_blob,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The largest dimension accepted.
@@ -92,93 +95,14 @@ pub(crate) fn unknown(collection: &str) -> Error {
     ))
 }
 
-pub(crate) fn encode(v: &[f32], out: &mut Vec<u8>) {
-    out.clear();
-    out.reserve(v.len() * 4);
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-}
-
-/// `bytes` (a vector BLOB) decoded into `out`, replacing what it held.
-#[inline]
-pub(crate) fn decode_into(bytes: &[u8], out: &mut Vec<f32>) {
-    out.clear();
-    extend_decoded(bytes, out);
-}
-
-/// `bytes` (a vector BLOB) decoded onto the end of `out`.
-#[inline]
-pub(crate) fn extend_decoded(bytes: &[u8], out: &mut Vec<f32>) {
-    out.extend(
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-    );
-}
-
-pub(crate) fn parse_payload(text: Option<&str>) -> Result<serde_json::Value> {
-    match text {
-        None => Ok(serde_json::Value::Null),
-        Some(t) => serde_json::from_str(t).map_err(|e| {
-            Error::backend(format!("a stored payload is not valid JSON ({e}): {t:.80}"))
-        }),
-    }
-}
-
-pub(crate) fn payload_text(p: &serde_json::Value) -> Option<String> {
-    (!p.is_null()).then(|| p.to_string())
-}
-
-fn bad_blob(collection: &str, len: usize, m: Meta) -> Error {
-    Error::backend(format!(
-        "a vector in collection '{collection}' is {len} bytes but the collection has {} dimensions ({} bytes): \
-         the row was written by something other than this plugin",
-        m.dimension,
-        m.dimension * 4
-    ))
-}
-
-/// The vector BLOB in column 1 of a scan row, checked against the
-/// collection's dimension.
-pub(crate) fn vector_blob<'r>(
-    row: &'r rusqlite::Row<'_>,
-    collection: &str,
-    m: Meta,
-    sql: &str,
-) -> Result<&'r [u8]> {
-    let blob = row
-        .get_ref(1)
-        .and_then(|v| v.as_blob().map_err(Into::into))
-        .map_err(|e| sql_error(e, sql))?;
-    if blob.len() != m.dimension as usize * 4 {
-        return Err(bad_blob(collection, blob.len(), m));
-    }
-    Ok(blob)
-}
-
-/// Rowids (and, when a filter is given, payloads) of a collection's
-/// records passing `filter`.
+/// Rowids of a collection's records whose payload passes `filter`.
 pub(crate) fn matching_rowids(
     conn: &Connection,
     collection: &str,
     filter: &Filter,
 ) -> Result<Vec<i64>> {
     const SQL: &str = "SELECT rowid, payload FROM _bp_vec_records WHERE collection = ?1";
-    let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
-    let mut rows = stmt.query([collection]).map_err(|e| sql_error(e, SQL))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(|e| sql_error(e, SQL))? {
-        let payload = parse_payload(
-            row.get_ref(1)
-                .and_then(|v| v.as_str_or_null().map_err(Into::into))
-                .map_err(|e| sql_error(e, SQL))?,
-        )?;
-        if filter.matches(&payload) {
-            out.push(row.get(0).map_err(|e| sql_error(e, SQL))?);
-        }
-    }
-    Ok(out)
+    matching_keys(conn, SQL, collection, filter)
 }
 
 /// What a search keeps: the rowids of the best records so far.
@@ -223,7 +147,7 @@ pub(crate) fn search_table(
     let mut stmt = conn.prepare_cached(sql).map_err(err)?;
     let mut rows = stmt.query([collection]).map_err(err)?;
     while let Some(row) = rows.next().map_err(err)? {
-        decode_into(vector_blob(row, collection, m, sql)?, &mut buf);
+        decode_into(vector_blob(row, collection, m.dimension, sql)?, &mut buf);
         let r_norm = row
             .get_ref(2)
             .and_then(|v| v.as_f64().map_err(Into::into))
@@ -264,23 +188,4 @@ pub(crate) fn fetch_hits(conn: &Connection, top: TopK<i64>) -> Result<Vec<Search
             })
         })
         .collect()
-}
-
-pub(crate) fn read_record(
-    row: &rusqlite::Row<'_>,
-    m: Meta,
-    collection: &str,
-    sql: &str,
-) -> Result<VectorRecord> {
-    let err = |e| sql_error(e, sql);
-    let blob = vector_blob(row, collection, m, sql)?;
-    let mut vector = Vec::with_capacity(m.dimension as usize);
-    decode_into(blob, &mut vector);
-    let payload: Option<String> = row.get(3).map_err(err)?;
-    Ok(VectorRecord {
-        id: row.get(0).map_err(err)?,
-        vector,
-        document: row.get(2).map_err(err)?,
-        payload: parse_payload(payload.as_deref())?,
-    })
 }

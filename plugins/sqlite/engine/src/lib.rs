@@ -7,6 +7,7 @@ pub mod db;
 mod export;
 mod relational;
 mod schema;
+pub mod vector_rows;
 
 pub use db::Db;
 pub use relational::SqliteRelational;
