@@ -29,11 +29,11 @@
 //! `max(1000, live)`.
 
 use crate::config::{Kind, Tuning};
-use crate::ffi::{Index, Metric};
 use crate::records::{self, Meta};
 use backplane_core::kit::fs::replace_file;
 use backplane_core::vector::norm;
 use backplane_core::{Distance, Error, Result};
+use backplane_faiss_sys::{Index, Metric};
 use rusqlite::Connection;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

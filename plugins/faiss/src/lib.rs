@@ -5,8 +5,8 @@
 //!
 //! - `config`: the store section (`FaissConfig`) and the index settings it
 //!   gives.
-//! - `ffi`: a FAISS index as a Rust value, over the C functions of
-//!   `shim/shim.cpp` (compiled by `build.rs` against the system's FAISS).
+//! - FAISS itself is `backplane-faiss-sys` (`sys/`): an index as a Rust
+//!   value, over a C shim compiled against the system's FAISS.
 //! - `records`: `records.db`, the SQLite file holding ids, raw vectors,
 //!   documents and payloads: the store's source of truth.
 //! - `index`: one collection's FAISS index, its file, and how it is checked
@@ -14,7 +14,6 @@
 //! - `vector`: the vector capability over the two.
 
 mod config;
-mod ffi;
 mod index;
 mod records;
 mod vector;

@@ -145,30 +145,41 @@ impl FaissVector {
         if req.k == 0 || ix.live == 0 {
             return Ok(Vec::new());
         }
-        let conn = self.db.lock();
+        // No more hits than records (a huge `k` allocates nothing).
+        let k = req.k.min(ix.live as usize);
         let query = prepared(m.distance, &req.vector);
         let q_norm = norm(&req.vector);
         let filter = req.filter.as_ref();
         let mut n = if filter.is_some() {
-            (req.k * 4).max(32)
+            k.saturating_mul(4).max(32)
         } else {
-            req.k + ix.dead.min(req.k as u64 * 4) as usize
+            k.saturating_add(ix.dead.min(k as u64 * 4) as usize)
         };
         for _ in 0..MAX_ROUNDS {
+            // FAISS searches without the connection: concurrent searches
+            // share only the SQLite lookups of their candidates.
             let fids = ix.nearest(&query, n)?;
-            let hits = resolve(&conn, collection, m, &fids, &req.vector, q_norm, filter)?;
+            let hits = resolve(
+                &self.db.lock(),
+                collection,
+                m,
+                &fids,
+                &req.vector,
+                q_norm,
+                filter,
+            )?;
             // Every entry was a candidate: an exact index has then seen
             // every record; an approximate one may not have.
             let complete = n >= ix.entries();
-            if hits.len() >= req.k || (complete && ix.exhaustive()) {
-                return Ok(best(hits, req.k));
+            if hits.len() >= k || (complete && ix.exhaustive()) {
+                return Ok(best(hits, k));
             }
             if complete {
                 break;
             }
             n = n.saturating_mul(4);
         }
-        exact_scan(&conn, collection, m, req, q_norm)
+        exact_scan(&self.db.lock(), collection, m, req, k, q_norm)
     }
 }
 
@@ -231,13 +242,14 @@ fn exact_scan(
     collection: &str,
     m: &Meta,
     req: &SearchRequest,
+    k: usize,
     q_norm: f32,
 ) -> Result<Vec<SearchHit>> {
     const SQL: &str = "SELECT id, vector, document, payload FROM _bp_faiss_records \
          WHERE collection = ?1";
     let mut stmt = conn.prepare_cached(SQL).map_err(|e| sql_error(e, SQL))?;
     let mut rows = stmt.query([collection]).map_err(|e| sql_error(e, SQL))?;
-    let mut top: TopK<VectorRecord> = TopK::new(req.k);
+    let mut top: TopK<VectorRecord> = TopK::new(k);
     while let Some(row) = rows.next().map_err(|e| sql_error(e, SQL))? {
         let r = read_record(row, collection, m.dimension, SQL)?;
         if req.filter.as_ref().is_some_and(|f| !f.matches(&r.payload)) {
@@ -258,7 +270,7 @@ fn exact_scan(
             payload: r.payload,
         })
         .collect();
-    Ok(best(hits, req.k))
+    Ok(best(hits, k))
 }
 
 /// Delete the rows of `fids` (in a transaction).

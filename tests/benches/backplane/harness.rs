@@ -337,6 +337,29 @@ impl VectorData {
     }
 }
 
+/// The vector groups' data, as `BENCH_VECTOR_DATA` asks: `n` uniformly
+/// random normalised vectors, or (`clustered`) points scattered around
+/// 1,000 random centres (each component of a centre perturbed by ±0.06,
+/// then normalised: closer to how real embeddings lie). The same seed in
+/// every group, so every group searches the same vectors. Also: whether
+/// the data is clustered.
+pub fn vector_data(group: &str, n: usize) -> (VectorData, bool) {
+    let clustered = std::env::var("BENCH_VECTOR_DATA").is_ok_and(|v| v == "clustered");
+    let mut rng = Rng(0xdecaf);
+    let centres: Vec<Vec<f32>> = (0..1000).map(|_| rng.vector()).collect();
+    let draw = |rng: &mut Rng| {
+        if !clustered {
+            return rng.vector();
+        }
+        let c = &centres[(rng.next() % centres.len() as u64) as usize];
+        let mut v: Vec<f32> = c.iter().map(|x| x + 0.06 * rng.unit()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    };
+    (VectorData::new(group, n, &mut rng, draw), clustered)
+}
+
 /// The host's records for the `b`th batch of vectors: ids `v<n>`.
 pub fn batch_records(b: usize, chunk: &[Vec<f32>]) -> Vec<VectorRecord> {
     chunk

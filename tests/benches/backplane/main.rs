@@ -13,8 +13,9 @@
 //! One file per group, each with its own description, on one harness:
 //! - `harness.rs`: the seeded RNG, medians and ratios, the round loop
 //!   (`interleaved`) and the result table, `BENCH_*` settings, where files
-//!   go, how a `Storage` is opened, and the search pieces `vector` and
-//!   `qdrant` share (ground truth, timed searches, recall, latency).
+//!   go, how a `Storage` is opened, and the search pieces `vector`,
+//!   `faiss` and `qdrant` share (the vectors, ground truth, timed
+//!   searches, recall, latency).
 //! - `relational.rs`: 100k inserts and 100k point selects, the sqlite
 //!   plugin vs rusqlite (and the plugin's engine without the boundary).
 //! - `duckdb.rs`: 100k inserts, 100k point selects and a GROUP BY over 1M
@@ -31,6 +32,8 @@
 //!   directly and a plain exact scan (`BENCH_VECTORS`,
 //!   `BENCH_VECTOR_LOAD_ROUNDS`, `BENCH_HNSW_*`, `BENCH_VECTOR_EXACT`,
 //!   `BENCH_VECTOR_DATA`).
+//! - `faiss.rs`: the same vectors on the faiss plugin at each index type
+//!   (flat, HNSW, IVF) vs FAISS called directly.
 //! - `qdrant.rs`: the same vectors on a Qdrant server, the qdrant plugin vs
 //!   qdrant-client (`BACKPLANE_QDRANT_URL`).
 //! - `layers.rs`: what the operations layers cost when nothing fails:
@@ -54,6 +57,7 @@
 //! `BENCH_VERBOSE` prints every round's times.
 
 mod duckdb;
+mod faiss;
 mod harness;
 mod layers;
 mod migrate;
@@ -96,6 +100,9 @@ fn main() {
     let mut vector_table = Vec::new();
     if want("vector") {
         vector::group(vector_rounds, load_rounds, &mut rows, &mut vector_table);
+    }
+    if want("faiss") {
+        faiss::group(vector_rounds, &mut rows, &mut vector_table);
     }
     if want("qdrant") {
         qdrant::group(vector_rounds, &mut rows, &mut vector_table);

@@ -17,8 +17,8 @@
 
 use crate::harness::{
     batch_records, bench_dir, env_or, exact_top, host_searches, interleaved, median, median_ratio,
-    open, timed_searches, Rng, Row, Searched, Variant, VectorData, DIM, K, PLUGINS, QUERIES,
-    VECTORS,
+    open, timed_searches, vector_data, Rng, Row, Searched, Variant, VectorData, DIM, K, PLUGINS,
+    QUERIES, VECTORS,
 };
 use backplane_host::{Distance, SearchRequest, VectorRecord};
 use std::time::{Duration, Instant};
@@ -161,26 +161,16 @@ pub fn group(rounds: usize, load_rounds: usize, out: &mut Vec<Row>, table: &mut 
     let exact = std::env::var("BENCH_VECTOR_EXACT").map_or(true, |v| v != "0");
     // BENCH_VECTOR_DATA=clustered: points scattered around 1,000 random
     // centres (closer to how real embeddings lie) instead of uniformly.
-    let clustered = std::env::var("BENCH_VECTOR_DATA").is_ok_and(|v| v == "clustered");
-    let mut rng = Rng(0xdecaf);
-    let centres: Vec<Vec<f32>> = (0..1000).map(|_| rng.vector()).collect();
-    let draw = |rng: &mut Rng| {
-        if !clustered {
-            return rng.vector();
-        }
-        let c = &centres[(rng.next() % centres.len() as u64) as usize];
-        let mut v: Vec<f32> = c.iter().map(|x| x + 0.06 * rng.unit()).collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= n);
-        v
-    };
-    let VectorData {
-        data,
-        queries,
-        flat,
-        norms,
-        truth,
-    } = VectorData::new("vector", n, &mut rng, draw);
+    let (
+        VectorData {
+            data,
+            queries,
+            flat,
+            norms,
+            truth,
+        },
+        clustered,
+    ) = vector_data("vector", n);
 
     let scratch = bench_dir();
     let storage = open(

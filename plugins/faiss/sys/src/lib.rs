@@ -1,6 +1,16 @@
-//! A FAISS index as a Rust value: the C functions of `shim/shim.cpp` behind
-//! safe methods. Every FAISS failure (a C++ exception inside the shim)
-//! becomes a `Backend` error carrying FAISS's message.
+//! FAISS for Rust, as the faiss plugin uses it: an index as a Rust value
+//! ([`Index`]), over the C functions of `shim/shim.cpp`, which `build.rs`
+//! compiles against the system's FAISS and links with FAISS's static
+//! library. Every FAISS failure (a C++ exception inside the shim) becomes a
+//! `Backend` error carrying FAISS's message.
+//!
+//! It is a plain library and registers no plugin, so the benchmark calls
+//! FAISS through it directly, beside the plugin. (The `faiss` crate binds
+//! FAISS's C API, whose library Debian's `libfaiss-dev` does not ship;
+//! the shim covers the calls the plugin makes over the C++ API.)
+//!
+//! Layout: `build.rs` (finding FAISS, compiling the shim), `shim/shim.cpp`
+//! (the C functions), this file (their declarations and the safe `Index`).
 
 use backplane_core::{Error, Result};
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
@@ -73,7 +83,7 @@ extern "C" {
 
 /// How FAISS compares vectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Metric {
+pub enum Metric {
     /// Inner product (cosine on normalised vectors, and dot).
     InnerProduct,
     /// Squared euclidean distance.
@@ -109,7 +119,7 @@ fn c_path(path: &Path) -> Result<CString> {
 
 /// An `IndexIDMap2` over the index FAISS's factory made: vectors with
 /// 64-bit ids.
-pub(crate) struct Index {
+pub struct Index {
     raw: *mut c_void,
 }
 
@@ -129,7 +139,7 @@ impl Drop for Index {
 impl Index {
     /// An empty index: `description` in FAISS's factory language
     /// (`Flat`, `HNSW32`, `IVF256,Flat`).
-    pub(crate) fn new(description: &str, dimension: u32, metric: Metric) -> Result<Index> {
+    pub fn new(description: &str, dimension: u32, metric: Metric) -> Result<Index> {
         let d = CString::new(description).expect("descriptions are made by the plugin");
         let mut err = ErrBuf::new();
         let (e, n) = err.ptr();
@@ -146,7 +156,7 @@ impl Index {
     }
 
     /// Read an index file: its header, then the index.
-    pub(crate) fn read(path: &Path, header: &mut [u8]) -> Result<Index> {
+    pub fn read(path: &Path, header: &mut [u8]) -> Result<Index> {
         let p = c_path(path)?;
         let mut err = ErrBuf::new();
         let (e, n) = err.ptr();
@@ -159,7 +169,7 @@ impl Index {
     }
 
     /// Write `header` and the index to `path` (flushed to disk).
-    pub(crate) fn write(&self, path: &Path, header: &[u8]) -> Result<()> {
+    pub fn write(&self, path: &Path, header: &[u8]) -> Result<()> {
         let p = c_path(path)?;
         let mut err = ErrBuf::new();
         let (e, n) = err.ptr();
@@ -174,26 +184,26 @@ impl Index {
 
     /// Set HNSW's build and search breadth and IVF's lists probed (each
     /// ignored where the index has none; 0 leaves one as it is).
-    pub(crate) fn tune(&mut self, ef_construction: usize, ef_search: usize, nprobe: usize) {
+    pub fn tune(&mut self, ef_construction: usize, ef_search: usize, nprobe: usize) {
         let c = |v: usize| v.min(c_int::MAX as usize) as c_int;
         // SAFETY: valid index, exclusive access.
         unsafe { bp_faiss_tune(self.raw, c(ef_construction), c(ef_search), c(nprobe)) }
     }
 
     /// Whether `remove` works (flat indexes; see the shim for why not IVF).
-    pub(crate) fn can_remove(&self) -> bool {
+    pub fn can_remove(&self) -> bool {
         // SAFETY: valid index.
         unsafe { bp_faiss_can_remove(self.raw) != 0 }
     }
 
     /// Whether the index is trained (always, but for IVF before `train`).
-    pub(crate) fn is_trained(&self) -> bool {
+    pub fn is_trained(&self) -> bool {
         // SAFETY: valid index.
         unsafe { bp_faiss_is_trained(self.raw) != 0 }
     }
 
     /// Train on `vectors` (concatenated, `dimension` each).
-    pub(crate) fn train(&mut self, vectors: &[f32]) -> Result<()> {
+    pub fn train(&mut self, vectors: &[f32]) -> Result<()> {
         let n = vectors.len() / self.dimension();
         let mut err = ErrBuf::new();
         let (e, len) = err.ptr();
@@ -206,7 +216,7 @@ impl Index {
     }
 
     /// Add `vectors` (concatenated) under `ids`.
-    pub(crate) fn add(&mut self, vectors: &[f32], ids: &[i64]) -> Result<()> {
+    pub fn add(&mut self, vectors: &[f32], ids: &[i64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -231,7 +241,7 @@ impl Index {
     }
 
     /// Remove `ids`; how many were there.
-    pub(crate) fn remove(&mut self, ids: &[i64]) -> Result<u64> {
+    pub fn remove(&mut self, ids: &[i64]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -247,7 +257,7 @@ impl Index {
 
     /// The `k` nearest ids of one query with FAISS's distances; ids are -1
     /// where FAISS found fewer than `k`.
-    pub(crate) fn search(&self, query: &[f32], k: usize) -> Result<Vec<(f32, i64)>> {
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(f32, i64)>> {
         let mut distances = vec![0f32; k];
         let mut labels = vec![-1i64; k];
         let mut err = ErrBuf::new();
@@ -272,19 +282,20 @@ impl Index {
     }
 
     /// Vectors held (removed ones excluded; HNSW's replaced ones included).
-    pub(crate) fn len(&self) -> usize {
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
         // SAFETY: valid index.
         unsafe { bp_faiss_ntotal(self.raw) as usize }
     }
 
     /// The vectors' dimension.
-    pub(crate) fn dimension(&self) -> usize {
+    pub fn dimension(&self) -> usize {
         // SAFETY: valid index.
         unsafe { bp_faiss_dimension(self.raw) as usize }
     }
 
     /// The metric, or `None` for one the plugin never makes.
-    pub(crate) fn metric(&self) -> Option<Metric> {
+    pub fn metric(&self) -> Option<Metric> {
         // SAFETY: valid index.
         match unsafe { bp_faiss_metric(self.raw) } {
             0 => Some(Metric::InnerProduct),
@@ -294,7 +305,7 @@ impl Index {
     }
 
     /// Every id held.
-    pub(crate) fn ids(&self) -> Vec<i64> {
+    pub fn ids(&self) -> Vec<i64> {
         let mut out = vec![0i64; self.len()];
         // SAFETY: `out` has ntotal entries.
         unsafe { bp_faiss_ids(self.raw, out.as_mut_ptr()) };
