@@ -5,15 +5,21 @@
 //! report that names the case and what was expected.
 
 use backplane_behavior::{
-    library, plugin_libraries, server_answers, shipped_settings, target_dir, Scratch,
+    chroma_server, library, plugin_libraries, server_answers, shipped_settings, target_dir, Scratch,
 };
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn conformance(cwd: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    conformance_with(cwd, args, &[])
+}
+
+/// [`conformance`] with environment variables set for it.
+fn conformance_with(cwd: &Path, args: &[&std::ffi::OsStr], env: &[(&str, String)]) -> Output {
     Command::new(target_dir().join("backplane"))
         .arg("conformance")
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
         .output()
         .expect("run backplane conformance")
@@ -45,13 +51,21 @@ fn every_shipped_plugin_passes() {
             if !server_answers(&d.name, caps.join(", ")) {
                 continue;
             }
+            // The Chroma server this process started has a port of its own.
+            let env: Vec<(&str, String)> = match d.name.as_str() {
+                "chroma" => chroma_server()
+                    .map(|url| vec![("BACKPLANE_CHROMA_URL", url)])
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
             let (lib, file, cwd) = (lib.clone(), file.clone(), outside.0.clone());
             runs.push((
                 d.name.clone(),
                 std::thread::spawn(move || {
-                    conformance(
+                    conformance_with(
                         &cwd,
                         &[lib.as_os_str(), "--config".as_ref(), file.as_os_str()],
+                        &env,
                     )
                 }),
             ));

@@ -223,6 +223,19 @@ impl StoreConfig {
         resolve_path(&self.base_dir, p)
     }
 
+    /// A `Config` error unless this is a store of `capability`, the only
+    /// one `backend` serves (for a backend of one capability to check
+    /// first).
+    pub fn require(&self, capability: Capability, backend: &str) -> Result<()> {
+        if self.capability == capability {
+            return Ok(());
+        }
+        Err(self.error(format!(
+            "backend \"{backend}\" serves {capability} stores only, not {}: move this section under [{capability}.<name>] or pick another backend",
+            self.capability
+        )))
+    }
+
     /// A `Config` error about this store.
     pub fn error(&self, message: impl std::fmt::Display) -> Error {
         Error::config(format!("[{}.{}]: {message}", self.capability, self.store))

@@ -217,6 +217,30 @@ impl DefaultCollection {
     }
 }
 
+/// The error for a collection that does not exist, worded the same on
+/// every backend.
+pub fn unknown_collection(collection: &str) -> Error {
+    Error::not_found(format!(
+        "collection '{collection}' does not exist: create it with create_collection(\"{collection}\", dimension, distance), \
+         or set `dimension` in the store's section to have it created on open"
+    ))
+}
+
+/// The error for creating collection `name` when one exists already;
+/// `what` says what it is (`384 dims, cosine`, or why it is not a
+/// collection of this backend).
+pub fn collection_exists(name: &str, what: &str) -> Error {
+    Error::already_exists(format!(
+        "collection '{name}' exists already ({what}): use it, or drop it first"
+    ))
+}
+
+/// A collection's dimension and distance as messages give them:
+/// `384 dims, cosine`.
+pub fn described(dimension: u32, distance: Distance) -> String {
+    format!("{dimension} dims, {}", distance.as_str())
+}
+
 /// Check a collection name: 1–64 of ASCII letters, digits, `_`, `-`.
 pub fn validate_collection_name(name: &str) -> Result<()> {
     if name.is_empty()

@@ -12,7 +12,8 @@
 //! - [`relational`], [`vector`], [`cache`], [`graph`]: the cases, from the
 //!   testkit;
 //! - [`port`]: the portability tests' datasets and comparisons;
-//! - [`servers`]: a `redis-server` and a Redis Cluster started by a test;
+//! - [`servers`]: servers a test starts: `redis-server`s and a Redis
+//!   Cluster, PostgreSQL, Qdrant, Chroma;
 //! - `behavior.rs` (a test target): runs every case on every backend;
 //! - `conformance.rs` (a test target): `backplane conformance` on every
 //!   built plugin, from outside the workspace, and on wrong ones;
@@ -168,9 +169,67 @@ pub fn server_answers(backend: &str, cap: impl std::fmt::Display) -> bool {
                 return false;
             }
         }
+        "chroma" => {
+            if let Err(why) = chroma_server() {
+                println!("  skip chroma/{cap}: {why}");
+                return false;
+            }
+        }
         _ => {}
     }
     true
+}
+
+/// The Chroma server the suite uses: the one `BACKPLANE_CHROMA_URL` names,
+/// or else one this test process starts (on a free loopback port, from
+/// PyPI's `chromadb`) the first time it is asked for, shared by every
+/// case and gone with the process. `Err` says why the cases skip (outside
+/// CI; in CI an absent server is a failure).
+pub fn chroma_server() -> Result<String, String> {
+    if let Some(url) = std::env::var("BACKPLANE_CHROMA_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        return Ok(url);
+    }
+    static SHARED: OnceLock<Option<String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            if !servers::chroma_available("the chroma cases") {
+                return None;
+            }
+            // Kept for the life of the process: the server exits with it.
+            let server = Box::leak(Box::new(servers::ChromaServer::start_for_process()));
+            Some(server.url())
+        })
+        .clone()
+        .ok_or_else(|| {
+            "no Chroma server: python3 cannot import chromadb (python3 -m pip install --no-deps chromadb==1.5.9), and BACKPLANE_CHROMA_URL is not set".to_string()
+        })
+}
+
+/// Drop every collection of the `chroma` backend under `prefix` on the
+/// server at `url` (a test's clean-up), through the plugin itself.
+pub fn drop_chroma_collections(url: &str, prefix: &str) {
+    let scratch = Scratch::new();
+    let Ok(storage) = open_with_result(
+        "chroma",
+        Capability::Vector,
+        &scratch,
+        &format!("url = \"{url}\"\ncollection_prefix = \"{prefix}\""),
+    ) else {
+        return;
+    };
+    let handle = storage.vector("s").expect("the clean-up store");
+    let store = handle.blocking();
+    for c in store.list_collections().unwrap_or_default() {
+        if let Err(e) = store.drop_collection(&c.name) {
+            println!(
+                "  clean-up: cannot drop chroma collection {prefix}{}: {e}",
+                c.name
+            );
+        }
+    }
 }
 
 /// The store options a backend needs for a fresh store of `cap` (from its
@@ -190,7 +249,12 @@ pub fn store_options(
     if !server_answers(backend, cap) {
         return None;
     }
-    let opts = settings.options(cap, extra, scratch, &namespace());
+    // A Chroma server started by this process has a port of its own.
+    let extra = match (backend, chroma_server()) {
+        ("chroma", Ok(url)) => format!("url = \"{url}\"\n{extra}"),
+        _ => extra.to_string(),
+    };
+    let opts = settings.options(cap, &extra, scratch, &namespace());
     // What the store creates on a server goes with the scratch folder.
     let t: toml::Table = opts.parse().expect("the settings' own output parses");
     let key = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_string);
@@ -204,6 +268,11 @@ pub fn store_options(
         "qdrant" => {
             if let (Ok(url), Some(prefix)) = (qdrant_server(), key("collection_prefix")) {
                 scratch.on_drop(move || drop_qdrant_collections(&url, &prefix));
+            }
+        }
+        "chroma" => {
+            if let (Some(url), Some(prefix)) = (key("url"), key("collection_prefix")) {
+                scratch.on_drop(move || drop_chroma_collections(&url, &prefix));
             }
         }
         _ => {}

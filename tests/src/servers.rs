@@ -739,3 +739,130 @@ impl PgServer {
         Some(())
     }
 }
+
+/// The Python program that runs a Chroma server (PyPI's `chromadb`: its
+/// `chromadb_rust_bindings` module is the server) on `argv[2]` with its
+/// data in `argv[1]`, and exits when the process that started it is gone
+/// (so a test process that ends without dropping it leaves no server),
+/// removing the folder `argv[3]` if given.
+const CHROMA_RUNNER: &str = r#"
+import os, shutil, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    if len(sys.argv) > 3:
+        shutil.rmtree(sys.argv[3], ignore_errors=True)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+import chromadb_rust_bindings as chroma
+chroma.cli(["chroma", "run", "--path", sys.argv[1], "--host", "127.0.0.1", "--port", sys.argv[2]])
+"#;
+
+/// Whether a Chroma server can be started here: `python3` with PyPI's
+/// `chromadb` package. Outside CI its absence prints that `what` is skipped
+/// and why; in CI it is a failure.
+pub fn chroma_available(what: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import chromadb_rust_bindings"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "a Chroma server is required in CI for {what}: .ci/run installs PyPI's chromadb (python3 -m pip install chromadb); check that it is installed"
+        );
+        println!("skip {what}: python3 cannot import chromadb; install it (python3 -m pip install --no-deps chromadb==1.5.9) to run it");
+    }
+    ok
+}
+
+/// A Chroma server on a loopback port, its data in a folder that outlives
+/// restarts; killed when dropped.
+pub struct ChromaServer {
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+    /// Remove `dir` when the test process is gone.
+    owns_dir: bool,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl ChromaServer {
+    /// Start a server keeping its data under `dir`, and wait until it
+    /// answers its heartbeat.
+    pub fn start(dir: &std::path::Path) -> ChromaServer {
+        ChromaServer::start_in(dir, false)
+    }
+
+    /// A server for the rest of the test process, its data in a folder of
+    /// its own under the system's temporary folder, which goes with it.
+    pub fn start_for_process() -> ChromaServer {
+        let dir = std::env::temp_dir().join(format!("backplane-chroma-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ChromaServer::start_in(&dir, true)
+    }
+
+    fn start_in(dir: &std::path::Path, owns_dir: bool) -> ChromaServer {
+        std::fs::create_dir_all(dir).expect("chroma data folder");
+        let mut s = ChromaServer {
+            child: None,
+            dir: dir.to_path_buf(),
+            owns_dir,
+            port: free_port(),
+        };
+        s.restart();
+        s
+    }
+
+    /// The `url` of the `chroma` backend for this server.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)start the server on the same port and data, and wait until it
+    /// answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::File::create(self.dir.join("chroma.log")).expect("chroma log file");
+        let child = Command::new("python3")
+            .args(["-c", CHROMA_RUNNER])
+            .arg(self.dir.join("data"))
+            .arg(self.port.to_string())
+            .args(self.owns_dir.then_some(&self.dir))
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("chroma log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start a Chroma server with python3: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if http_get(self.port, "/api/v2/heartbeat").is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "Chroma on port {} did not answer within 60 s; its log: {}",
+            self.port,
+            std::fs::read_to_string(self.dir.join("chroma.log")).unwrap_or_default()
+        );
+    }
+
+    /// Kill the server and wait for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ChromaServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

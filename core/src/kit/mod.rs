@@ -18,6 +18,8 @@
 //! - [`graph`]: the breadth-first shortest-path search of graph stores.
 //! - [`fs`]: replacing a file or creating a folder atomically (a failed
 //!   write never leaves half a file under the final name).
+//! - [`net`]: the settings of backends on a server (address, timeouts,
+//!   secrets from the environment, collection prefixes), checked alike.
 //! - [`pool`]: a blocking connection pool with a size limit, a bounded
 //!   wait, broken-connection handling and gauges for `health`.
 //! - [`sql`]: SQL text with PostgreSQL's lexical rules (which DuckDB
@@ -33,6 +35,7 @@
 pub mod fs;
 pub mod graph;
 pub mod id;
+pub mod net;
 pub mod page;
 pub mod pool;
 pub mod redact;

@@ -39,12 +39,7 @@ pub struct DuckDbConfig {
 impl DuckDbConfig {
     /// Read and check a store section.
     pub(crate) fn from_store(store: &StoreConfig) -> Result<DuckDbConfig> {
-        if store.capability != Capability::Relational {
-            return Err(store.error(format!(
-                "the duckdb backend serves relational stores only, not {} stores: pick another backend for this store",
-                store.capability
-            )));
-        }
+        store.require(Capability::Relational, "duckdb")?;
         let cfg: DuckDbConfig = store.parse()?;
         if cfg.path.trim().is_empty() {
             return Err(store.error(

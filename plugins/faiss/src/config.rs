@@ -121,12 +121,7 @@ impl FaissConfig {
     /// Read and check a store section: each mistake is one `Config` error
     /// naming the option.
     pub(crate) fn from_store(store: &StoreConfig) -> Result<FaissConfig> {
-        if store.capability != Capability::Vector {
-            return Err(store.error(format!(
-                "the faiss backend serves vector stores only, not {} stores: pick another backend for this store",
-                store.capability
-            )));
-        }
+        store.require(Capability::Vector, "faiss")?;
         let cfg: FaissConfig = store.parse()?;
         if cfg.path.trim().is_empty() {
             return Err(store.error(

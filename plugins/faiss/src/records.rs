@@ -112,12 +112,7 @@ pub(crate) fn all_collections(conn: &Connection) -> Result<Vec<(String, Meta)>> 
         .collect()
 }
 
-pub(crate) fn unknown(collection: &str) -> Error {
-    Error::not_found(format!(
-        "collection '{collection}' does not exist: create it with create_collection(\"{collection}\", dimension, distance), \
-         or set `dimension` in the store's section to have it created on open"
-    ))
-}
+pub(crate) use backplane_core::vector::unknown_collection as unknown;
 
 /// The records of a collection.
 pub(crate) fn count(conn: &Connection, collection: &str) -> Result<u64> {

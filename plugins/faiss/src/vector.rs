@@ -300,11 +300,10 @@ impl Vector for FaissVector {
         };
         write_tx(&conn, |tx| {
             if let Some(old) = meta_opt(tx, name)? {
-                return Err(Error::already_exists(format!(
-                    "collection '{name}' exists already ({} dims, {}): use it, or drop it first",
-                    old.dimension,
-                    old.distance.as_str()
-                )));
+                return Err(backplane_core::vector::collection_exists(
+                    name,
+                    &backplane_core::vector::described(old.dimension, old.distance),
+                ));
             }
             records::insert_collection(tx, name, &m)
         })?;

@@ -25,11 +25,7 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-fn no_collection(name: &str) -> Error {
-    Error::not_found(format!(
-        "collection '{name}' does not exist: create it first with create_collection(\"{name}\", dimension, distance)"
-    ))
-}
+use backplane_core::vector::unknown_collection as no_collection;
 
 impl MemoryVector {
     /// An empty store.
@@ -56,11 +52,10 @@ impl Vector for MemoryVector {
         let mut all = write(&self.collections);
         if let Some(existing) = all.get(name) {
             let c = read(existing);
-            return Err(Error::already_exists(format!(
-                "collection '{name}' exists already ({} dimensions, {}): use it, or drop_collection it first",
-                c.dimension,
-                c.distance.as_str()
-            )));
+            return Err(backplane_core::vector::collection_exists(
+                name,
+                &backplane_core::vector::described(c.dimension, c.distance),
+            ));
         }
         all.insert(
             name.to_string(),

@@ -154,11 +154,10 @@ impl Vector for PgVector {
         in_transaction(&mut conn, "create_collection", |conn| {
             if conn.execute(SQL, &[&name, &(dimension as i32), &distance.as_str()])? == 0 {
                 let m = meta(conn, name)?;
-                return Err(Error::already_exists(format!(
-                    "collection '{name}' exists already ({} dims, {}): use it, or drop it first",
-                    m.dimension,
-                    m.distance.as_str()
-                )));
+                return Err(backplane_core::vector::collection_exists(
+                    name,
+                    &backplane_core::vector::described(m.dimension, m.distance),
+                ));
             }
             if let Some(pv) = &self.pgvector {
                 pv.create_index(conn, name, dimension, distance)?;

@@ -15,13 +15,7 @@ pub const MAX_PAGE: usize = 10_000;
 /// filter it evaluates itself).
 pub const SCAN_PAGE: usize = 1_000;
 
-/// The error for a collection that does not exist.
-pub fn unknown(collection: &str) -> Error {
-    Error::not_found(format!(
-        "collection '{collection}' does not exist: create it with create_collection(\"{collection}\", dimension, distance), \
-         or set `dimension` in the store's section to have it created on open"
-    ))
-}
+pub use backplane_core::vector::unknown_collection as unknown;
 
 /// Check `name` as the name of a collection to use: a name no collection
 /// can have is an unknown collection.
@@ -29,19 +23,7 @@ pub fn check_name(name: &str) -> Result<()> {
     validate_collection_name(name).map_err(|_| unknown(name))
 }
 
-/// The error for creating a collection that exists already; `what` says
-/// what it is ([`described`], or why it is not a collection).
-pub fn exists(name: &str, what: &str) -> Error {
-    Error::already_exists(format!(
-        "collection '{name}' exists already ({what}): use it, or drop it first"
-    ))
-}
-
-/// A collection's dimension and distance as messages give them:
-/// `384 dims, cosine`.
-pub fn described(dimension: u32, distance: Distance) -> String {
-    format!("{dimension} dims, {}", distance.as_str())
-}
+pub use backplane_core::vector::{collection_exists as exists, described};
 
 /// Whether a collection of `distance` keeps each vector a second time as
 /// [`RAW_VECTOR`], the copy `get` and `scroll` return: cosine only, whose

@@ -120,12 +120,7 @@ impl Default for Tuning {
 impl QdrantEdgeConfig {
     /// Parse and check a store section.
     pub fn from_store(store: &StoreConfig) -> Result<QdrantEdgeConfig> {
-        if store.capability != Capability::Vector {
-            return Err(store.error(format!(
-                "backend \"qdrant-edge\" serves vector stores only, not {}: move this section under [vector.<name>] or pick another backend",
-                store.capability
-            )));
-        }
+        store.require(Capability::Vector, "qdrant-edge")?;
         let cfg: QdrantEdgeConfig = store.parse()?;
         if cfg.path.trim().is_empty() {
             return Err(store.error(

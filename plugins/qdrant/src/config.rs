@@ -12,6 +12,7 @@
 //! write_consistency_factor = 1        #   collection is created
 //! ```
 
+use backplane_core::kit::net::{collection_prefix, http_url, millis, secret_from_env};
 use backplane_core::kit::redact::{redact_url, Secret};
 use backplane_core::{Capability, DefaultCollection, Result, StoreConfig};
 use serde::Deserialize;
@@ -115,24 +116,14 @@ pub(crate) struct Settings {
 impl QdrantConfig {
     /// Parse and check a store section.
     pub(crate) fn settings(store: &StoreConfig) -> Result<Settings> {
-        if store.capability != Capability::Vector {
-            return Err(store.error(format!(
-                "backend \"qdrant\" serves vector stores only, not {}: move this section under [vector.<name>] or pick another backend",
-                store.capability
-            )));
-        }
+        store.require(Capability::Vector, "qdrant")?;
         let cfg: QdrantConfig = store.parse()?;
-        let url = cfg.url.trim().to_string();
-        let host = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .unwrap_or("");
-        if host.is_empty() || host.starts_with(['/', ':']) {
-            return Err(store.error(format!(
-                "`url` is \"{}\": give the server's gRPC endpoint, e.g. url = \"http://127.0.0.1:6334\" (https:// for TLS)",
-                cfg.url
-            )));
-        }
+        let url = http_url(
+            store,
+            &cfg.url,
+            "the server's gRPC endpoint",
+            "http://127.0.0.1:6334",
+        )?;
         if url.contains(":6333") {
             log::warn!(
                 "qdrant: [vector.{}] url {url} names port 6333, Qdrant's REST port; this backend speaks gRPC, on port 6334 by default",
@@ -146,37 +137,13 @@ impl QdrantConfig {
                 ))
             }
             (Some(k), None) => Some(k.clone()),
-            (None, Some(var)) => match std::env::var(var) {
-                Ok(k) if !k.is_empty() => Some(Secret::new(k)),
-                _ => {
-                    return Err(store.error(format!(
-                        "`api_key_env` names the environment variable {var}, which is not set: export it, or remove `api_key_env` for a server without an API key"
-                    )))
-                }
-            },
+            (None, Some(var)) => Some(secret_from_env(store, "api_key_env", var, "an API key")?),
             (None, None) => None,
         };
         if api_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
             return Err(store.error("`api_key` is empty: give the key, or remove the line"));
         }
-        let prefix = cfg.collection_prefix.clone().unwrap_or_default();
-        if prefix.len() > 64
-            || !prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(store.error(format!(
-                "`collection_prefix` is \"{prefix}\": use up to 64 ASCII letters, digits, '_' and '-'"
-            )));
-        }
-        let ms = |v: Option<u64>, default: u64, key: &str| -> Result<Duration> {
-            match v.unwrap_or(default) {
-                0 => Err(store.error(format!(
-                    "`{key}` is 0: give a time in milliseconds, e.g. {default}"
-                ))),
-                n => Ok(Duration::from_millis(n)),
-            }
-        };
+        let prefix = collection_prefix(store, cfg.collection_prefix.as_deref(), b"_-")?;
         for (key, v) in [
             ("shard_number", cfg.shard_number),
             ("replication_factor", cfg.replication_factor),
@@ -198,8 +165,9 @@ impl QdrantConfig {
         Ok(Settings {
             url,
             api_key,
-            timeout: ms(cfg.timeout_ms, DEFAULT_TIMEOUT_MS, "timeout_ms")?,
-            connect_timeout: ms(
+            timeout: millis(store, cfg.timeout_ms, DEFAULT_TIMEOUT_MS, "timeout_ms")?,
+            connect_timeout: millis(
+                store,
                 cfg.connect_timeout_ms,
                 DEFAULT_CONNECT_TIMEOUT_MS,
                 "connect_timeout_ms",

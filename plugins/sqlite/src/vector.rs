@@ -123,11 +123,10 @@ impl Vector for SqliteVector {
         self.invalidate(name);
         write_tx(&conn, |tx| {
             if let Some(m) = meta_opt(tx, name)? {
-                return Err(Error::already_exists(format!(
-                    "collection '{name}' exists already ({} dims, {}): use it, or drop it first",
-                    m.dimension,
-                    m.distance.as_str()
-                )));
+                return Err(backplane_core::vector::collection_exists(
+                    name,
+                    &backplane_core::vector::described(m.dimension, m.distance),
+                ));
             }
             insert_collection(tx, name, dimension, distance)
         })

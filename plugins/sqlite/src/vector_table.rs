@@ -88,12 +88,7 @@ pub(crate) fn meta(conn: &Connection, collection: &str) -> Result<Meta> {
     meta_opt(conn, collection)?.ok_or_else(|| unknown(collection))
 }
 
-pub(crate) fn unknown(collection: &str) -> Error {
-    Error::not_found(format!(
-        "collection '{collection}' does not exist: create it with create_collection(\"{collection}\", dimension, distance), \
-         or set `dimension` in the store's section to have it created on open"
-    ))
-}
+pub(crate) use backplane_core::vector::unknown_collection as unknown;
 
 /// Rowids of a collection's records whose payload passes `filter`.
 pub(crate) fn matching_rowids(
