@@ -1,19 +1,15 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-mod adjacency;
-mod cache;
 mod config;
-mod graph;
 mod matrix;
 mod relational;
 #[cfg(test)]
 mod tests;
 mod vector;
 
-pub use cache::MemoryCache;
+pub use backplane_memory_engine::{MemoryCache, MemoryGraph};
 pub use config::MemoryConfig;
-pub use graph::MemoryGraph;
 pub use vector::MemoryVector;
 
 use backplane_core::{

@@ -149,7 +149,7 @@ impl Default for MemoryCache {
     fn default() -> Self {
         MemoryCache::new(
             ChannelLimits::default(),
-            crate::config::DEFAULT_MAX_VALUE_BYTES,
+            backplane_core::DEFAULT_MAX_VALUE_BYTES,
         )
     }
 }
