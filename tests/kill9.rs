@@ -3,7 +3,9 @@
 //! the id of each write its store acknowledged; the test kills it with
 //! SIGKILL at a random moment, many times, and after each kill opens the
 //! store again and checks that every acknowledged write is there and that
-//! the files open cleanly (sqlite, duckdb, qdrant-edge, faiss).
+//! the files open cleanly (sqlite, duckdb, qdrant-edge, faiss, and the
+//! JSON files of the files backend: a file replaced while the process is
+//! killed is the old one or the new one, never part of one).
 //!
 //! The child is this test binary run again with `BP_KILL9_CHILD` naming
 //! the backend and capability; it writes until it is killed, starting at
@@ -53,7 +55,37 @@ const CASES: &[(&str, &str, &str)] = &[
         "backplane_plugin_faiss",
         "[vector.s]\nbackend = \"faiss\"\npath = \"data/f\"\nindex = \"hnsw\"\nsave_every = 7\n",
     ),
+    (
+        "files-cache",
+        "backplane_plugin_files",
+        "[cache.s]\nbackend = \"files\"\nroot = \"data/c\"\nmax_messages = 1000000\n",
+    ),
+    (
+        "files-graph",
+        "backplane_plugin_files",
+        "[graph.s]\nbackend = \"files\"\nroot = \"data/g\"\n",
+    ),
 ];
+
+/// Node `i` of the files-graph case.
+fn node(i: u64) -> backplane_host::Node {
+    backplane_host::Node {
+        id: format!("n{i}"),
+        label: "step".into(),
+        properties: serde_json::json!({"i": i, "text": format!("step number {i}")}),
+    }
+}
+
+/// Edge `i` of the files-graph case: from node `i - 1` to node `i`.
+fn edge(i: u64) -> backplane_host::Edge {
+    backplane_host::Edge {
+        id: format!("e{i}"),
+        from: format!("n{}", i - 1),
+        to: format!("n{i}"),
+        edge_type: "next".into(),
+        properties: serde_json::json!({}),
+    }
+}
 
 fn config(dir: &Scratch, case: &str) -> std::path::PathBuf {
     let (_, lib, section) = CASES.iter().find(|c| c.0 == case).expect("a known case");
@@ -92,7 +124,19 @@ fn write_until_killed(case: &str, dir: &Path) {
                 ack(i);
             }
         }
-        "sqlite-cache" => {
+        "files-graph" => {
+            let s = storage.graph("s").unwrap();
+            let s = s.blocking();
+            // Imports leave out what the last kill may have written already.
+            for i in start.. {
+                s.import_nodes(&[node(i)], false).unwrap();
+                if i > 0 {
+                    s.import_edges(&[edge(i)], false).unwrap();
+                }
+                ack(i);
+            }
+        }
+        "sqlite-cache" | "files-cache" => {
             let s = storage.cache("s").unwrap();
             for i in start.. {
                 s.blocking()
@@ -144,7 +188,25 @@ fn check(case: &str, scratch: &Scratch, acked: u64) {
                 "{case}"
             );
         }
-        "sqlite-cache" => {
+        "files-graph" => {
+            let s = storage.graph("s").unwrap();
+            let s = s.blocking();
+            for i in 0..acked {
+                assert_eq!(
+                    s.get_node(&format!("n{i}")).unwrap(),
+                    Some(node(i)),
+                    "{case}: node n{i}"
+                );
+                if i > 0 {
+                    assert_eq!(
+                        s.get_edge(&format!("e{i}")).unwrap(),
+                        Some(edge(i)),
+                        "{case}: edge e{i}"
+                    );
+                }
+            }
+        }
+        "sqlite-cache" | "files-cache" => {
             let s = storage.cache("s").unwrap();
             for i in [0, acked / 2, acked.saturating_sub(1)] {
                 if acked == 0 {
@@ -288,4 +350,14 @@ fn qdrant_edge_keeps_every_acknowledged_write() {
 #[test]
 fn faiss_keeps_every_acknowledged_write() {
     run_case("faiss-vector", 12);
+}
+
+#[test]
+fn files_cache_keeps_every_acknowledged_write() {
+    run_case("files-cache", 12);
+}
+
+#[test]
+fn files_graph_keeps_every_acknowledged_write() {
+    run_case("files-graph", 12);
 }

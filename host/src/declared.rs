@@ -110,22 +110,20 @@ struct DeclaredVector {
 impl DeclaredVector {
     /// Every record of `collection` that passes `filter`, scrolled.
     fn matching(&self, collection: &str, filter: &Filter) -> Result<Vec<VectorRecord>> {
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
+        let all = backplane_core::kit::page::collect_pages(|cursor| {
             let page = self
                 .inner
-                .scroll(collection, cursor.as_deref(), self.batch.min(1000))?;
-            out.extend(
-                page.records
+                .scroll(collection, cursor, self.batch.min(1000))?;
+            Ok(backplane_core::Page {
+                items: page
+                    .records
                     .into_iter()
-                    .filter(|r| filter.matches(&r.payload)),
-            );
-            match page.next_cursor {
-                Some(c) if Some(&c) != cursor.as_ref() => cursor = Some(c),
-                _ => return Ok(out),
-            }
-        }
+                    .filter(|r| filter.matches(&r.payload))
+                    .collect(),
+                next_cursor: page.next_cursor,
+            })
+        })?;
+        Ok(all)
     }
 }
 

@@ -763,8 +763,19 @@ chroma.cli(["chroma", "run", "--path", sys.argv[1], "--host", "127.0.0.1", "--po
 /// `chromadb` package. Outside CI its absence prints that `what` is skipped
 /// and why; in CI it is a failure.
 pub fn chroma_available(what: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import chromadb_rust_bindings"])
+    command_runs(
+        Command::new("python3").args(["-c", "import chromadb_rust_bindings"]),
+        what,
+        "python3 cannot import chromadb",
+        "python3 -m pip install --no-deps chromadb==1.5.9",
+    )
+}
+
+/// Whether `command` runs and succeeds; outside CI a failure prints that
+/// `what` is skipped because `missing`, and how to `install` it; in CI it
+/// fails the test (.ci/run installs it).
+fn command_runs(command: &mut Command, what: &str, missing: &str, install: &str) -> bool {
+    let ok = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -772,9 +783,9 @@ pub fn chroma_available(what: &str) -> bool {
     if !ok {
         assert!(
             !in_ci(),
-            "a Chroma server is required in CI for {what}: .ci/run installs PyPI's chromadb (python3 -m pip install chromadb); check that it is installed"
+            "{what} needs what is missing here ({missing}); .ci/run installs it: {install}"
         );
-        println!("skip {what}: python3 cannot import chromadb; install it (python3 -m pip install --no-deps chromadb==1.5.9) to run it");
+        println!("skip {what}: {missing}; install it ({install}) to run it");
     }
     ok
 }
@@ -862,6 +873,217 @@ impl ChromaServer {
 }
 
 impl Drop for ChromaServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Send `method path` with an empty body to the HTTP server on
+/// `127.0.0.1:port`, with extra header lines; the status code, or `None`
+/// when nothing answers.
+pub fn http_request(port: u16, method: &str, path: &str, headers: &[String]) -> Option<u16> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes()).ok()?;
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    text.split(' ').nth(1)?.parse().ok()
+}
+
+/// Whether `program --help` runs (see [`command_runs`]).
+fn program_available(program: &str, what: &str, install: &str) -> bool {
+    command_runs(
+        Command::new(program).arg("--help"),
+        what,
+        &format!("{program} is not on PATH"),
+        install,
+    )
+}
+
+/// An object-store server a test starts on a loopback port: moto's S3
+/// server (PyPI's `moto[server]`, data in memory) or Azurite's blob
+/// service (npm's `azurite`, data in a folder that outlives restarts).
+/// Killed when dropped.
+pub struct ObjectServer {
+    child: Option<Child>,
+    kind: ObjectKind,
+    dir: std::path::PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// Which object store an [`ObjectServer`] serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// moto's S3.
+    S3,
+    /// Azurite's Azure Blob Storage.
+    Azure,
+}
+
+/// Azurite's well-known development account and key (public, the same
+/// in every Azurite).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// See [`AZURITE_ACCOUNT`].
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl ObjectServer {
+    /// Whether the server of `kind` can be started here.
+    pub fn available(kind: ObjectKind, what: &str) -> bool {
+        match kind {
+            ObjectKind::S3 => {
+                program_available("moto_server", what, "python3 -m pip install 'moto[server]'")
+            }
+            ObjectKind::Azure => {
+                program_available("azurite-blob", what, "npm install -g azurite@3.35.0")
+            }
+        }
+    }
+
+    /// Start a server of `kind` keeping its data under `dir`, and wait
+    /// until it answers.
+    pub fn start(kind: ObjectKind, dir: &std::path::Path) -> ObjectServer {
+        std::fs::create_dir_all(dir).expect("object store folder");
+        let mut s = ObjectServer {
+            child: None,
+            kind,
+            dir: dir.to_path_buf(),
+            port: free_port(),
+        };
+        s.restart();
+        s
+    }
+
+    /// The endpoint the `files` backend is given.
+    pub fn endpoint(&self) -> String {
+        match self.kind {
+            ObjectKind::S3 => format!("http://127.0.0.1:{}", self.port),
+            ObjectKind::Azure => format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port),
+        }
+    }
+
+    /// (Re)start the server on the same port and data, and wait until it
+    /// answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::File::create(self.dir.join("server.log")).expect("server log file");
+        let port = self.port.to_string();
+        let mut cmd = match self.kind {
+            ObjectKind::S3 => {
+                let mut c = Command::new("moto_server");
+                c.args(["-H", "127.0.0.1", "-p", &port]);
+                c
+            }
+            ObjectKind::Azure => {
+                let mut c = Command::new("azurite-blob");
+                c.args(["--blobHost", "127.0.0.1", "--blobPort", &port, "--location"])
+                    .arg(self.dir.join("data"))
+                    .args(["--skipApiVersionCheck", "--silent"]);
+                c
+            }
+        };
+        let child = cmd
+            .stdout(log.try_clone().expect("server log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {:?} server: {e}", self.kind));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if http_request(self.port, "GET", "/", &[]).is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the {:?} server on port {} did not answer within 60 s; its log: {}",
+            self.kind,
+            self.port,
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
+    }
+
+    /// Create bucket or container `name` (the plugin never creates them).
+    pub fn create_bucket(&self, name: &str) {
+        let status = match self.kind {
+            ObjectKind::S3 => http_request(self.port, "PUT", &format!("/{name}"), &[]),
+            ObjectKind::Azure => self.create_container(name),
+        };
+        assert!(
+            status.is_some_and(|s| (200..300).contains(&s)),
+            "creating {name} on the {:?} server answered {status:?}",
+            self.kind
+        );
+    }
+
+    /// Azure's Create Container, signed with the account key (SharedKey),
+    /// by Python's standard library (the test crate has no HMAC).
+    fn create_container(&self, name: &str) -> Option<u16> {
+        const SIGN: &str = r#"
+import base64, hashlib, hmac, sys, urllib.request
+from email.utils import formatdate
+port, account, key, name = sys.argv[1:5]
+date = formatdate(usegmt=True)
+version = "2021-08-06"
+headers = "x-ms-date:%s\nx-ms-version:%s" % (date, version)
+resource = "/%s/%s/%s\nrestype:container" % (account, account, name)
+ctype = "application/octet-stream"
+# VERB, then Content-Encoding, -Language, -Length ("" for 0), -MD5, -Type,
+# Date, If-Modified-Since, If-Match, If-None-Match, If-Unmodified-Since, Range.
+to_sign = "PUT\n\n\n\n\n" + ctype + "\n\n\n\n\n\n\n" + headers + "\n" + resource
+sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request("http://127.0.0.1:%s/%s/%s?restype=container" % (port, account, name), method="PUT", data=b"",
+    headers={"x-ms-date": date, "x-ms-version": version, "Content-Type": ctype, "Authorization": "SharedKey %s:%s" % (account, sig)})
+try:
+    print(urllib.request.urlopen(req).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"#;
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                SIGN,
+                &self.port.to_string(),
+                AZURITE_ACCOUNT,
+                AZURITE_KEY,
+                name,
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+
+    /// Stop the server and wait for it to exit: Azurite with SIGTERM
+    /// (it writes its data out on the way; SIGKILL loses its last
+    /// seconds), moto with SIGKILL (it keeps nothing).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if self.kind == ObjectKind::Azure {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if c.try_wait().ok().flatten().is_some() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ObjectServer {
     fn drop(&mut self) {
         self.stop();
     }

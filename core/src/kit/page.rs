@@ -9,6 +9,8 @@
 //! - [`page_of`]: rows a database returned for `WHERE key > cursor ORDER BY
 //!   key LIMIT n`, where `n` is [`fetch_count`]`(limit)`: one more row than
 //!   the page holds, which tells whether another page follows.
+//!
+//! [`collect_pages`] reads a whole listing, page after page.
 
 use crate::error::{Error, Result};
 use crate::graph::Page;
@@ -25,6 +27,22 @@ pub fn check_limit(limit: usize, call: &str, item: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Every item of a paged listing, in order: `page` is called with no
+/// cursor, then with each page's `next_cursor`, until a page has none (or
+/// gives back the cursor it was called with, which would never end).
+pub fn collect_pages<T>(mut page: impl FnMut(Option<&str>) -> Result<Page<T>>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = page(cursor.as_deref())?;
+        out.extend(p.items);
+        match p.next_cursor {
+            Some(c) if Some(&c) != cursor.as_ref() => cursor = Some(c),
+            _ => return Ok(out),
+        }
+    }
 }
 
 /// How many rows to ask a database for, for a page of `limit` items: one
