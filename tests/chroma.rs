@@ -227,6 +227,11 @@ fn filters() -> Vec<Json> {
         json!({"must": [{"key": "tag", "in": ["a", 3]}]}),
         json!({"must": [{"key": "tag", "match": true}]}),
         json!({"must": [{"key": "n", "range": {"gte": 3, "lt": 7}}]}),
+        // Fractional bounds against integer values (Chroma cuts them).
+        json!({"must": [{"key": "n", "range": {"gt": 2.5, "lt": 6.5}}]}),
+        json!({"must": [{"key": "n", "range": {"gt": -0.5, "lte": 0.5}}]}),
+        json!({"must": [{"key": "n", "in": [4, 5.5]}]}),
+        json!({"must": [{"key": "$and", "match": 1}]}),
         json!({"must": [{"key": "n", "match": 4}]}),
         json!({"must": [{"key": "n", "match": 5.5}]}),
         json!({"must": [{"key": "meta.lang", "match": "en"}]}),

@@ -157,6 +157,34 @@ fn a_hand_edited_file_with_a_mistake_names_its_line_and_column() {
 }
 
 #[test]
+fn a_channel_file_under_another_name_is_refused() {
+    let scratch = Scratch::new();
+    {
+        let s = open(&scratch, Capability::Cache, "root = \"c\"");
+        s.cache("s")
+            .unwrap()
+            .blocking()
+            .add_message("Ann", &Message::new("user", "hi"))
+            .unwrap();
+    }
+    assert!(
+        scratch.path("c/channels/%41nn.json").exists(),
+        "upper case escaped"
+    );
+    std::fs::copy(
+        scratch.path("c/channels/%41nn.json"),
+        scratch.path("c/channels/copy.json"),
+    )
+    .unwrap();
+    let e = try_open(&scratch, Capability::Cache, "root = \"c\"").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.to_string().contains("copy.json") && e.to_string().contains("%41nn.json"),
+        "names both files: {e}"
+    );
+}
+
+#[test]
 fn one_process_per_folder() {
     let scratch = Scratch::new();
     let first = open(&scratch, Capability::Graph, "root = \"kg\"");

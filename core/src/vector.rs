@@ -333,6 +333,18 @@ pub struct SearchHit {
     pub payload: serde_json::Value,
 }
 
+impl SearchHit {
+    /// The hit for `record` at `score` (its vector left behind).
+    pub fn of(record: VectorRecord, score: f32) -> SearchHit {
+        SearchHit {
+            id: record.id,
+            score,
+            document: record.document,
+            payload: record.payload,
+        }
+    }
+}
+
 /// One similarity query.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchRequest {

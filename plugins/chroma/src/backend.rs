@@ -17,7 +17,7 @@ use crate::record::{self, backplane_name, chroma_name, decode, from_space, space
 use backplane_core::kit::page::check_limit;
 use backplane_core::vector::{
     collection_exists, described, norm, unknown_collection as unknown, validate_collection_name,
-    validate_records, validate_vector,
+    validate_records, validate_vector, TopK,
 };
 use backplane_core::{
     CollectionInfo, Distance, Error, ErrorKind, Filter, Health, Result, ScrollPage, SearchHit,
@@ -36,10 +36,12 @@ const MAX_PAGE: usize = 10_000;
 const SCAN_PAGE: usize = 1_000;
 /// Collections listed per request.
 const LIST_PAGE: usize = 100;
-/// How many times the candidates a filtered search asks for grow (×4
-/// each) before the search reads every candidate the pushed-down filter
-/// lets through.
-const OVERFETCH_ROUNDS: u32 = 4;
+/// The most candidates one query asks Chroma for. A filtered search asks
+/// for 4×k, then 16×k, … up to this; beyond it (a filter that passes few
+/// of the candidates, or a huge k) the search reads the candidates the
+/// pushed-down filter lets through a page at a time and keeps the best k
+/// itself, exact, in bounded memory.
+const MAX_CANDIDATES: usize = 4_096;
 
 /// What the plugin knows of a collection.
 #[derive(Clone, Debug)]
@@ -353,8 +355,10 @@ impl ChromaVector {
             request.k
         }
         .min(total);
-        let mut round = 0;
         let found = loop {
+            if n > MAX_CANDIDATES {
+                return self.scan_search(c, request, pushed.as_ref(), what);
+            }
             let mut body = json!({
                 "query_embeddings": [request.vector],
                 "n_results": n,
@@ -370,31 +374,96 @@ impl ChromaVector {
                 .into_iter()
                 .filter(|r| filter.is_none_or(|f| f.matches(&r.payload)))
                 .collect();
-            round += 1;
             if passing.len() >= request.k || returned < n || n >= total {
                 break passing;
             }
-            n = if round >= OVERFETCH_ROUNDS {
-                total
-            } else {
-                n.saturating_mul(4).min(total)
-            };
+            n = n.saturating_mul(4).min(total);
         };
         let q_norm = norm(&request.vector);
         let mut hits: Vec<SearchHit> = found
             .into_iter()
-            .map(|r| SearchHit {
-                score: c
+            .map(|r| {
+                let score = c
                     .distance
-                    .score(&request.vector, &r.vector, q_norm, norm(&r.vector)),
-                id: r.id,
-                document: r.document,
-                payload: r.payload,
+                    .score(&request.vector, &r.vector, q_norm, norm(&r.vector));
+                SearchHit::of(r, score)
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         hits.truncate(request.k);
         Ok(hits)
+    }
+}
+
+impl ChromaVector {
+    /// A search that reads every candidate the pushed-down filter lets
+    /// through, a page at a time, and keeps the best `k` passing the whole
+    /// filter: exact, in memory bounded by `k` and a page.
+    fn scan_search(
+        &self,
+        c: &Known,
+        request: &SearchRequest,
+        pushed: Option<&Json>,
+        what: &str,
+    ) -> Result<Vec<SearchHit>> {
+        let q_norm = norm(&request.vector);
+        let mut best = TopK::new(request.k);
+        let mut offset = 0;
+        loop {
+            let mut body = json!({
+                "limit": SCAN_PAGE,
+                "offset": offset,
+                "include": ["embeddings", "documents", "metadatas"],
+            });
+            if let Some(w) = pushed {
+                body["where"] = w.clone();
+            }
+            let page = records_of(&self.post(c, "get", &body, what)?, None, what)?;
+            let n = page.len();
+            for r in page {
+                if request
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&r.payload))
+                {
+                    let score =
+                        c.distance
+                            .score(&request.vector, &r.vector, q_norm, norm(&r.vector));
+                    if score > best.threshold() {
+                        best.push(score, r);
+                    }
+                }
+            }
+            if n < SCAN_PAGE {
+                break;
+            }
+            offset += n;
+        }
+        Ok(best
+            .into_sorted()
+            .into_iter()
+            .map(|(score, r)| SearchHit::of(r, score))
+            .collect())
+    }
+
+    /// Run `call` on collection `name` after `check` (a vector's or a
+    /// batch's dimension) holds against it; when it fails against what is
+    /// remembered, the collection is looked up again first (another process
+    /// may have made it again with another dimension).
+    fn on_checked<T>(
+        &self,
+        name: &str,
+        check: impl Fn(&Known) -> Result<()>,
+        call: impl Fn(&Known) -> Result<T>,
+    ) -> Result<T> {
+        if check(&*self.known(name)?).is_err() {
+            self.forget(name);
+            check(&*self.fetch(name)?)?;
+        }
+        self.on(name, |k| {
+            check(k)?;
+            call(k)
+        })
     }
 }
 
@@ -511,9 +580,7 @@ impl Vector for ChromaVector {
 
     fn upsert(&self, collection: &str, records: &[VectorRecord]) -> Result<()> {
         let what = format!("upserting into '{collection}'");
-        let k = self.known(collection)?;
-        validate_records(records, k.dimension)?;
-        self.on(collection, |k| {
+        self.on_checked(collection, |k| validate_records(records, k.dimension), |k| {
             for chunk in records.chunks(self.max_batch) {
                 let ids: Vec<String> = chunk.iter().map(|r| r.id.clone()).collect();
                 let answer =
@@ -587,7 +654,11 @@ impl Vector for ChromaVector {
 
     fn search(&self, collection: &str, request: &SearchRequest) -> Result<Vec<SearchHit>> {
         let what = format!("searching '{collection}'");
-        self.on(collection, |k| self.search_one(k, request, &what))
+        self.on_checked(
+            collection,
+            |k| validate_vector(&request.vector, k.dimension, "the query"),
+            |k| self.search_one(k, request, &what),
+        )
     }
 
     fn scroll(&self, collection: &str, cursor: Option<&str>, limit: usize) -> Result<ScrollPage> {

@@ -34,6 +34,9 @@ fn transport(shown: &str, e: ureq::Error, what: &str) -> Error {
         ureq::Error::Protocol(p) => Error::config(format!(
             "{what}: the server at {shown} does not answer as an HTTP server ({p}): check `url` names a Chroma server"
         )),
+        ureq::Error::BodyExceedsLimit(n) => Error::backend(format!(
+            "{what}: Chroma at {shown} answered more than {n} bytes at once: ask for fewer records per call"
+        )),
         ureq::Error::Timeout(t) => Error::unavailable(format!(
             "{what}: Chroma at {shown} did not answer in time ({t}; `timeout_ms` / `connect_timeout_ms` bound it): the call can be retried"
         )),

@@ -55,12 +55,14 @@ fn value(s: &Scalar) -> Option<Json> {
     }
 }
 
-/// The kind of a scalar, for `$in`'s one-type rule.
+/// The kind of a scalar, for `$in`'s one-type rule (Chroma takes a
+/// list's type from its first element, so integers and floats differ).
 fn kind(s: &Scalar) -> u8 {
     match s {
         Scalar::Str(_) => 0,
         Scalar::Bool(_) => 1,
-        Scalar::Int(_) | Scalar::Float(_) => 2,
+        Scalar::Int(_) => 2,
+        Scalar::Float(_) => 3,
     }
 }
 
@@ -80,16 +82,22 @@ fn condition(c: &Condition) -> Option<Json> {
             Some(json!({ key.as_str(): {"$in": values?} }))
         }
         Condition::Range { key, range } if key_ok(key) => {
-            let bounds = [
-                ("$gt", range.gt),
-                ("$gte", range.gte),
-                ("$lt", range.lt),
-                ("$lte", range.lte),
-            ];
-            let clauses = bounds
-                .iter()
-                .filter_map(|(op, b)| b.filter(|b| b.is_finite()).map(|b| (op, b)))
-                .map(|(op, b)| json!({ key.as_str(): { *op: b } }))
+            // Chroma 1.5 compares a fractional bound with an integer value
+            // after cutting the bound to a whole number (chroma#7491), so
+            // `n < 2.5` would miss `n = 2`. Bounds are widened to whole
+            // numbers (lower bounds down, upper bounds up) and made
+            // inclusive: still a superset, whatever the stored type.
+            let lower = [range.gt, range.gte].into_iter().flatten().map(f64::floor);
+            let upper = [range.lt, range.lte].into_iter().flatten().map(f64::ceil);
+            let whole = |b: f64| b.is_finite() && b.abs() < 9.0e15;
+            let clauses = lower
+                .filter(|b| whole(*b))
+                .map(|b| json!({ key.as_str(): { "$gte": b as i64 } }))
+                .chain(
+                    upper
+                        .filter(|b| whole(*b))
+                        .map(|b| json!({ key.as_str(): { "$lte": b as i64 } })),
+                )
                 .collect();
             combine("$and", clauses)
         }
@@ -116,7 +124,7 @@ mod tests {
             w,
             json!({"$or": [{"$and": [
                 {"user": {"$eq": "al"}},
-                {"$and": [{"n": {"$gte": 1.0}}, {"n": {"$lt": 5.0}}]},
+                {"$and": [{"n": {"$gte": 1}}, {"n": {"$lte": 5}}]},
                 {"$or": [{"t": {"$in": ["a", "b"]}}, {"t": {"$eq": "c"}}]}
             ]}, {OPAQUE: {"$eq": true}}]})
         );
@@ -127,5 +135,16 @@ mod tests {
         assert_eq!(superset(&only_local), None);
         let mixed_in = Filter::parse_str(r#"{"must": [{"key": "x", "in": ["a", 1]}]}"#).unwrap();
         assert_eq!(superset(&mixed_in), None);
+        let mixed_numbers =
+            Filter::parse_str(r#"{"must": [{"key": "x", "in": [1, 2.5]}]}"#).unwrap();
+        assert_eq!(superset(&mixed_numbers), None);
+        // Fractional bounds widen to whole numbers.
+        let frac =
+            Filter::parse_str(r#"{"must": [{"key": "n", "range": {"gt": -2.5, "lt": 2.5}}]}"#)
+                .unwrap();
+        assert_eq!(
+            superset(&frac).unwrap()["$or"][0],
+            json!({"$and": [{"n": {"$gte": -3}}, {"n": {"$lte": 3}}]})
+        );
     }
 }

@@ -15,7 +15,7 @@
 //!   normalises the searched copy, which then differs in the last bits);
 //! - [`NO_DOC`]: the record has no document (Chroma keeps a previous
 //!   document when an upsert sends none, so "no document" is said here and
-//!   the document sent is `""`).
+//!   the document sent is `""`); sent as null (removed) when it has one.
 
 use backplane_core::{Distance, Error, Result, VectorRecord};
 use base64::Engine;
@@ -35,10 +35,12 @@ pub(crate) const DIMENSION: &str = "bp:dimension";
 pub(crate) const DISTANCE: &str = "bp:distance";
 
 /// Whether a payload key may be mirrored as a Chroma metadata key (and
-/// a filter on it pushed down).
+/// a filter on it pushed down): not empty, not Chroma's (`#document`,
+/// `chroma:…`), not an operator (`$and`), not this plugin's (`bp:…`).
 pub(crate) fn plain_key(key: &str) -> bool {
     !key.is_empty()
         && !key.starts_with('#')
+        && !key.starts_with('$')
         && !key.starts_with("bp:")
         && !key.starts_with("chroma:")
 }
@@ -159,9 +161,16 @@ pub(crate) fn metadata(
     if distance == Distance::Cosine {
         m.insert(RAW.into(), Json::String(encode_raw(&record.vector)));
     }
-    if record.document.is_none() {
-        m.insert(NO_DOC.into(), Json::Bool(true));
-    }
+    // Always said, true or null (null removes it), so two upserts racing
+    // on one id never leave a document marked absent.
+    m.insert(
+        NO_DOC.into(),
+        if record.document.is_none() {
+            Json::Bool(true)
+        } else {
+            Json::Null
+        },
+    );
     if let Some(old) = old {
         for k in old.keys() {
             if !m.contains_key(k) {

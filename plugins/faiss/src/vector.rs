@@ -226,12 +226,8 @@ fn resolve(
         if filter.is_some_and(|f| !f.matches(&r.payload)) {
             continue;
         }
-        out.push(SearchHit {
-            score: m.distance.score(query, &r.vector, q_norm, norm(&r.vector)),
-            id: r.id,
-            document: r.document,
-            payload: r.payload,
-        });
+        let score = m.distance.score(query, &r.vector, q_norm, norm(&r.vector));
+        out.push(SearchHit::of(r, score));
     }
     Ok(out)
 }
@@ -263,12 +259,7 @@ fn exact_scan(
     let hits = top
         .into_sorted()
         .into_iter()
-        .map(|(score, r)| SearchHit {
-            id: r.id,
-            score,
-            document: r.document,
-            payload: r.payload,
-        })
+        .map(|(score, r)| SearchHit::of(r, score))
         .collect();
     Ok(best(hits, k))
 }

@@ -79,15 +79,33 @@ struct FileMessage {
     metadata: Json,
 }
 
-/// The file of channel `name`.
+/// The longest file name written for a channel (file systems allow 255
+/// bytes).
+const MAX_NAME: usize = 200;
+
+/// The file of channel `name`: the name with every byte other than
+/// lower-case ASCII letters, digits, `-` and `_` written `%XX` (upper-case
+/// letters too, so two names never share a file on a case-insensitive
+/// file system); a name longer than [`MAX_NAME`] that way is cut, and its
+/// FNV-1a hash (of the whole name) appended.
 fn channel_file(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 5);
     for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
+    }
+    if out.len() > MAX_NAME {
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let mut cut = MAX_NAME - 17;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out = format!("{}~{hash:016x}", &out[..cut]);
     }
     format!("{CHANNELS}{out}.json")
 }
@@ -195,6 +213,18 @@ impl State {
         Ok(())
     }
 
+    /// [`sweep`](Self::sweep) after a write that is done: failing to
+    /// sweep does not fail the write (the next write or open sweeps).
+    fn sweep_quietly(&self, storage: &Storage, pretty: bool) {
+        if let Err(e) = self.sweep(storage, pretty) {
+            log::warn!(
+                "files: expired entries stay in {} until the next write ({})",
+                storage.shown(),
+                e.message()
+            );
+        }
+    }
+
     /// Remove from the files what has expired in memory: channel files of
     /// channels gone, and `keys.json`'s entries past their time.
     fn sweep(&self, storage: &Storage, pretty: bool) -> Result<()> {
@@ -288,6 +318,15 @@ fn load(storage: &Storage, shape: Shape) -> Result<State> {
         };
         let f: ChannelFile = parse(storage, &path, &bytes)?;
         check_format(storage, &path, f.format)?;
+        let own = channel_file(&f.channel);
+        if own != path {
+            return Err(Error::config(format!(
+                "{} holds channel '{}', whose file is {}: rename the file (or fix its \"channel\"), so that clearing the channel clears it",
+                storage.path_of(&path),
+                f.channel,
+                storage.path_of(&own)
+            )));
+        }
         if f.expires_at_ms.is_some_and(|x| x <= now) {
             storage.delete(&path)?;
             continue;
@@ -354,7 +393,8 @@ impl FilesCache {
             |s| change(&s.cache),
             |s, storage| {
                 s.save_keys(storage, pretty)?;
-                s.sweep(storage, pretty)
+                s.sweep_quietly(storage, pretty);
+                Ok(())
             },
         )
     }
@@ -372,7 +412,8 @@ impl FilesCache {
             |s| change(&s.cache),
             |s, storage| {
                 s.save_channel(storage, shape, name)?;
-                s.sweep(storage, shape.pretty)
+                s.sweep_quietly(storage, shape.pretty);
+                Ok(())
             },
         )
     }
@@ -380,7 +421,7 @@ impl FilesCache {
 
 impl Cache for FilesCache {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.held.current()?.cache.get(key)
+        self.held.read(|s| s.cache.get(key))
     }
 
     fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
@@ -392,7 +433,7 @@ impl Cache for FilesCache {
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
-        self.held.current()?.cache.exists(key)
+        self.held.read(|s| s.cache.exists(key))
     }
 
     fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
@@ -400,7 +441,7 @@ impl Cache for FilesCache {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.held.current()?.cache.get_many(keys)
+        self.held.read(|s| s.cache.get_many(keys))
     }
 
     fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
@@ -422,9 +463,7 @@ impl Cache for FilesCache {
         exclude_id: Option<&str>,
     ) -> Result<Vec<Message>> {
         self.held
-            .current()?
-            .cache
-            .recent(channel, limit, exclude_id)
+            .read(|s| s.cache.recent(channel, limit, exclude_id))
     }
 
     fn remove_message(&self, channel: &str, id: &str) -> Result<bool> {
@@ -436,13 +475,12 @@ impl Cache for FilesCache {
     }
 
     fn stats(&self) -> Result<CacheStats> {
-        self.held.current()?.cache.stats()
+        self.held.read(|s| s.cache.stats())
     }
 
     fn health(&self) -> Result<Health> {
-        let s = self.held.current()?;
         self.held.storage.read(KEYS)?;
-        let stats = s.cache.stats()?;
+        let stats = self.held.read(|s| s.cache.stats())?;
         Ok(Health::ok(format!(
             "JSON files in {}: {} keys, {} channels",
             self.held.storage.shown(),
@@ -452,11 +490,11 @@ impl Cache for FilesCache {
     }
 
     fn list_channels(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ChannelInfo>> {
-        self.held.current()?.cache.list_channels(cursor, limit)
+        self.held.read(|s| s.cache.list_channels(cursor, limit))
     }
 
     fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<Page<CacheEntry>> {
-        self.held.current()?.cache.scan_keys(cursor, limit)
+        self.held.read(|s| s.cache.scan_keys(cursor, limit))
     }
 
     fn import_entries(&self, entries: &[CacheEntry], overwrite: bool) -> Result<u64> {
@@ -477,5 +515,10 @@ mod tests {
         assert_eq!(channel_file("user-42_a"), "channels/user-42_a.json");
         assert_eq!(channel_file("a/b.c"), "channels/a%2Fb%2Ec.json");
         assert_eq!(channel_file("..é"), "channels/%2E%2E%C3%A9.json");
+        assert_eq!(channel_file("Ab"), "channels/%41b.json");
+        let long = "é".repeat(500);
+        let f = channel_file(&long);
+        assert!(f.len() <= "channels/".len() + 200 + ".json".len(), "{f}");
+        assert_ne!(f, channel_file(&"é".repeat(501)));
     }
 }

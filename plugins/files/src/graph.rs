@@ -201,7 +201,16 @@ fn save(g: &MemoryGraph, storage: &Storage, pretty: bool, touched: Touched) -> R
             write_nodes()?;
         }
     }
-    storage.write(INDEXES, to_bytes(&indexes(&nodes, &edges), pretty))
+    // The indexes are derived (written again at open when they do not
+    // match): failing to write them does not fail a write that is done.
+    if let Err(e) = storage.write(INDEXES, to_bytes(&indexes(&nodes, &edges), pretty)) {
+        log::warn!(
+            "files: {} is behind the graph ({}); it is written again at the next write or open",
+            storage.path_of(INDEXES),
+            e.message()
+        );
+    }
+    Ok(())
 }
 
 /// Read the graph from `storage`'s files (none: an empty graph).
@@ -294,7 +303,7 @@ impl Graph for FilesGraph {
     }
 
     fn get_node(&self, id: &str) -> Result<Option<Node>> {
-        self.held.current()?.get_node(id)
+        self.held.read(|g| g.get_node(id))
     }
 
     fn update_node(&self, id: &str, properties: &Json) -> Result<Node> {
@@ -310,7 +319,7 @@ impl Graph for FilesGraph {
     }
 
     fn get_edge(&self, id: &str) -> Result<Option<Edge>> {
-        self.held.current()?.get_edge(id)
+        self.held.read(|g| g.get_edge(id))
     }
 
     fn update_edge(&self, id: &str, properties: &Json) -> Result<Edge> {
@@ -329,28 +338,27 @@ impl Graph for FilesGraph {
         depth: u32,
     ) -> Result<Vec<Neighbor>> {
         self.held
-            .current()?
-            .neighbors(id, direction, edge_types, depth)
+            .read(|g| g.neighbors(id, direction, edge_types, depth))
     }
 
     fn shortest_path(&self, from: &str, to: &str, max_depth: u32) -> Result<Option<Path>> {
-        self.held.current()?.shortest_path(from, to, max_depth)
+        self.held.read(|g| g.shortest_path(from, to, max_depth))
     }
 
     fn edges_of(&self, id: &str, direction: Direction) -> Result<Vec<Edge>> {
-        self.held.current()?.edges_of(id, direction)
+        self.held.read(|g| g.edges_of(id, direction))
     }
 
     fn find_nodes(&self, query: &NodeQuery) -> Result<Vec<Node>> {
-        self.held.current()?.find_nodes(query)
+        self.held.read(|g| g.find_nodes(query))
     }
 
     fn export_nodes(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Node>> {
-        self.held.current()?.export_nodes(cursor, limit)
+        self.held.read(|g| g.export_nodes(cursor, limit))
     }
 
     fn export_edges(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Edge>> {
-        self.held.current()?.export_edges(cursor, limit)
+        self.held.read(|g| g.export_edges(cursor, limit))
     }
 
     fn import_nodes(&self, nodes: &[Node], overwrite: bool) -> Result<u64> {
@@ -362,10 +370,10 @@ impl Graph for FilesGraph {
     }
 
     fn health(&self) -> Result<Health> {
-        let g = self.held.current()?;
         self.held.storage.read(NODES)?;
-        let nodes = all_nodes(&g)?.len();
-        let edges = all_edges(&g)?.len();
+        let (nodes, edges) = self
+            .held
+            .read(|g| Ok((all_nodes(g)?.len(), all_edges(g)?.len())))?;
         Ok(Health::ok(format!(
             "JSON files in {}: {nodes} nodes, {edges} edges",
             self.held.storage.shown()

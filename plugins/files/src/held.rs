@@ -1,18 +1,19 @@
 //! A store's state held in memory and kept in its files ([`Held`]), and
 //! the JSON files themselves ([`parse`], [`to_bytes`]).
 //!
-//! Reads are served from memory. A write takes the write lock, applies the
-//! change in memory (where it is checked whole first, so a refused change
-//! changes nothing), then writes the files it touched. When writing the
-//! files fails, the state in memory is dropped and read again from the
-//! files at the next call, so memory never holds what the files do not;
-//! until the files can be read again, every call is that error.
+//! Reads are served from memory. A write holds the state exclusively while
+//! it applies the change in memory (where it is checked whole first, so a
+//! refused change changes nothing) and writes the files it touched, so no
+//! read sees a change before its files hold it. When writing the files
+//! fails, the state in memory is dropped and read again from the files at
+//! the next call, so memory never holds what the files do not; until the
+//! files can be read again, every call is that error.
 
 use crate::storage::Storage;
 use backplane_core::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// The format version written in every file.
 pub(crate) const FORMAT: u32 = 1;
@@ -24,7 +25,8 @@ type Load<T> = Box<dyn Fn(&Storage) -> Result<T> + Send + Sync>;
 pub(crate) struct Held<T> {
     pub(crate) storage: Storage,
     state: RwLock<Option<Arc<T>>>,
-    writing: Mutex<()>,
+    /// Reads share it; a write holds it alone until its files are written.
+    gate: RwLock<()>,
     load: Load<T>,
 }
 
@@ -39,13 +41,19 @@ impl<T> Held<T> {
         Ok(Held {
             storage,
             state: RwLock::new(Some(Arc::new(state))),
-            writing: Mutex::new(()),
+            gate: RwLock::new(()),
             load: Box::new(load),
         })
     }
 
+    /// Run `read` on the state, never while a write is in progress.
+    pub(crate) fn read<R>(&self, read: impl FnOnce(&T) -> Result<R>) -> Result<R> {
+        let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        read(&*self.current()?)
+    }
+
     /// The state, read again from the files if a write failed.
-    pub(crate) fn current(&self) -> Result<Arc<T>> {
+    fn current(&self) -> Result<Arc<T>> {
         if let Some(s) = self
             .state
             .read()
@@ -77,7 +85,7 @@ impl<T> Held<T> {
         change: impl FnOnce(&T) -> Result<R>,
         save: impl FnOnce(&T, &Storage) -> Result<()>,
     ) -> Result<R> {
-        let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let _alone = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let state = self.current()?;
         let r = match change(&state) {
             Ok(r) => r,

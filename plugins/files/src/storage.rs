@@ -6,7 +6,8 @@
 //!   `<root>/.tmp/` and renamed over the old one (OpenDAL's
 //!   `atomic_write_dir`); an object is replaced by one PUT. A reader, or a
 //!   process killed during the write, sees the old file or the new one,
-//!   never part of one.
+//!   never part of one. Temporary files a killed process left are removed
+//!   at the next open.
 //! - **One process per root.** A local root is locked with an OS file lock
 //!   on `<root>/.lock`, released when the process ends however it ends. An
 //!   object-store root holds a `.lock` object created only if absent (a
@@ -151,10 +152,21 @@ impl Storage {
             shown,
             lock: None,
         };
-        storage.lock = Some(match folder {
-            Some(path) => storage.lock_folder(&path)?,
+        storage.lock = Some(match &folder {
+            Some(path) => storage.lock_folder(path)?,
             None => storage.lock_object()?,
         });
+        if let Some(path) = folder {
+            // Temporary files a killed process left behind: nobody else
+            // writes here while this store holds the lock.
+            for entry in std::fs::read_dir(path.join(".tmp"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(storage)
     }
 
@@ -242,7 +254,7 @@ impl Storage {
                 self.shown
             )),
             OdKind::ConfigInvalid => Error::config(format!("{what}: {text}")),
-            _ if e.is_temporary() || e.kind() == OdKind::Unexpected || e.kind() == OdKind::RateLimited => {
+            _ if e.is_temporary() || e.kind() == OdKind::RateLimited => {
                 Error::unavailable(format!(
                     "{what}: {} did not answer ({text}): the call can be retried",
                     self.shown
