@@ -78,7 +78,7 @@ pub use vector::{
 
 #[doc(hidden)]
 pub use ffi::backplane_root_module;
-pub use ffi::log::demote_log_target;
+pub use ffi::log::{demote_log_target, silence_log_target};
 #[doc(hidden)]
 pub use inventory;
 

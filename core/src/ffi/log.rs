@@ -49,6 +49,21 @@ pub fn demote_log_target(prefix: &'static str) {
     }
 }
 
+/// Log targets (prefixes) whose records are never forwarded; see
+/// [`silence_log_target`].
+static SILENCED: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+
+/// Never forward the log records of targets starting with `prefix`, for a
+/// dependency that logs what must not be seen (a request signer that
+/// prints the credentials it loaded). Affects only the calling plugin's
+/// library.
+pub fn silence_log_target(prefix: &'static str) {
+    let mut s = SILENCED.write().unwrap_or_else(|p| p.into_inner());
+    if !s.contains(&prefix) {
+        s.push(prefix);
+    }
+}
+
 struct ForwardLogger(LogFn);
 
 impl log::Log for ForwardLogger {
@@ -56,6 +71,14 @@ impl log::Log for ForwardLogger {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
+        if SILENCED
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|p| record.target().starts_with(p))
+        {
+            return;
+        }
         let mut level = record.level();
         if level < log::Level::Debug
             && DEMOTED

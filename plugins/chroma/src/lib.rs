@@ -46,6 +46,9 @@ impl Plugin for ChromaPlugin {
     }
 
     fn open_vector(&self, config: &StoreConfig) -> Result<Box<dyn Vector>> {
+        // ureq logs the wire at trace level, headers unredacted: the token
+        // would be printed with BACKPLANE_LOG=trace.
+        backplane_core::silence_log_target("ureq");
         let settings = ChromaConfig::settings(config)?;
         let store = ChromaVector::open(settings).map_err(|e| match e.kind() {
             backplane_core::ErrorKind::Config => config.error(e.message()),

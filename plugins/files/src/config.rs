@@ -19,7 +19,7 @@
 //! ```
 
 use backplane_core::kit::net::millis;
-use backplane_core::kit::redact::Secret;
+use backplane_core::kit::redact::{redact_url, Secret};
 use backplane_core::{parse_duration, Capability, ChannelLimits, Result, StoreConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -33,8 +33,9 @@ const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_MAX_MESSAGES: usize = 1000;
 
 /// A `files` store section. Secrets are never in it: only the names of the
-/// environment variables holding them.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// environment variables or files holding them. `Debug` masks any password
+/// written into `endpoint`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
     /// Where the files live: a folder (relative to plugins.toml),
@@ -93,6 +94,30 @@ pub struct FilesConfig {
     /// Cache: the largest value accepted, in bytes (default 16 MiB).
     #[serde(default)]
     pub max_value_bytes: Option<usize>,
+}
+
+impl std::fmt::Debug for FilesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilesConfig")
+            .field("root", &self.root)
+            .field("pretty", &self.pretty)
+            .field("endpoint", &self.endpoint.as_deref().map(redact_url))
+            .field("region", &self.region)
+            .field("access_key_id_env", &self.access_key_id_env)
+            .field("access_key_id_file", &self.access_key_id_file)
+            .field("secret_access_key_env", &self.secret_access_key_env)
+            .field("secret_access_key_file", &self.secret_access_key_file)
+            .field("anonymous", &self.anonymous)
+            .field("account_name", &self.account_name)
+            .field("account_key_env", &self.account_key_env)
+            .field("account_key_file", &self.account_key_file)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_messages", &self.max_messages)
+            .field("ttl", &self.ttl)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .finish()
+    }
 }
 
 /// Where the files live, checked.

@@ -34,6 +34,12 @@ impl FilesPlugin {
     }
 }
 
+/// Keep the request signers' log records in the plugin: reqsign logs the
+/// credentials it loaded (keys included) at debug level.
+fn quiet_signers() {
+    backplane_core::silence_log_target("reqsign");
+}
+
 /// `e` with the store named, when it is about the section.
 fn in_section(config: &StoreConfig, e: backplane_core::Error) -> backplane_core::Error {
     match e.kind() {
@@ -56,6 +62,7 @@ impl Plugin for FilesPlugin {
     }
 
     fn open_graph(&self, config: &StoreConfig) -> Result<Box<dyn Graph>> {
+        quiet_signers();
         let settings = FilesConfig::settings(config)?;
         let storage = Storage::open(&settings).map_err(|e| in_section(config, e))?;
         let shown = storage.shown().to_string();
@@ -66,6 +73,7 @@ impl Plugin for FilesPlugin {
     }
 
     fn open_cache(&self, config: &StoreConfig) -> Result<Box<dyn Cache>> {
+        quiet_signers();
         let settings = FilesConfig::settings(config)?;
         let storage = Storage::open(&settings).map_err(|e| in_section(config, e))?;
         let shown = storage.shown().to_string();
