@@ -339,22 +339,16 @@ impl ChromaVector {
     /// One query: the `k` best hits passing `filter`, scored exactly on the
     /// vectors as stored.
     fn search_one(&self, c: &Known, request: &SearchRequest, what: &str) -> Result<Vec<SearchHit>> {
-        validate_vector(&request.vector, c.dimension, "the query")?;
         if request.k == 0 {
             return Ok(Vec::new());
         }
         let filter = request.filter.as_ref();
         let pushed = filter.filter(|_| c.ours).and_then(superset);
-        let total = self.total(c, what)? as usize;
-        if total == 0 {
-            return Ok(Vec::new());
-        }
         let mut n = if filter.is_some() {
             request.k.saturating_mul(4)
         } else {
             request.k
-        }
-        .min(total);
+        };
         let found = loop {
             if n > MAX_CANDIDATES {
                 return self.scan_search(c, request, pushed.as_ref(), what);
@@ -374,10 +368,12 @@ impl ChromaVector {
                 .into_iter()
                 .filter(|r| filter.is_none_or(|f| f.matches(&r.payload)))
                 .collect();
-            if passing.len() >= request.k || returned < n || n >= total {
+            // Chroma answers fewer than asked when fewer match: then every
+            // candidate has been seen.
+            if passing.len() >= request.k || returned < n {
                 break passing;
             }
-            n = n.saturating_mul(4).min(total);
+            n = n.saturating_mul(4);
         };
         let q_norm = norm(&request.vector);
         let mut hits: Vec<SearchHit> = found
@@ -406,8 +402,10 @@ impl ChromaVector {
         pushed: Option<&Json>,
         what: &str,
     ) -> Result<Vec<SearchHit>> {
+        // The count bounds what a huge k would make the top-k set aside.
+        let total = self.total(c, what)? as usize;
         let q_norm = norm(&request.vector);
-        let mut best = TopK::new(request.k);
+        let mut best = TopK::new(request.k.min(total));
         let mut offset = 0;
         loop {
             let mut body = json!({
