@@ -7,7 +7,7 @@
 //! - `conformance.rs`: `backplane conformance`, on `backplane-testkit`;
 //! - `scaffold.rs`: `backplane new-plugin`, from the custom example;
 //! - `port.rs`: migrate, backup, restore, verify and count, with their
-//!   text and JSON reports;
+//!   text and JSON reports, and rekey;
 //! - `progress.rs`: progress bars on a terminal, nothing elsewhere.
 
 mod conformance;
@@ -56,6 +56,13 @@ enum Command {
     Verify(port::VerifyArgs),
     /// Count the records of stores (every store when none is named)
     Count(port::CountArgs),
+    /// Re-encrypt encrypted stores under their current key, in place (every encrypted store when none is named); stop the application first
+    Rekey {
+        /// Stores, as <capability>.<store> (e.g. cache.conversations)
+        stores: Vec<String>,
+    },
+    /// Print a new random encryption key (64 hex digits) for key_env or key_file
+    Key,
     /// Run the behaviour suites on a plugin library and report each case (--config names the conformance settings)
     Conformance(conformance::ConformanceArgs),
     /// Write a new plugin crate (outside any workspace) that builds and loads as written
@@ -87,6 +94,11 @@ fn main() -> ExitCode {
         Command::Restore(a) => port::restore(builder, a),
         Command::Verify(a) => port::verify(a),
         Command::Count(a) => port::count(builder, a),
+        Command::Rekey { stores } => port::rekey(builder, &stores),
+        Command::Key => {
+            println!("{}", backplane_host::crypt::new_key_hex());
+            Ok(true)
+        }
         Command::NewPlugin(a) => scaffold::new_plugin(a),
         Command::Conformance(a) => conformance::conformance(cli.config.as_deref(), a),
         Command::Completions { shell } => {

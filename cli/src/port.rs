@@ -137,6 +137,42 @@ fn refs(names: &[String]) -> Result<Vec<StoreRef>> {
         .collect::<backplane_host::Result<_>>()?)
 }
 
+/// `backplane rekey`: each encrypted store named (all when none is)
+/// rewritten under its current key.
+pub fn rekey(builder: StorageBuilder, names: &[String]) -> Result<bool> {
+    let storage = open(builder)?;
+    let stores: Vec<(backplane_host::Capability, String)> = if names.is_empty() {
+        storage.encrypted_stores()
+    } else {
+        refs(names)?
+            .into_iter()
+            .map(|r| (r.capability, r.name))
+            .collect()
+    };
+    if stores.is_empty() {
+        println!("no store is encrypted: add [<capability>.<store>.encryption] with its key to plugins.toml (README, \"Encryption at rest\")");
+        return Ok(true);
+    }
+    let bars = crate::progress::Bars::new(false);
+    for (cap, name) in stores {
+        use backplane_host::Progress;
+        bars.start(&format!("{cap}.{name}"), None);
+        let mut seen = 0;
+        let report = storage.rekey(cap, &name, &mut |n| {
+            bars.advance(n - seen);
+            seen = n;
+        });
+        bars.finish();
+        let r = report?;
+        println!(
+            "{cap}.{name}: {} records read, {} rewritten under the current key",
+            r.examined, r.rewritten
+        );
+    }
+    storage.shutdown();
+    Ok(true)
+}
+
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

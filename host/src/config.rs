@@ -13,8 +13,8 @@
 //! backend = "redis"                          # when BACKPLANE_PROFILE=container
 //! ```
 //!
-//! Every key of a store section other than `backend`, `fallback` and
-//! `layers` goes to the backend, which rejects keys it does not know. A
+//! Every key of a store section other than `backend`, `fallback`,
+//! `layers` and `encryption` goes to the backend, which rejects keys it does not know. A
 //! mirror's section holds `mirror`, `journal` and `layers` only.
 //! `[layers]` (for every store) and `[metrics]` are the host's own.
 
@@ -63,6 +63,8 @@ pub struct StoreEntry {
     pub mirror: Option<MirrorSpec>,
     /// Its operations layers (`[<capability>.<name>.layers]` over `[layers]`).
     pub layers: crate::ops::LayerSpec,
+    /// Encryption at rest (`[<capability>.<name>.encryption]`).
+    pub encryption: Option<crate::crypt::EncryptionSpec>,
     /// The remaining keys, for the backend.
     pub options: serde_json::Value,
     /// Line of the section header in the file, when known.
@@ -104,6 +106,7 @@ impl fmt::Debug for StoreEntry {
             .field("fallback", &self.fallback)
             .field("mirror", &self.mirror)
             .field("layers", &self.layers)
+            .field("encryption", &self.encryption)
             .field("options", &redact_options(&self.options))
             .finish()
     }
@@ -307,7 +310,7 @@ impl Config {
                     matched = true;
                     let key = key.to_ascii_lowercase();
                     if key == "backend" {
-                        let keep: Vec<_> = ["fallback", "layers"]
+                        let keep: Vec<_> = ["fallback", "layers", "encryption"]
                             .into_iter()
                             .filter_map(|k| t.get(k).map(|v| (k.to_string(), v.clone())))
                             .collect();
@@ -451,6 +454,28 @@ impl Config {
                 crate::ops::LayerSpec::parse(cap, &json)
                     .map_err(|e| Error::config(format!("{where_} layers: {e}")))?
             };
+            let encryption = match t.remove("encryption") {
+                None => None,
+                Some(_) if mirror.is_some() => {
+                    return Err(Error::config(format!(
+                        "{where_}: a mirror is encrypted by its members: put encryption in each member's section"
+                    )))
+                }
+                Some(v @ toml::Value::Table(_)) => {
+                    let json = toml_to_json(&v, env)
+                        .map_err(|e| Error::config(format!("{where_} encryption: {e}")))?;
+                    Some(
+                        crate::crypt::EncryptionSpec::parse(cap, &json, base_dir)
+                            .map_err(|e| Error::config(format!("{where_} encryption: {e}")))?,
+                    )
+                }
+                Some(other) => {
+                    return Err(Error::config(format!(
+                        "{where_}: encryption must be a table, like [{cap}.{name}.encryption] with key_env = \"BACKPLANE_KEY\" on the next line, not a {}",
+                        other.type_str()
+                    )))
+                }
+            };
             let options = toml_to_json(&toml::Value::Table(t), env)
                 .map_err(|e| Error::config(format!("{where_}: {e}")))?;
             let line = line_of(cap, &name);
@@ -463,6 +488,7 @@ impl Config {
                 fallback,
                 mirror,
                 layers,
+                encryption,
                 options,
             });
         }

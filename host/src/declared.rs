@@ -33,6 +33,7 @@
 //! every method; `declared_layers_forward_every_method` checks this file
 //! names each).
 
+use crate::layer::forward;
 use backplane_core::kit::time::now_ms;
 use backplane_core::vector::validate_records;
 use backplane_core::{
@@ -128,17 +129,11 @@ impl DeclaredVector {
 }
 
 impl Vector for DeclaredVector {
-    fn create_collection(&self, name: &str, dimension: u32, distance: Distance) -> Result<()> {
-        self.inner.create_collection(name, dimension, distance)
-    }
-    fn drop_collection(&self, name: &str) -> Result<()> {
-        self.inner.drop_collection(name)
-    }
-    fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
-        self.inner.list_collections()
-    }
-    fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
-        self.inner.collection_info(name)
+    forward! {
+        fn create_collection(&self, name: &str, dimension: u32, distance: Distance) -> ();
+        fn drop_collection(&self, name: &str) -> ();
+        fn list_collections(&self) -> Vec<CollectionInfo>;
+        fn collection_info(&self, name: &str) -> CollectionInfo;
     }
     fn upsert(&self, collection: &str, records: &[VectorRecord]) -> Result<()> {
         if records.len() <= self.batch {
@@ -268,12 +263,6 @@ struct DeclaredGraph {
     ops: Vec<FilterOp>,
 }
 
-macro_rules! forward {
-    ($(fn $m:ident(&self $(, $a:ident: $t:ty)*) -> $r:ty;)*) => {
-        $(fn $m(&self $(, $a: $t)*) -> Result<$r> { self.inner.$m($($a),*) })*
-    };
-}
-
 impl Graph for DeclaredGraph {
     forward! {
         fn create_nodes(&self, nodes: &[backplane_core::NewNode]) -> Vec<backplane_core::Node>;
@@ -318,7 +307,11 @@ impl Graph for DeclaredGraph {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CacheSettings {
     channel_ttl: Option<Duration>,
-    max_value_bytes: usize,
+    /// The configured limit: what the application may store.
+    pub(crate) max_value_bytes: usize,
+    /// Bytes a layer above adds to every value (encryption), which the
+    /// limits below it allow for.
+    sealed: usize,
 }
 
 impl CacheSettings {
@@ -334,13 +327,25 @@ impl CacheSettings {
                 .get("max_value_bytes")
                 .and_then(|m| m.as_u64())
                 .map_or(backplane_core::DEFAULT_MAX_VALUE_BYTES, |m| m as usize),
+            sealed: 0,
+        }
+    }
+
+    /// The settings under a layer that adds `overhead` bytes to every
+    /// value: the backend and the host's expiry layer allow for them,
+    /// the layer holds values to the configured limit.
+    pub(crate) fn sealed(self, overhead: usize) -> CacheSettings {
+        CacheSettings {
+            sealed: overhead,
+            ..self
         }
     }
 
     /// The options a store of `backend` is opened with: for a cache whose
     /// expiry the host enforces, `max_value_bytes` grows by the expiry
     /// header the host adds to each value (the host itself holds values to
-    /// the configured limit), so the limit means the same on every backend.
+    /// the configured limit), and for an encrypted cache by what the
+    /// encryption adds, so the limit means the same on every backend.
     pub(crate) fn options_for(
         &self,
         registry: &crate::Registry,
@@ -353,10 +358,14 @@ impl CacheSettings {
                 .backends
                 .get(backend)
                 .is_some_and(|b| !b.descriptor.native_ttl);
-        if let (true, Some(o)) = (host_ttl, options.as_object_mut()) {
+        let grow = if host_ttl { HEADER } else { 0 } + self.sealed;
+        if let (true, Some(o)) = (
+            grow > 0 && cap == backplane_core::Capability::Cache,
+            options.as_object_mut(),
+        ) {
             o.insert(
                 "max_value_bytes".into(),
-                serde_json::Value::from(self.max_value_bytes.saturating_add(HEADER)),
+                serde_json::Value::from(self.max_value_bytes.saturating_add(grow)),
             );
         }
         options
@@ -378,7 +387,7 @@ pub(crate) fn cache(
         inner,
         named: Named::new(store, d),
         channel_ttl: settings.channel_ttl,
-        max_value_bytes: settings.max_value_bytes,
+        max_value_bytes: settings.max_value_bytes.saturating_add(settings.sealed),
     })
 }
 

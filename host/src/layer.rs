@@ -38,6 +38,15 @@ pub struct Owned<D: ?Sized, T> {
     pub call: OwnedCall<D, T>,
 }
 
+/// Trait methods that pass a layer by: each calls the same method of
+/// `self.inner` with the same arguments.
+macro_rules! forward {
+    ($(fn $m:ident(&self $(, $a:ident: $t:ty)*) -> $r:ty;)*) => {
+        $(fn $m(&self $(, $a: $t)*) -> backplane_core::Result<$r> { self.inner.$m($($a),*) })*
+    };
+}
+pub(crate) use forward;
+
 /// Implement a capability's trait on a layer type:
 /// `backplane_core::cache_methods!(layer!(MyLayer));`.
 macro_rules! layer {

@@ -27,13 +27,15 @@
 //!   writes to all (journalled for a member that is down), reads from the
 //!   first in sync, which also serves a cache's `fallback`; [`ops`]: the
 //!   operations layers (metrics, tracing, timeout, concurrency, retry,
-//!   chaos).
+//!   chaos); [`crypt`]: encryption at rest, a layer under the operations
+//!   layers of an encrypted cache, vector or graph store, and `rekey`.
 //! - [`port`]: migrate, back up, restore and verify: moving every record
 //!   of a store to another backend or into a portable archive.
 //! - `demo`: the chat-assistant walk-through behind `backplane demo`.
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod crypt;
 mod declared;
 mod demo;
 mod layer;

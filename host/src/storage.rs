@@ -223,6 +223,7 @@ fn open_mirror(
                         _ => unreachable!("members have the mirror's capability"),
                     },
                     timeout: entry.layers.timeout,
+                    rekey: None,
                 }),
             })
         }};
@@ -267,7 +268,11 @@ fn open_store(
         )
     };
     // What the host needs of a cache's settings where it enforces expiry.
-    let cache_settings = crate::declared::CacheSettings::of(&entry.options);
+    let cache_settings =
+        crate::declared::CacheSettings::of(&entry.options).sealed(match entry.encryption {
+            Some(_) => crate::crypt::OVERHEAD,
+            None => 0,
+        });
     let open_on = |backend: &str, options: serde_json::Value| -> Result<_> {
         let mut cfg = entry.store_config(&config.base_dir, backend);
         cfg.options = cache_settings.options_for(registry, backend, entry.capability, options);
@@ -303,31 +308,53 @@ fn open_store(
             }
         }
     };
-    let meta = Arc::new(StoreMeta {
+    let mut meta = StoreMeta {
         name: entry.name.clone(),
         backend: entry.backend.clone(),
         capability: entry.capability,
         descriptor: info.descriptor.clone(),
         timeout: entry.layers.timeout,
-    });
+        rekey: None,
+    };
+    // Encryption goes under the operations layers (a retried call is
+    // encrypted once) and over everything the host makes of the store (a
+    // fallback holds ciphertext too).
+    macro_rules! encrypted {
+        ($s:expr, $Crypt:ident, $Trait:ident $(, $limit:expr)?) => {{
+            let s: Arc<dyn $Trait> = $s;
+            match &entry.encryption {
+                None => s,
+                Some(spec) => {
+                    let seal = crate::crypt::Sealer::open(&entry.name, &entry.backend, spec)
+                        .map_err(wrap)?;
+                    let c = Arc::new(crate::crypt::$Crypt::new(s, seal $(, $limit)?).map_err(wrap)?);
+                    meta.rekey = Some(c.clone());
+                    c as Arc<dyn $Trait>
+                }
+            }
+        }};
+    }
     Ok(match opened {
-        OpenedStore::Relational(s) => AnyStore::Relational(RelationalStore {
-            inner: layered!(entry, metrics, s.into(), Relational),
-            meta,
-        }),
-        OpenedStore::Vector(s) => AnyStore::Vector(VectorStore {
-            inner: layered!(
-                entry,
-                metrics,
+        OpenedStore::Relational(s) => {
+            let inner = layered!(entry, metrics, s.into(), Relational);
+            AnyStore::Relational(RelationalStore {
+                inner,
+                meta: Arc::new(meta),
+            })
+        }
+        OpenedStore::Vector(s) => {
+            let s = encrypted!(
                 crate::declared::vector(s, &info.descriptor, &entry.name).into(),
+                CryptVector,
                 Vector
-            ),
-            meta,
-        }),
-        OpenedStore::Cache(s) => AnyStore::Cache(CacheStore {
-            inner: layered!(
-                entry,
-                metrics,
+            );
+            AnyStore::Vector(VectorStore {
+                inner: layered!(entry, metrics, s, Vector),
+                meta: Arc::new(meta),
+            })
+        }
+        OpenedStore::Cache(s) => {
+            let s = encrypted!(
                 match (
                     fallback,
                     crate::declared::cache(s, &info.descriptor, &entry.name, cache_settings),
@@ -347,19 +374,26 @@ fn open_store(
                         .map_err(wrap)?,
                     ),
                 },
-                Cache
-            ),
-            meta,
-        }),
-        OpenedStore::Graph(s) => AnyStore::Graph(GraphStore {
-            inner: layered!(
-                entry,
-                metrics,
+                CryptCache,
+                Cache,
+                cache_settings.max_value_bytes
+            );
+            AnyStore::Cache(CacheStore {
+                inner: layered!(entry, metrics, s, Cache),
+                meta: Arc::new(meta),
+            })
+        }
+        OpenedStore::Graph(s) => {
+            let s = encrypted!(
                 crate::declared::graph(s, &info.descriptor).into(),
+                CryptGraph,
                 Graph
-            ),
-            meta,
-        }),
+            );
+            AnyStore::Graph(GraphStore {
+                inner: layered!(entry, metrics, s, Graph),
+                meta: Arc::new(meta),
+            })
+        }
     })
 }
 
@@ -372,6 +406,14 @@ enum AnyStore {
 }
 
 impl AnyStore {
+    fn meta(&self) -> &StoreMeta {
+        match self {
+            AnyStore::Relational(s) => &s.meta,
+            AnyStore::Vector(s) => &s.meta,
+            AnyStore::Cache(s) => &s.meta,
+            AnyStore::Graph(s) => &s.meta,
+        }
+    }
     fn health(&self) -> Result<Health> {
         match self {
             AnyStore::Relational(s) => s.blocking().health(),
@@ -570,6 +612,38 @@ impl Storage {
         self.inner.listener.as_ref().map(|l| l.addr())
     }
 
+    /// The stores with encryption, as (capability, name).
+    pub fn encrypted_stores(&self) -> Vec<(Capability, String)> {
+        self.inner
+            .stores
+            .iter()
+            .filter(|(_, s)| s.meta().rekey.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Rewrite every record of the encrypted store `cap`.`name` that is
+    /// not under its current key (written before encryption was turned on,
+    /// or under a key in `old_keys_*`), in place. It needs the store to
+    /// itself: stop the application first (a value written while it runs
+    /// may be overwritten with the one read a moment before). Run again
+    /// after an interruption: it skips what is done. `progress` gets the
+    /// records examined so far.
+    pub fn rekey(
+        &self,
+        cap: Capability,
+        name: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<crate::crypt::RekeyReport> {
+        let store = self.get(cap, name)?;
+        match &store.meta().rekey {
+            Some(r) => r.rekey(progress),
+            None => Err(Error::config(format!(
+                "[{cap}.{name}] is not encrypted: add [{cap}.{name}.encryption] with its key to plugins.toml first"
+            ))),
+        }
+    }
+
     /// Stop every plugin's background work. Handles must not be used after.
     pub fn shutdown(&self) {
         self.inner.registry.shutdown();
@@ -583,6 +657,8 @@ struct StoreMeta {
     descriptor: BackendDescriptor,
     /// The timeout layer's deadline, which the async API enforces itself.
     timeout: Option<std::time::Duration>,
+    /// The encryption layer, when the store is encrypted.
+    rekey: Option<Arc<dyn crate::crypt::Rekey>>,
 }
 
 fn join_error(e: tokio::task::JoinError) -> Error {

@@ -117,7 +117,20 @@ impl Settings {
         t.remove("backend");
         let folder = scratch.0.display().to_string();
         fill(&mut t, &folder, ns);
-        t.to_string()
+        // One `key = value` line each, a table as an inline table, so the
+        // lines stay inside the store's section.
+        t.iter()
+            .map(|(k, v)| {
+                let bare = !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if bare {
+                    format!("{k} = {v}\n")
+                } else {
+                    format!("{} = {v}\n", toml::Value::String(k.clone()))
+                }
+            })
+            .collect()
     }
 }
 
@@ -143,7 +156,7 @@ mod tests {
     #[test]
     fn sections_merge_and_placeholders_fill() {
         let s = Settings::parse(
-            "[conformance]\nbackend = \"x\"\ncase_timeout = \"5s\"\n[store]\npath = \"{scratch}/{ns}.db\"\nttl = \"9s\"\n[cache]\nprefix = \"p:{ns}:\"\n",
+            "[conformance]\nbackend = \"x\"\ncase_timeout = \"5s\"\n[store]\npath = \"{scratch}/{ns}.db\"\nttl = \"9s\"\nencryption = { key_file = \"{scratch}/k\" }\n[cache]\nprefix = \"p:{ns}:\"\n",
         )
         .unwrap();
         assert_eq!(s.backend.as_deref(), Some("x"));
@@ -154,6 +167,14 @@ mod tests {
         assert_eq!(t["prefix"].as_str(), Some("p:n1:"));
         assert_eq!(t["ttl"].as_str(), Some("1s"), "the suite's options win");
         assert!(t["path"].as_str().unwrap().ends_with("/n1.db"));
+        assert!(t["encryption"]["key_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("/k"));
+        assert!(
+            !o.lines().any(|l| l.starts_with('[')),
+            "lines of one section: {o}"
+        );
         let v: toml::Table = s
             .options(Capability::Vector, "", &scratch, "n2")
             .parse()
