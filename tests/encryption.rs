@@ -388,7 +388,7 @@ fn section_mistakes_are_one_line_each() {
         ),
         (
             "encryption = { key_file = \"nope.key\" }",
-            "cannot read the key file",
+            "cannot read the encryption key file",
         ),
         (
             "encryption = { key_file = \"k\", fields = [\"x\"] }",

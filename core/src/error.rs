@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Panicked,
     /// Any other failure reported by the backend, with its own message.
     Backend,
+    /// The principal a handle is bound to may not do this (see the host's
+    /// access control); nothing reached the backend.
+    PermissionDenied,
 }
 
 impl ErrorKind {
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Incompatible => "incompatible plugin",
             ErrorKind::Panicked => "plugin panicked",
             ErrorKind::Backend => "backend error",
+            ErrorKind::PermissionDenied => "permission denied",
         }
     }
 
@@ -108,6 +112,10 @@ impl Error {
     /// [`ErrorKind::Incompatible`].
     pub fn incompatible(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Incompatible, message)
+    }
+    /// [`ErrorKind::PermissionDenied`].
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PermissionDenied, message)
     }
     /// [`ErrorKind::Backend`].
     pub fn backend(message: impl Into<String>) -> Self {

@@ -46,6 +46,49 @@ pub struct Config {
     pub stores: Vec<StoreEntry>,
     /// `[metrics] listen`: where to serve the metrics, if anywhere.
     pub metrics_listen: Option<String>,
+    /// `[access]`: principals and their grants.
+    pub access: crate::access::AccessSpec,
+}
+
+/// Where a secret (an encryption key, a principal's token) is read from:
+/// never plugins.toml itself.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SecretSource {
+    /// An environment variable holding it.
+    Env(String),
+    /// A file holding it (a mounted secret).
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(v) => write!(f, "environment variable {v}"),
+            SecretSource::File(p) => write!(f, "file {}", p.display()),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The secret's bytes; `what` names it in errors, which never show it.
+    pub fn read(&self, what: &str) -> Result<Vec<u8>> {
+        match self {
+            SecretSource::Env(v) => match std::env::var_os(v) {
+                Some(s) if !s.is_empty() => Ok(s.into_encoded_bytes()),
+                _ => Err(Error::config(format!(
+                    "the environment variable {v} that should hold the {what} is not set: set it{}",
+                    if what.contains("key") {
+                        " to the key (64 hex digits; `backplane key` prints a new one)"
+                    } else {
+                        ""
+                    }
+                ))),
+            },
+            SecretSource::File(p) => std::fs::read(p).map_err(|e| {
+                Error::config(format!("cannot read the {what} file {}: {e}", p.display()))
+            }),
+        }
+    }
 }
 
 /// One store section.
@@ -122,6 +165,7 @@ impl fmt::Debug for Config {
             .field("profile", &self.profile)
             .field("stores", &self.stores)
             .field("metrics_listen", &self.metrics_listen)
+            .field("access", &self.access)
             .finish()
     }
 }
@@ -155,6 +199,8 @@ struct RawFile {
     /// Layers for every store.
     layers: Option<toml::Table>,
     metrics: Option<RawMetrics>,
+    /// Principals and grants.
+    access: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -504,7 +550,21 @@ impl Config {
                 })
                 .collect()
         };
+        let access = match &raw.access {
+            None => crate::access::AccessSpec::default(),
+            Some(t) => {
+                let json = toml_to_json(&toml::Value::Table(t.clone()), env)
+                    .map_err(|e| Error::config(format!("{origin}: [access]: {e}")))?;
+                let names: Vec<(Capability, String)> = stores
+                    .iter()
+                    .map(|s| (s.capability, s.name.clone()))
+                    .collect();
+                crate::access::AccessSpec::parse(&json, base_dir, &names)
+                    .map_err(|e| Error::config(format!("{origin}: [access] {e}")))?
+            }
+        };
         Ok(Config {
+            access,
             file: None,
             base_dir: base_dir.to_path_buf(),
             search_paths: resolve_list(&raw.plugins.search_paths, "search_paths")?,

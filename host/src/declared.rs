@@ -638,26 +638,14 @@ mod tests {
 
     #[test]
     fn declared_layers_forward_every_method() {
-        let text = include_str!("declared.rs");
-        let lists = [
-            include_str!("../../core/src/boundary/vector.rs"),
-            include_str!("../../core/src/boundary/graph.rs"),
-            include_str!("../../core/src/boundary/cache.rs"),
-        ];
-        for list in lists {
-            for line in list.lines() {
-                let Some(rest) = line.trim().split_once(" fn ").map(|(_, r)| r) else {
-                    continue;
-                };
-                if !line.trim().starts_with(|c: char| c.is_ascii_digit()) {
-                    continue;
-                }
-                let name = &rest[..rest.find('(').unwrap()];
-                assert!(
-                    text.contains(&format!("fn {name}(")),
-                    "the declared layers do not forward {name}: add it to host/src/declared.rs"
-                );
-            }
-        }
+        crate::layer::assert_every_method(
+            include_str!("declared.rs"),
+            &[
+                include_str!("../../core/src/boundary/vector.rs"),
+                include_str!("../../core/src/boundary/graph.rs"),
+                include_str!("../../core/src/boundary/cache.rs"),
+            ],
+            "add it to the declared layers in host/src/declared.rs",
+        );
     }
 }

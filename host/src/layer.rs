@@ -38,6 +38,33 @@ pub struct Owned<D: ?Sized, T> {
     pub call: OwnedCall<D, T>,
 }
 
+/// The method names of a capability's method list, from the text of its
+/// file in `backplane_core::boundary`: what the tests of hand-written
+/// layers check each layer names.
+#[cfg(test)]
+pub(crate) fn listed_methods(list: &str) -> Vec<&str> {
+    list.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(|l| l.split_once(" fn "))
+        .filter_map(|(_, rest)| rest.split_once('(').map(|(name, _)| name))
+        .collect()
+}
+
+/// Fails unless `text` (a layer's source) has `fn <name>(` for every
+/// method of every list in `lists`; `fix` says where to add one.
+#[cfg(test)]
+pub(crate) fn assert_every_method(text: &str, lists: &[&str], fix: &str) {
+    for list in lists {
+        for name in listed_methods(list) {
+            assert!(
+                text.contains(&format!("fn {name}(")),
+                "{name} is missing: {fix}"
+            );
+        }
+    }
+}
+
 /// Trait methods that pass a layer by: each calls the same method of
 /// `self.inner` with the same arguments.
 macro_rules! forward {
@@ -159,5 +186,15 @@ pub fn ops(cap: backplane_core::Capability) -> &'static [Op] {
         Capability::Vector => backplane_core::vector_methods!(op_names!()),
         Capability::Cache => backplane_core::cache_methods!(op_names!()),
         Capability::Graph => backplane_core::graph_methods!(op_names!()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn method_lists_are_read_whole() {
+        let cache = super::listed_methods(include_str!("../../core/src/boundary/cache.rs"));
+        assert_eq!(cache.len(), 17, "{cache:?}");
+        assert_eq!((cache[0], cache[16]), ("get", "import_messages"));
     }
 }

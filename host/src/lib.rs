@@ -28,12 +28,15 @@
 //!   first in sync, which also serves a cache's `fallback`; [`ops`]: the
 //!   operations layers (metrics, tracing, timeout, concurrency, retry,
 //!   chaos); [`crypt`]: encryption at rest, a layer under the operations
-//!   layers of an encrypted cache, vector or graph store, and `rekey`.
+//!   layers of an encrypted cache, vector or graph store, and `rekey`;
+//!   [`access`]: principals and grants, and the handles bound to one;
+//!   [`tenant`]: views in which one tenant sees only its own records.
 //! - [`port`]: migrate, back up, restore and verify: moving every record
 //!   of a store to another backend or into a portable archive.
 //! - `demo`: the chat-assistant walk-through behind `backplane demo`.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod config;
 pub mod crypt;
 mod declared;
@@ -44,6 +47,7 @@ mod mirror;
 pub mod ops;
 pub mod port;
 mod storage;
+pub mod tenant;
 
 pub use backplane_core::{
     params, BackendDescriptor, CacheStats, Capability, CollectionInfo, Condition, Direction,

@@ -121,12 +121,27 @@ impl StorageBuilder {
             let kind = failures[0].1.kind();
             return Err(Error::new(kind, msg));
         }
+        let principals = config
+            .access
+            .principals
+            .iter()
+            .map(|(name, spec)| {
+                Ok((
+                    name.clone(),
+                    Arc::new(crate::access::Principal::open(name, spec)?),
+                ))
+            })
+            .collect::<Result<_>>()?;
         let listener = match &config.metrics_listen {
             Some(addr) => Some(Listener::start(addr, metrics.clone())?),
             None => None,
         };
         Ok(Storage {
+            principal: None,
+            tenant: None,
             inner: Arc::new(Inner {
+                tenant_stores: Default::default(),
+                principals,
                 config,
                 registry,
                 stores,
@@ -426,6 +441,11 @@ impl AnyStore {
 
 struct Inner {
     config: Config,
+    /// The relational stores of tenants, opened on first use, by (store,
+    /// tenant).
+    tenant_stores: std::sync::Mutex<BTreeMap<(String, String), RelationalStore>>,
+    /// `[access]`'s principals, with their tokens read.
+    principals: BTreeMap<String, Arc<crate::access::Principal>>,
     registry: Registry,
     stores: BTreeMap<(Capability, String), AnyStore>,
     failures: Vec<(StoreEntry, Error)>,
@@ -437,6 +457,10 @@ struct Inner {
 #[derive(Clone)]
 pub struct Storage {
     inner: Arc<Inner>,
+    /// The principal this view is bound to (see [`Storage::as_principal`]).
+    principal: Option<Arc<crate::access::Principal>>,
+    /// The tenant this view is bound to (see [`Storage::for_tenant`]).
+    tenant: Option<crate::tenant::Scope>,
 }
 
 impl fmt::Debug for Storage {
@@ -444,6 +468,8 @@ impl fmt::Debug for Storage {
         f.debug_struct("Storage")
             .field("config", &self.inner.config)
             .field("stores", &self.inner.stores.keys().collect::<Vec<_>>())
+            .field("principal", &self.principal.as_ref().map(|p| &p.name))
+            .field("tenant", &self.tenant.as_ref().map(|t| t.name()))
             .finish()
     }
 }
@@ -521,29 +547,232 @@ impl Storage {
     /// The relational store `name`.
     pub fn relational(&self, name: &str) -> Result<RelationalStore> {
         match self.get(Capability::Relational, name)? {
-            AnyStore::Relational(s) => Ok(s.clone()),
+            AnyStore::Relational(s) => {
+                let s = match &self.tenant {
+                    None => s.clone(),
+                    Some(t) => self.tenant_relational(name, t)?,
+                };
+                Ok(match self.guard(Capability::Relational, name)? {
+                    None => s.clone(),
+                    Some((level, p)) => RelationalStore {
+                        inner: Arc::new(crate::access::Guarded::<dyn Relational>::new(
+                            s.inner.clone(),
+                            level,
+                            p,
+                            Capability::Relational,
+                            name,
+                        )),
+                        meta: s.meta.clone(),
+                    },
+                })
+            }
             _ => unreachable!("stores are keyed by capability"),
         }
     }
     /// The vector store `name`.
     pub fn vector(&self, name: &str) -> Result<VectorStore> {
         match self.get(Capability::Vector, name)? {
-            AnyStore::Vector(s) => Ok(s.clone()),
+            AnyStore::Vector(s) => {
+                let s = match &self.tenant {
+                    None => s.clone(),
+                    Some(t) => VectorStore {
+                        inner: Arc::new(crate::tenant::Tenant::<dyn Vector>::new(
+                            s.inner.clone(),
+                            t.clone(),
+                        )),
+                        meta: s.meta.clone(),
+                    },
+                };
+                Ok(match self.guard(Capability::Vector, name)? {
+                    None => s.clone(),
+                    Some((level, p)) => VectorStore {
+                        inner: Arc::new(crate::access::Guarded::<dyn Vector>::new(
+                            s.inner.clone(),
+                            level,
+                            p,
+                            Capability::Vector,
+                            name,
+                        )),
+                        meta: s.meta.clone(),
+                    },
+                })
+            }
             _ => unreachable!("stores are keyed by capability"),
         }
     }
     /// The cache store `name`.
     pub fn cache(&self, name: &str) -> Result<CacheStore> {
         match self.get(Capability::Cache, name)? {
-            AnyStore::Cache(s) => Ok(s.clone()),
+            AnyStore::Cache(s) => {
+                let s = match &self.tenant {
+                    None => s.clone(),
+                    Some(t) => CacheStore {
+                        inner: Arc::new(crate::tenant::Tenant::<dyn Cache>::new(
+                            s.inner.clone(),
+                            t.clone(),
+                        )),
+                        meta: s.meta.clone(),
+                    },
+                };
+                Ok(match self.guard(Capability::Cache, name)? {
+                    None => s.clone(),
+                    Some((level, p)) => CacheStore {
+                        inner: Arc::new(crate::access::Guarded::<dyn Cache>::new(
+                            s.inner.clone(),
+                            level,
+                            p,
+                            Capability::Cache,
+                            name,
+                        )),
+                        meta: s.meta.clone(),
+                    },
+                })
+            }
             _ => unreachable!("stores are keyed by capability"),
         }
     }
     /// The graph store `name`.
     pub fn graph(&self, name: &str) -> Result<GraphStore> {
         match self.get(Capability::Graph, name)? {
-            AnyStore::Graph(s) => Ok(s.clone()),
+            AnyStore::Graph(s) => {
+                let s = match &self.tenant {
+                    None => s.clone(),
+                    Some(t) => GraphStore {
+                        inner: Arc::new(crate::tenant::Tenant::<dyn Graph>::new(
+                            s.inner.clone(),
+                            t.clone(),
+                        )),
+                        meta: s.meta.clone(),
+                    },
+                };
+                Ok(match self.guard(Capability::Graph, name)? {
+                    None => s.clone(),
+                    Some((level, p)) => GraphStore {
+                        inner: Arc::new(crate::access::Guarded::<dyn Graph>::new(
+                            s.inner.clone(),
+                            level,
+                            p,
+                            Capability::Graph,
+                            name,
+                        )),
+                        meta: s.meta.clone(),
+                    },
+                })
+            }
             _ => unreachable!("stores are keyed by capability"),
+        }
+    }
+
+    /// A view of the same stores bound to the principal `name` of
+    /// `[access]`, whose handles refuse what its grants do not allow
+    /// (`PermissionDenied`, before anything reaches the backend). `token`
+    /// must be the principal's.
+    pub fn as_principal(&self, name: &str, token: &str) -> Result<Storage> {
+        let Some(p) = self.inner.principals.get(name) else {
+            let known: Vec<&str> = self.inner.principals.keys().map(String::as_str).collect();
+            return Err(Error::permission_denied(format!(
+                "no principal '{name}' in plugins.toml's [access] (principals: {}): add [access.principals.{name}]",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        };
+        if !p.accepts(token) {
+            return Err(Error::permission_denied(format!(
+                "the token given for principal '{name}' is not its token"
+            )));
+        }
+        Ok(Storage {
+            inner: self.inner.clone(),
+            principal: Some(p.clone()),
+            tenant: match p.tenant() {
+                Some(t) => Some(crate::tenant::Scope::new(t)?),
+                None => self.tenant.clone(),
+            },
+        })
+    }
+
+    /// A view of the same stores in which only the records of tenant
+    /// `name` are seen and written (see the README, "Tenants"): a key
+    /// namespace for caches, a reserved field and id prefix for vector and
+    /// graph stores, a schema or file of its own for relational stores.
+    /// A view bound to a principal of another tenant is refused.
+    pub fn for_tenant(&self, name: &str) -> Result<Storage> {
+        let scope = crate::tenant::Scope::new(name)?;
+        if let (Some(p), Some(t)) = (&self.principal, &self.tenant) {
+            if t.name() != name {
+                return Err(Error::permission_denied(format!(
+                    "principal '{}' is bound to tenant '{}', not '{name}'",
+                    p.name,
+                    t.name()
+                )));
+            }
+        }
+        Ok(Storage {
+            inner: self.inner.clone(),
+            principal: self.principal.clone(),
+            tenant: Some(scope),
+        })
+    }
+
+    /// The tenant this view is bound to, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_ref().map(|t| t.name())
+    }
+
+    /// The relational store `name` of a tenant: opened on first use from
+    /// the section with the tenant's schema or file.
+    fn tenant_relational(&self, name: &str, t: &crate::tenant::Scope) -> Result<RelationalStore> {
+        let key = (name.to_string(), t.name().to_string());
+        let mut open = self
+            .inner
+            .tenant_stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = open.get(&key) {
+            return Ok(s.clone());
+        }
+        let entry = self
+            .inner
+            .config
+            .store(Capability::Relational, name)
+            .expect("an open store has a section");
+        if entry.mirror.is_some() {
+            return Err(Error::unsupported(format!(
+                "[relational.{name}] is a mirror: tenants of a mirror are not supported; give each tenant a store of its own"
+            )));
+        }
+        let mut own = entry.clone();
+        own.options = crate::tenant::relational_options(&entry.backend, &entry.options, t)?;
+        let store = match open_store(
+            &self.inner.registry,
+            &self.inner.config,
+            &own,
+            &self.inner.metrics,
+        )? {
+            AnyStore::Relational(s) => s,
+            _ => unreachable!("a relational section opens a relational store"),
+        };
+        open.insert(key, store.clone());
+        Ok(store)
+    }
+
+    /// The principal this view is bound to, if any.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_ref().map(|p| p.name.as_str())
+    }
+
+    /// For a view bound to a principal: its level on the store, or the
+    /// refusal when it has none.
+    fn guard(
+        &self,
+        cap: Capability,
+        name: &str,
+    ) -> Result<Option<(crate::access::Level, Arc<crate::access::Principal>)>> {
+        let Some(p) = &self.principal else {
+            return Ok(None);
+        };
+        match p.level(cap, name) {
+            Some(l) => Ok(Some((l, p.clone()))),
+            None => Err(p.refuse(cap, name, None, crate::access::Level::Read, "")),
         }
     }
 
@@ -636,6 +865,12 @@ impl Storage {
         progress: &mut dyn FnMut(u64),
     ) -> Result<crate::crypt::RekeyReport> {
         let store = self.get(cap, name)?;
+        if let Some((level, p)) = self.guard(cap, name)? {
+            if level < crate::access::Level::Admin {
+                let need = crate::access::Level::Admin;
+                return Err(p.refuse(cap, name, Some(level), need, "rekey"));
+            }
+        }
         match &store.meta().rekey {
             Some(r) => r.rekey(progress),
             None => Err(Error::config(format!(

@@ -247,6 +247,80 @@ pub fn is_ddl(sql: &str) -> bool {
     )
 }
 
+/// Keywords that make a statement change something (or take a lock);
+/// `INTO` is PostgreSQL's `SELECT … INTO new_table`.
+const WRITING: [&str; 33] = [
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "MERGE",
+    "UPSERT",
+    "REPLACE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "TRUNCATE",
+    "GRANT",
+    "REVOKE",
+    "ATTACH",
+    "DETACH",
+    "PRAGMA",
+    "COPY",
+    "CALL",
+    "DO",
+    "VACUUM",
+    "REINDEX",
+    "ANALYZE",
+    "LOCK",
+    "SET",
+    "RESET",
+    "INTO",
+    "COMMENT",
+    "LOAD",
+    "INSTALL",
+    "EXPORT",
+    "IMPORT",
+    "CHECKPOINT",
+    "NOTIFY",
+    "REFRESH",
+];
+
+/// Why `sql` is not a statement that only reads, or `None` when it is:
+/// one statement, starting with `SELECT`, `WITH` or `VALUES`, naming no
+/// keyword that writes (outside literals, quoted identifiers and
+/// comments). Conservative: a word like `set` used as a bare identifier
+/// is refused too. Functions with side effects (`nextval`, …) are not
+/// seen: a database role restricts those.
+pub fn writes(sql: &str) -> Option<String> {
+    let first = first_keyword(sql);
+    if !matches!(first.as_str(), "SELECT" | "WITH" | "VALUES") {
+        return Some(if first.is_empty() {
+            "it does not start with SELECT, WITH or VALUES".to_string()
+        } else {
+            format!("it is a {first} statement, not a SELECT")
+        });
+    }
+    // A `;` in code before the statement's end starts another statement.
+    let b = &sql.as_bytes()[..statement_end(sql)];
+    let mut i = 0;
+    let mut more = false;
+    while i < b.len() {
+        if let Some((e, _)) = skip_non_code(b, i) {
+            i = e;
+            continue;
+        }
+        more |= b[i] == b';';
+        i += 1;
+    }
+    if more {
+        return Some("it holds more than one statement".to_string());
+    }
+    top_level_words(sql)
+        .into_iter()
+        .find(|(w, _)| WRITING.iter().any(|k| w.eq_ignore_ascii_case(k)))
+        .map(|(w, _)| format!("it uses {}", w.to_ascii_uppercase()))
+}
+
 /// For an `INSERT INTO <table> …` without a `RETURNING` clause: the table
 /// as written (`items`, `"Items"`, `s.items`), and the statement's length
 /// without a trailing `;` and comments (where a `RETURNING` can go).
@@ -431,6 +505,36 @@ pub fn in_placeholder_order<'a>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reading_statements_are_told_apart() {
+        for sql in [
+            "SELECT * FROM t WHERE note = 'delete me; drop table t'",
+            "  -- a comment\n(SELECT 1)",
+            "WITH x AS (SELECT 1) SELECT * FROM x;",
+            "select \"update\" from t /* insert */ ;  ",
+            "VALUES (1), (2)",
+        ] {
+            assert_eq!(super::writes(sql), None, "{sql}");
+        }
+        for (sql, why) in [
+            ("DELETE FROM t", "DELETE statement"),
+            ("SELECT 1; DELETE FROM t", "more than one statement"),
+            (
+                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                "uses DELETE",
+            ),
+            ("SELECT * INTO t2 FROM t", "uses INTO"),
+            ("SELECT * FROM t FOR UPDATE", "uses UPDATE"),
+            ("", "does not start"),
+        ] {
+            assert!(
+                super::writes(sql).is_some_and(|w| w.contains(why)),
+                "{sql}: {:?}",
+                super::writes(sql)
+            );
+        }
+    }
+
     use super::*;
 
     fn rw(sql: &str) -> String {

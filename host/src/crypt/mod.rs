@@ -82,6 +82,7 @@ pub(crate) use cache::CryptCache;
 pub(crate) use graph::CryptGraph;
 pub(crate) use vector::CryptVector;
 
+pub use crate::config::SecretSource;
 use backplane_core::{Capability, Condition, Error, ErrorKind, Filter, Result};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -89,7 +90,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use sha2::Digest;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The mark that starts every binary ciphertext.
 const MAGIC: &[u8; 4] = b"BPE1";
@@ -109,31 +110,13 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncryptionSpec {
     /// Where the current key is: the one new values are encrypted with.
-    pub key: KeySource,
+    pub key: SecretSource,
     /// Keys that still decrypt (a rotation in progress).
-    pub old_keys: Vec<KeySource>,
+    pub old_keys: Vec<SecretSource>,
     /// Vector payload fields / graph properties encrypted (dotted paths).
     pub fields: Vec<String>,
     /// Vector: whether documents are encrypted.
     pub documents: bool,
-}
-
-/// Where a key is read from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum KeySource {
-    /// An environment variable holding the key's text.
-    Env(String),
-    /// A file holding the key's text (or its 32 raw bytes).
-    File(PathBuf),
-}
-
-impl std::fmt::Display for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::Env(v) => write!(f, "environment variable {v}"),
-            KeySource::File(p) => write!(f, "key file {}", p.display()),
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -165,21 +148,24 @@ impl EncryptionSpec {
             (Some(_), Some(_)) => {
                 return Err("give the key once: key_env or key_file, not both".into())
             }
-            (Some(e), None) if !e.is_empty() => KeySource::Env(e),
+            (Some(e), None) if !e.is_empty() => SecretSource::Env(e),
             (None, Some(f)) if !f.is_empty() => {
-                KeySource::File(backplane_core::resolve_path(base_dir, &f))
+                SecretSource::File(backplane_core::resolve_path(base_dir, &f))
             }
             _ => return Err(
                 "no key: add key_env = \"BACKPLANE_KEY\" (a variable holding the key) or key_file = \"/path/to/key\"; `backplane key` prints a new key"
                     .into(),
             ),
         };
-        let mut old_keys: Vec<KeySource> =
-            raw.old_keys_env.into_iter().map(KeySource::Env).collect();
+        let mut old_keys: Vec<SecretSource> = raw
+            .old_keys_env
+            .into_iter()
+            .map(SecretSource::Env)
+            .collect();
         old_keys.extend(
             raw.old_key_files
                 .iter()
-                .map(|f| KeySource::File(backplane_core::resolve_path(base_dir, f))),
+                .map(|f| SecretSource::File(backplane_core::resolve_path(base_dir, f))),
         );
         match cap {
             Capability::Cache if !raw.fields.is_empty() => {
@@ -243,7 +229,7 @@ fn hex(b: &[u8]) -> String {
 
 /// A key's text: 64 hex digits, or base64 of 32 bytes; a file may also
 /// hold the 32 bytes themselves. Never echoes the key.
-fn parse_key(bytes: &[u8], from: &KeySource) -> Result<[u8; 32]> {
+fn parse_key(bytes: &[u8], from: &SecretSource) -> Result<[u8; 32]> {
     if let Ok(text) = std::str::from_utf8(bytes) {
         let t = text.trim();
         if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -263,7 +249,7 @@ fn parse_key(bytes: &[u8], from: &KeySource) -> Result<[u8; 32]> {
             }
         }
     }
-    if matches!(from, KeySource::File(_)) && bytes.len() == 32 {
+    if matches!(from, SecretSource::File(_)) && bytes.len() == 32 {
         return Ok(bytes.try_into().expect("32 bytes"));
     }
     Err(Error::config(format!(
@@ -272,23 +258,8 @@ fn parse_key(bytes: &[u8], from: &KeySource) -> Result<[u8; 32]> {
     )))
 }
 
-fn read_key(from: &KeySource) -> Result<Key> {
-    let bytes = match from {
-        KeySource::Env(v) => match std::env::var_os(v) {
-            Some(s) if !s.is_empty() => s.into_encoded_bytes(),
-            _ => {
-                return Err(Error::config(format!(
-                    "the environment variable {v} that should hold the encryption key is not set: set it to the key (64 hex digits; `backplane key` prints a new one)"
-                )))
-            }
-        },
-        KeySource::File(p) => std::fs::read(p).map_err(|e| {
-            Error::config(format!(
-                "cannot read the key file {}: {e}",
-                p.display()
-            ))
-        })?,
-    };
+fn read_key(from: &SecretSource) -> Result<Key> {
+    let bytes = from.read("encryption key")?;
     let key = parse_key(&bytes, from)?;
     Ok(Key {
         id: key_id(&key),
@@ -649,7 +620,7 @@ mod tests {
 
     fn sealer(key: &str, old: &[&str]) -> Sealer {
         let k = |s: &str| {
-            let b = parse_key(s.as_bytes(), &KeySource::Env("K".into())).unwrap();
+            let b = parse_key(s.as_bytes(), &SecretSource::Env("K".into())).unwrap();
             Key {
                 id: key_id(&b),
                 cipher: XChaCha20Poly1305::new(&b.into()),
@@ -682,7 +653,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(
             e.message().contains(&hex(&key_id(
-                &parse_key(K1.as_bytes(), &KeySource::Env("K".into())).unwrap()
+                &parse_key(K1.as_bytes(), &SecretSource::Env("K".into())).unwrap()
             ))),
             "{e}"
         );
@@ -752,25 +723,17 @@ mod tests {
                 include_str!("../../../core/src/boundary/graph.rs"),
             ),
         ] {
-            for line in list.lines().map(str::trim) {
-                let Some((_, rest)) = line.split_once(" fn ") else {
-                    continue;
-                };
-                if !line.starts_with(|c: char| c.is_ascii_digit()) {
-                    continue;
-                }
-                let name = &rest[..rest.find('(').unwrap()];
-                assert!(
-                    layer.contains(&format!("fn {name}(")),
-                    "an encryption layer does not implement {name}: add it to host/src/crypt/"
-                );
-            }
+            crate::layer::assert_every_method(
+                layer,
+                &[list],
+                "an encryption layer does not implement it: add it to host/src/crypt/",
+            );
         }
     }
 
     #[test]
     fn key_text_is_checked_and_never_echoed() {
-        let from = KeySource::Env("K".into());
+        let from = SecretSource::Env("K".into());
         let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         assert_eq!(parse_key(b64.as_bytes(), &from).unwrap(), [7u8; 32]);
         let e = parse_key(b"correct horse battery staple", &from).unwrap_err();

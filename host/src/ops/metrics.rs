@@ -223,6 +223,7 @@ fn kind_label(kind: ErrorKind) -> &'static str {
         ErrorKind::Incompatible => "incompatible",
         ErrorKind::Panicked => "panicked",
         ErrorKind::Backend => "backend",
+        ErrorKind::PermissionDenied => "permission_denied",
     }
 }
 
