@@ -187,6 +187,12 @@ impl EncryptionSpec {
             }
             _ => {}
         }
+        if raw.fields.iter().any(|f| f == crate::tenant::TENANT_FIELD) {
+            return Err(format!(
+                "'{}' holds a record's tenant, which every tenant's filter compares: it cannot be encrypted",
+                crate::tenant::TENANT_FIELD
+            ));
+        }
         if let Some(f) = raw
             .fields
             .iter()

@@ -43,6 +43,10 @@
 //!   binary COPY, 100k vectors qdrant-edge -> sqlite and -> postgres
 //!   against the target's own upsert, and the command's peak memory
 //!   (`BENCH_MIGRATE_ROWS`, `BENCH_MIGRATE_ROUNDS`).
+//! - `soak.rs`: 20 minutes of mixed calls on a store of every shipped
+//!   backend with the servers stopped and started during it: failures,
+//!   memory and file descriptors (`BENCH_SOAK_*`). It runs only when
+//!   named (`-- soak`), never with the other groups.
 //!
 //! Database files live on tmpfs (`/dev/shm`) when the machine has it, so
 //! disk flushes stay out of a comparison of CPU work.
@@ -65,6 +69,7 @@ mod postgres;
 mod qdrant;
 mod redis;
 mod relational;
+mod soak;
 mod vector;
 
 use harness::{env_or, print_table};
@@ -113,6 +118,9 @@ fn main() {
     let mut notes = Vec::new();
     if want("migrate") {
         migrate::group(&mut rows, &mut notes);
+    }
+    if filter.iter().any(|f| f == "soak") {
+        soak::group(&mut notes);
     }
     println!("rounds: {rounds} (vector: {vector_rounds}); medians over rounds");
     print_table(&rows);
