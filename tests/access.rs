@@ -241,6 +241,7 @@ fn the_async_api_is_refused_the_same_way() {
 #[test]
 fn access_mistakes_are_one_line_each() {
     let scratch = Scratch::new();
+    std::fs::write(scratch.path("empty.token"), " \n").unwrap();
     for (access, says) in [
         ("[access.principals.a]\ngrants = { \"*\" = \"read\" }\n", "principals.a: no token: add token_env = \"A_TOKEN\""),
         ("[access.principals.a]\ntoken_file = \"reader.token\"\n", "no grants"),
@@ -251,6 +252,7 @@ fn access_mistakes_are_one_line_each() {
         ("[access.principals.a]\ntoken_file = \"missing.token\"\ngrants = { \"*\" = \"read\" }\n", "cannot read the token file"),
         ("[access.principals.a]\ntoken_env = \"BP_TEST_UNSET_TOKEN\"\ngrants = { \"*\" = \"read\" }\n", "BP_TEST_UNSET_TOKEN that should hold the token is not set"),
         ("[access]\nusers = 1\n", "unknown key 'users'"),
+        ("[access.principals.a]\ntoken_file = \"empty.token\"\ngrants = { \"*\" = \"read\" }\n", "holds an empty token"),
     ] {
         let e = open(&scratch, access).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config, "{access}: {e}");

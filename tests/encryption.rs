@@ -375,6 +375,79 @@ fn vector_and_graph_on_sqlite_hold_ciphertext_and_refuse_filters_on_it() {
     for text in ["hernia", "K40", "alice@example.org", "casino", "chess"] {
         assert_absent(&scratch.path("db"), text);
     }
+
+    // A rotation: both stores rewritten in place under the new key.
+    let k2 = key_file(&scratch, "k2", K2);
+    let rotated = body.replace(
+        &format!("key_file = \"{}\"", k.display()),
+        &format!(
+            "key_file = \"{}\", old_key_files = [\"{}\"]",
+            k2.display(),
+            k.display()
+        ),
+    );
+    let s = open(&scratch, &rotated).unwrap();
+    let r = s.rekey(Capability::Vector, "v", &mut |_| {}).unwrap();
+    assert_eq!((r.examined, r.rewritten), (1, 1), "{r:?}");
+    let r = s.rekey(Capability::Graph, "g", &mut |_| {}).unwrap();
+    assert_eq!((r.examined, r.rewritten), (2, 2), "{r:?}");
+    drop(s);
+    let s = open(
+        &scratch,
+        &body.replace(&k.display().to_string(), &k2.display().to_string()),
+    )
+    .unwrap();
+    let bob = s
+        .graph("g")
+        .unwrap()
+        .blocking()
+        .get_node("bob")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        bob.properties,
+        json!({"name": "Bob", "note": "owes money to the casino"})
+    );
+    let r1 = s
+        .vector("v")
+        .unwrap()
+        .blocking()
+        .get("mem", &["r1".into()])
+        .unwrap();
+    assert_eq!(r1[0].payload["who"]["email"], "alice@example.org");
+}
+
+#[test]
+fn limits_hold_the_plaintext_and_rekey_keeps_its_conversations() {
+    let scratch = Scratch::new();
+    let k = key_file(&scratch, "k", K1);
+    let s = open(
+        &scratch,
+        &format!(
+            "[cache.c]\nbackend = \"sqlite\"\npath = \"{}\"\nmax_value_bytes = 1000\nencryption = {{ key_file = \"{}\" }}\n",
+            scratch.path("c.db").display(),
+            k.display()
+        ),
+    )
+    .unwrap();
+    let c = s.cache("c").unwrap();
+    let c = c.blocking();
+    c.set("v", &[7u8; 1000], None).unwrap();
+    c.add_message("ch", &Message::new("user", "x".repeat(1000)))
+        .unwrap();
+    assert_eq!(
+        c.set("v", &[7u8; 1001], None).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let e = c
+        .add_message("ch", &Message::new("user", "x".repeat(1001)))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("1001 bytes"), "{e}");
+    let e = c
+        .add_message("backplane.rekey.ch", &Message::new("user", "hi"))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }
 
 #[test]
@@ -432,6 +505,16 @@ fn section_mistakes_are_one_line_each() {
             .contains("encryption covers cache, vector and graph"),
         "{e}"
     );
+    let e = open(&scratch, "[graph.g]\nbackend = \"memory\"\nencryption = { key_file = \"k\", fields = [\"_tenant\"] }\n").unwrap_err();
+    assert!(e.to_string().contains("holds a record's tenant"), "{e}");
+    // A mirror of an encrypted member: its journal would hold plaintext.
+    std::fs::write(scratch.path("k"), format!("{K1}\n")).unwrap();
+    let e = open(
+        &scratch,
+        "[cache.a]\nbackend = \"memory\"\nencryption = { key_file = \"k\" }\n\n[cache.b]\nbackend = \"memory\"\n\n[cache.m]\nmirror = [\"a\", \"b\"]\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("member 'a' is encrypted"), "{e}");
 }
 
 /// The README's encrypted demo: plugins.toml's `encrypted` profile, with

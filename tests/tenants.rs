@@ -262,6 +262,10 @@ fn a_tenant_never_sees_another_tenants_records() {
             .unwrap(),
         b"acme's plan"
     );
+    let e = p
+        .rekey(backplane_host::Capability::Cache, "chat", &mut |_| {})
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     let e = p.for_tenant("globex").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     let e = s.for_tenant("Globex").unwrap_err();

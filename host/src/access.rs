@@ -235,6 +235,12 @@ impl Principal {
             )
         })?;
         let text = String::from_utf8_lossy(&token);
+        if text.trim().is_empty() {
+            return Err(Error::config(format!(
+                "[access.principals.{name}]: the {} holds an empty token: put the principal's token in it",
+                spec.token
+            )));
+        }
         Ok(Principal {
             name: name.to_string(),
             token: digest(text.trim().as_bytes()),

@@ -199,6 +199,15 @@ fn open_mirror(
     let spec = entry.mirror.as_ref().expect("a mirror entry");
     let (_, place) = section_place(config, entry);
     let place = format!("{place} (mirror)");
+    if let Some(m) = spec.members.iter().find(|m| {
+        config
+            .store(entry.capability, m)
+            .is_some_and(|e| e.encryption.is_some())
+    }) {
+        return Err(Error::config(format!(
+            "{place}: member '{m}' is encrypted, and the mirror's journal would keep what it writes while a member is down in the clear: encrypt the members' data in the application, or remove the member's encryption"
+        )));
+    }
     let mut members = Vec::new();
     for m in &spec.members {
         match stores.get(&(entry.capability, m.clone())) {
@@ -283,11 +292,11 @@ fn open_store(
         )
     };
     // What the host needs of a cache's settings where it enforces expiry.
-    let cache_settings =
-        crate::declared::CacheSettings::of(&entry.options).sealed(match entry.encryption {
-            Some(_) => crate::crypt::OVERHEAD,
-            None => 0,
-        });
+    let cache_settings = crate::declared::CacheSettings::of(&entry.options);
+    let cache_settings = match entry.encryption {
+        Some(_) => cache_settings.sealed(crate::crypt::growth(cache_settings.max_value_bytes)),
+        None => cache_settings,
+    };
     let open_on = |backend: &str, options: serde_json::Value| -> Result<_> {
         let mut cfg = entry.store_config(&config.base_dir, backend);
         cfg.options = cache_settings.options_for(registry, backend, entry.capability, options);
@@ -669,10 +678,8 @@ impl Storage {
     /// must be the principal's.
     pub fn as_principal(&self, name: &str, token: &str) -> Result<Storage> {
         let Some(p) = self.inner.principals.get(name) else {
-            let known: Vec<&str> = self.inner.principals.keys().map(String::as_str).collect();
             return Err(Error::permission_denied(format!(
-                "no principal '{name}' in plugins.toml's [access] (principals: {}): add [access.principals.{name}]",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                "no principal '{name}' in plugins.toml's [access]: add [access.principals.{name}]"
             )));
         };
         if !p.accepts(token) {
@@ -865,6 +872,12 @@ impl Storage {
         progress: &mut dyn FnMut(u64),
     ) -> Result<crate::crypt::RekeyReport> {
         let store = self.get(cap, name)?;
+        if let Some(t) = &self.tenant {
+            return Err(Error::permission_denied(format!(
+                "rekey rewrites every tenant's records: run it from a view bound to no tenant, not tenant '{}'",
+                t.name()
+            )));
+        }
         if let Some((level, p)) = self.guard(cap, name)? {
             if level < crate::access::Level::Admin {
                 let need = crate::access::Level::Admin;

@@ -18,7 +18,11 @@
 //!   section's settings: on PostgreSQL in the schema `<schema>__<name>`
 //!   (`tenant_<name>` when the section names none), on a backend with a
 //!   `path` (SQLite, DuckDB) in the file `<stem>.<name>.<ext>` beside the
-//!   section's (`data/users.acme.db`). Migrations run per tenant.
+//!   section's (`data/users.acme.db`). Migrations run per tenant. The
+//!   tenant's SQL is not rewritten: a statement naming another schema or
+//!   attaching another file reaches it unless the database refuses (a
+//!   role per tenant), so untrusted tenants get `read` grants, whose
+//!   statements access control checks.
 //!
 //! A tenant name is 1 to 40 of `a-z`, `0-9` and `_`, so it is a valid
 //! schema, file and key part everywhere. `_tenant` in a payload, property

@@ -285,13 +285,64 @@ const WRITING: [&str; 33] = [
     "REFRESH",
 ];
 
+/// Functions that change something or reach outside the database
+/// (files, other servers, session settings), in the dialects the shipped
+/// plugins speak.
+const SIDE_EFFECTS: [&str; 26] = [
+    "SET_CONFIG",
+    "NEXTVAL",
+    "SETVAL",
+    "PG_READ_FILE",
+    "PG_READ_BINARY_FILE",
+    "PG_LS_DIR",
+    "PG_STAT_FILE",
+    "PG_TERMINATE_BACKEND",
+    "PG_CANCEL_BACKEND",
+    "PG_RELOAD_CONF",
+    "LO_IMPORT",
+    "LO_EXPORT",
+    "DBLINK",
+    "DBLINK_EXEC",
+    "READ_TEXT",
+    "READ_BLOB",
+    "READ_CSV",
+    "READ_CSV_AUTO",
+    "READ_JSON",
+    "READ_JSON_AUTO",
+    "READ_PARQUET",
+    "GLOB",
+    "LOAD_EXTENSION",
+    "READFILE",
+    "WRITEFILE",
+    "QUERY_TABLE",
+];
+
 /// Why `sql` is not a statement that only reads, or `None` when it is:
 /// one statement, starting with `SELECT`, `WITH` or `VALUES`, naming no
-/// keyword that writes (outside literals, quoted identifiers and
-/// comments). Conservative: a word like `set` used as a bare identifier
-/// is refused too. Functions with side effects (`nextval`, …) are not
-/// seen: a database role restricts those.
+/// keyword that writes and no function with side effects (outside
+/// literals, quoted identifiers and comments). Conservative, so that no
+/// dialect reads the text differently from this scanner: block comments
+/// (SQLite does not nest them, PostgreSQL does), `[` and backquotes
+/// (SQLite's identifier quotes), backslashes (a string's end depends on
+/// PostgreSQL's settings) and dollar quotes are refused too, and so is a
+/// word like `set` used as a bare identifier. Functions of extensions
+/// are not known here: a database role restricts those.
 pub fn writes(sql: &str) -> Option<String> {
+    for (what, found) in [
+        ("a block comment (/* */)", sql.contains("/*")),
+        ("'[' or '`'", sql.contains(['[', '`'])),
+        ("a backslash", sql.contains('\\')),
+        ("a '$' outside a $1 parameter", {
+            let b = sql.as_bytes();
+            (0..b.len()).any(|i| b[i] == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        }),
+    ] {
+        if found {
+            return Some(format!(
+                "it holds {what}, which a read-only statement may not (SQL dialects read it differently)"
+            ));
+        }
+    }
     let first = first_keyword(sql);
     if !matches!(first.as_str(), "SELECT" | "WITH" | "VALUES") {
         return Some(if first.is_empty() {
@@ -317,7 +368,12 @@ pub fn writes(sql: &str) -> Option<String> {
     }
     top_level_words(sql)
         .into_iter()
-        .find(|(w, _)| WRITING.iter().any(|k| w.eq_ignore_ascii_case(k)))
+        .find(|(w, _)| {
+            WRITING
+                .iter()
+                .chain(&SIDE_EFFECTS)
+                .any(|k| w.eq_ignore_ascii_case(k))
+        })
         .map(|(w, _)| format!("it uses {}", w.to_ascii_uppercase()))
 }
 
@@ -511,8 +567,9 @@ mod tests {
             "SELECT * FROM t WHERE note = 'delete me; drop table t'",
             "  -- a comment\n(SELECT 1)",
             "WITH x AS (SELECT 1) SELECT * FROM x;",
-            "select \"update\" from t /* insert */ ;  ",
+            "select \"update\" from t -- insert\n ;  ",
             "VALUES (1), (2)",
+            "SELECT * FROM t WHERE id = $1 AND name = ?",
         ] {
             assert_eq!(super::writes(sql), None, "{sql}");
         }
@@ -525,6 +582,32 @@ mod tests {
             ),
             ("SELECT * INTO t2 FROM t", "uses INTO"),
             ("SELECT * FROM t FOR UPDATE", "uses UPDATE"),
+            (
+                "/* /* */ DELETE FROM users -- */ SELECT 1",
+                "block comment",
+            ),
+            (
+                "SELECT 1 /* /* */ ; DELETE FROM users -- */",
+                "block comment",
+            ),
+            (
+                "WITH a AS (SELECT 1 AS [']) DELETE FROM users -- '",
+                "'[' or '`'",
+            ),
+            (
+                "SELECT set_config('standard_conforming_strings','off',false)",
+                "uses SET_CONFIG",
+            ),
+            (
+                "WITH x AS (SELECT '\\'' AS q) SELECT q FROM x -- '",
+                "backslash",
+            ),
+            ("SELECT $a$; DELETE FROM t; $a$", "'$'"),
+            (
+                "SELECT content FROM read_text('/run/secrets/key')",
+                "uses READ_TEXT",
+            ),
+            ("SELECT nextval('s')", "uses NEXTVAL"),
             ("", "does not start"),
         ] {
             assert!(

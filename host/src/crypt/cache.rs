@@ -85,11 +85,24 @@ impl CryptCache {
             .collect()
     }
 
-    fn sealed(&self, m: &Message) -> Message {
-        Message {
+    /// `m` with its content encrypted, once the content is within the
+    /// limit and the conversation is not one `rekey` keeps.
+    fn sealed(&self, channel: &str, m: &Message) -> Result<Message> {
+        if channel.starts_with(REKEY_PREFIX) {
+            return Err(self.seal.named(backplane_core::Error::invalid(format!(
+                "conversation names starting with '{REKEY_PREFIX}' are kept for rekey's side copies: name '{channel}' otherwise"
+            ))));
+        }
+        check_value_size("message", channel, m.content.len(), self.max_value_bytes)
+            .map_err(|e| self.seal.named(e))?;
+        Ok(Message {
             content: self.seal.seal_text(&m.content),
             ..m.clone()
-        }
+        })
+    }
+
+    fn sealed_all(&self, channel: &str, list: &[Message]) -> Result<Vec<Message>> {
+        list.iter().map(|m| self.sealed(channel, m)).collect()
     }
 
     /// Rewrite one conversation under the current key: the new contents
@@ -112,7 +125,13 @@ impl CryptCache {
             if !stale {
                 return Ok(());
             }
-            let sealed: Vec<Message> = plain.iter().map(|m| self.sealed(m)).collect();
+            let sealed: Vec<Message> = plain
+                .iter()
+                .map(|m| Message {
+                    content: self.seal.seal_text(&m.content),
+                    ..m.clone()
+                })
+                .collect();
             self.inner.import_messages(&side, &sealed)?;
             sealed
         } else {
@@ -212,11 +231,13 @@ impl Cache for CryptCache {
         self.inner.set_many(&sealed, ttl)
     }
     fn add_message(&self, channel: &str, message: &Message) -> Result<Message> {
-        let stored = self.inner.add_message(channel, &self.sealed(message))?;
+        let stored = self
+            .inner
+            .add_message(channel, &self.sealed(channel, message)?)?;
         Ok(self.message(channel, stored)?.value)
     }
     fn add_messages(&self, channel: &str, messages: &[Message]) -> Result<Vec<Message>> {
-        let sealed: Vec<Message> = messages.iter().map(|m| self.sealed(m)).collect();
+        let sealed = self.sealed_all(channel, messages)?;
         let stored = self.inner.add_messages(channel, &sealed)?;
         self.messages(channel, stored)
     }
@@ -256,7 +277,7 @@ impl Cache for CryptCache {
         self.inner.import_entries(&sealed, overwrite)
     }
     fn import_messages(&self, channel: &str, messages: &[Message]) -> Result<u64> {
-        let sealed: Vec<Message> = messages.iter().map(|m| self.sealed(m)).collect();
+        let sealed = self.sealed_all(channel, messages)?;
         self.inner.import_messages(channel, &sealed)
     }
 }

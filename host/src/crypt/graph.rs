@@ -85,7 +85,12 @@ impl Rekey for CryptGraph {
                 properties: self.seal.seal_fields(&n.properties),
                 ..n
             },
-            |stale| self.inner.import_nodes(stale, true).map(drop),
+            // In place: an import would refuse a node that differs.
+            |stale| {
+                stale
+                    .iter()
+                    .try_for_each(|n| self.inner.update_node(&n.id, &n.properties).map(drop))
+            },
         )?;
         rekey_pages(
             &mut report,
@@ -100,7 +105,11 @@ impl Rekey for CryptGraph {
                 properties: self.seal.seal_fields(&e.properties),
                 ..e
             },
-            |stale| self.inner.import_edges(stale, true).map(drop),
+            |stale| {
+                stale
+                    .iter()
+                    .try_for_each(|e| self.inner.update_edge(&e.id, &e.properties).map(drop))
+            },
         )?;
         Ok(report)
     }

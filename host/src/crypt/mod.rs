@@ -103,6 +103,16 @@ const HEADER_LEN: usize = MAGIC.len() + KEY_ID_LEN;
 /// What encryption adds to a binary value: the mark, the key id, the
 /// nonce and the tag.
 pub(crate) const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+
+/// How much larger than `max` plaintext bytes their ciphertext can be
+/// (as text, the larger form: the mark and base64), so a store's limits
+/// under the layer allow for it while the layer holds the plaintext to
+/// `max`.
+pub(crate) fn growth(max: usize) -> usize {
+    let sealed = max.saturating_add(OVERHEAD);
+    let text = TEXT_MARK.len() + sealed.saturating_mul(4).div_ceil(3);
+    text.saturating_sub(max)
+}
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// A store's `encryption` table, parsed and checked (the keys themselves
