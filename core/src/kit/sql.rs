@@ -582,10 +582,7 @@ mod tests {
             ),
             ("SELECT * INTO t2 FROM t", "uses INTO"),
             ("SELECT * FROM t FOR UPDATE", "uses UPDATE"),
-            (
-                "/* /* */ DELETE FROM users -- */ SELECT 1",
-                "block comment",
-            ),
+            ("/* /* */ DELETE FROM users -- */ SELECT 1", "block comment"),
             (
                 "SELECT 1 /* /* */ ; DELETE FROM users -- */",
                 "block comment",
