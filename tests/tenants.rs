@@ -21,7 +21,8 @@ fn open(scratch: &Scratch, extra: &str) -> Storage {
          [cache.chat]\nbackend = \"sqlite\"\npath = \"{cache}\"\n\n\
          [vector.mem]\nbackend = \"sqlite\"\npath = \"{vec}\"\n\n\
          [graph.kg]\nbackend = \"sqlite\"\npath = \"{kg}\"\n\n\
-         [access.principals.acme]\ntoken_file = \"acme.token\"\ntenant = \"acme\"\ngrants = {{ \"*\" = \"admin\" }}\n\n{extra}",
+         [access.principals.acme]\ntoken_file = \"acme.token\"\ntenant = \"acme\"\ngrants = {{ \"*\" = \"admin\" }}\n\n\
+         [access.principals.viewer]\ntoken_file = \"acme.token\"\ngrants = {{ \"cache.chat\" = \"read\" }}\n\n{extra}",
         db = scratch.path("users.db").display(),
         cache = scratch.path("chat.db").display(),
         vec = scratch.path("mem.db").display(),
@@ -268,6 +269,18 @@ fn a_tenant_never_sees_another_tenants_records() {
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     let e = p.for_tenant("globex").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    // A caller with no grant on a store opens nothing for a tenant.
+    let viewer = s.as_principal("viewer", "acme-secret").unwrap();
+    let e = viewer
+        .for_tenant("zeta")
+        .unwrap()
+        .relational("users")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(
+        !scratch.path("users.zeta.db").exists(),
+        "a refused caller created a tenant's file"
+    );
     let e = s.for_tenant("Globex").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }

@@ -557,11 +557,14 @@ impl Storage {
     pub fn relational(&self, name: &str) -> Result<RelationalStore> {
         match self.get(Capability::Relational, name)? {
             AnyStore::Relational(s) => {
+                // The principal's grant first: a refused caller opens
+                // nothing (a tenant's relational store on first use).
+                let guard = self.guard(Capability::Relational, name)?;
                 let s = match &self.tenant {
                     None => s.clone(),
                     Some(t) => self.tenant_relational(name, t)?,
                 };
-                Ok(match self.guard(Capability::Relational, name)? {
+                Ok(match guard {
                     None => s.clone(),
                     Some((level, p)) => RelationalStore {
                         inner: Arc::new(crate::access::Guarded::<dyn Relational>::new(
@@ -582,6 +585,9 @@ impl Storage {
     pub fn vector(&self, name: &str) -> Result<VectorStore> {
         match self.get(Capability::Vector, name)? {
             AnyStore::Vector(s) => {
+                // The principal's grant first: a refused caller opens
+                // nothing (a tenant's relational store on first use).
+                let guard = self.guard(Capability::Vector, name)?;
                 let s = match &self.tenant {
                     None => s.clone(),
                     Some(t) => VectorStore {
@@ -592,7 +598,7 @@ impl Storage {
                         meta: s.meta.clone(),
                     },
                 };
-                Ok(match self.guard(Capability::Vector, name)? {
+                Ok(match guard {
                     None => s.clone(),
                     Some((level, p)) => VectorStore {
                         inner: Arc::new(crate::access::Guarded::<dyn Vector>::new(
@@ -613,6 +619,9 @@ impl Storage {
     pub fn cache(&self, name: &str) -> Result<CacheStore> {
         match self.get(Capability::Cache, name)? {
             AnyStore::Cache(s) => {
+                // The principal's grant first: a refused caller opens
+                // nothing (a tenant's relational store on first use).
+                let guard = self.guard(Capability::Cache, name)?;
                 let s = match &self.tenant {
                     None => s.clone(),
                     Some(t) => CacheStore {
@@ -623,7 +632,7 @@ impl Storage {
                         meta: s.meta.clone(),
                     },
                 };
-                Ok(match self.guard(Capability::Cache, name)? {
+                Ok(match guard {
                     None => s.clone(),
                     Some((level, p)) => CacheStore {
                         inner: Arc::new(crate::access::Guarded::<dyn Cache>::new(
@@ -644,6 +653,9 @@ impl Storage {
     pub fn graph(&self, name: &str) -> Result<GraphStore> {
         match self.get(Capability::Graph, name)? {
             AnyStore::Graph(s) => {
+                // The principal's grant first: a refused caller opens
+                // nothing (a tenant's relational store on first use).
+                let guard = self.guard(Capability::Graph, name)?;
                 let s = match &self.tenant {
                     None => s.clone(),
                     Some(t) => GraphStore {
@@ -654,7 +666,7 @@ impl Storage {
                         meta: s.meta.clone(),
                     },
                 };
-                Ok(match self.guard(Capability::Graph, name)? {
+                Ok(match guard {
                     None => s.clone(),
                     Some((level, p)) => GraphStore {
                         inner: Arc::new(crate::access::Guarded::<dyn Graph>::new(
