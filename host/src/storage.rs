@@ -496,6 +496,54 @@ pub struct StoreHealth {
     pub result: Result<Health>,
 }
 
+/// A store's handle as this view gives it: the principal's grant checked
+/// first (a refused caller opens nothing, not even a tenant's relational
+/// store), then the tenant's scope (`tenant_wrapped`: the store's records
+/// seen through [`crate::tenant::Tenant`]; or a closure giving the
+/// tenant's own store), then the principal's guard outermost.
+macro_rules! scoped_handle {
+    ($self:ident, $name:ident, $Cap:ident, $Handle:ident, tenant_wrapped) => {
+        scoped_handle!(
+            $self,
+            $name,
+            $Cap,
+            $Handle,
+            |s: &$Handle, t: &crate::tenant::Scope| {
+                Ok::<_, Error>($Handle {
+                    inner: Arc::new(crate::tenant::Tenant::<dyn $Cap>::new(
+                        s.inner.clone(),
+                        t.clone(),
+                    )),
+                    meta: s.meta.clone(),
+                })
+            }
+        )
+    };
+    ($self:ident, $name:ident, $Cap:ident, $Handle:ident, $tenant:expr) => {{
+        let AnyStore::$Cap(s) = $self.get(Capability::$Cap, $name)? else {
+            unreachable!("stores are keyed by capability")
+        };
+        let guard = $self.guard(Capability::$Cap, $name)?;
+        let s = match &$self.tenant {
+            None => s.clone(),
+            Some(t) => ($tenant)(s, t)?,
+        };
+        Ok(match guard {
+            None => s,
+            Some((level, p)) => $Handle {
+                inner: Arc::new(crate::access::Guarded::<dyn $Cap>::new(
+                    s.inner.clone(),
+                    level,
+                    p,
+                    Capability::$Cap,
+                    $name,
+                )),
+                meta: s.meta.clone(),
+            },
+        })
+    }};
+}
+
 impl Storage {
     /// Open every store of the plugins.toml at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Storage> {
@@ -555,133 +603,25 @@ impl Storage {
 
     /// The relational store `name`.
     pub fn relational(&self, name: &str) -> Result<RelationalStore> {
-        match self.get(Capability::Relational, name)? {
-            AnyStore::Relational(s) => {
-                // The principal's grant first: a refused caller opens
-                // nothing (a tenant's relational store on first use).
-                let guard = self.guard(Capability::Relational, name)?;
-                let s = match &self.tenant {
-                    None => s.clone(),
-                    Some(t) => self.tenant_relational(name, t)?,
-                };
-                Ok(match guard {
-                    None => s.clone(),
-                    Some((level, p)) => RelationalStore {
-                        inner: Arc::new(crate::access::Guarded::<dyn Relational>::new(
-                            s.inner.clone(),
-                            level,
-                            p,
-                            Capability::Relational,
-                            name,
-                        )),
-                        meta: s.meta.clone(),
-                    },
-                })
-            }
-            _ => unreachable!("stores are keyed by capability"),
-        }
+        scoped_handle!(
+            self,
+            name,
+            Relational,
+            RelationalStore,
+            |_: &RelationalStore, t| { self.tenant_relational(name, t) }
+        )
     }
     /// The vector store `name`.
     pub fn vector(&self, name: &str) -> Result<VectorStore> {
-        match self.get(Capability::Vector, name)? {
-            AnyStore::Vector(s) => {
-                // The principal's grant first: a refused caller opens
-                // nothing (a tenant's relational store on first use).
-                let guard = self.guard(Capability::Vector, name)?;
-                let s = match &self.tenant {
-                    None => s.clone(),
-                    Some(t) => VectorStore {
-                        inner: Arc::new(crate::tenant::Tenant::<dyn Vector>::new(
-                            s.inner.clone(),
-                            t.clone(),
-                        )),
-                        meta: s.meta.clone(),
-                    },
-                };
-                Ok(match guard {
-                    None => s.clone(),
-                    Some((level, p)) => VectorStore {
-                        inner: Arc::new(crate::access::Guarded::<dyn Vector>::new(
-                            s.inner.clone(),
-                            level,
-                            p,
-                            Capability::Vector,
-                            name,
-                        )),
-                        meta: s.meta.clone(),
-                    },
-                })
-            }
-            _ => unreachable!("stores are keyed by capability"),
-        }
+        scoped_handle!(self, name, Vector, VectorStore, tenant_wrapped)
     }
     /// The cache store `name`.
     pub fn cache(&self, name: &str) -> Result<CacheStore> {
-        match self.get(Capability::Cache, name)? {
-            AnyStore::Cache(s) => {
-                // The principal's grant first: a refused caller opens
-                // nothing (a tenant's relational store on first use).
-                let guard = self.guard(Capability::Cache, name)?;
-                let s = match &self.tenant {
-                    None => s.clone(),
-                    Some(t) => CacheStore {
-                        inner: Arc::new(crate::tenant::Tenant::<dyn Cache>::new(
-                            s.inner.clone(),
-                            t.clone(),
-                        )),
-                        meta: s.meta.clone(),
-                    },
-                };
-                Ok(match guard {
-                    None => s.clone(),
-                    Some((level, p)) => CacheStore {
-                        inner: Arc::new(crate::access::Guarded::<dyn Cache>::new(
-                            s.inner.clone(),
-                            level,
-                            p,
-                            Capability::Cache,
-                            name,
-                        )),
-                        meta: s.meta.clone(),
-                    },
-                })
-            }
-            _ => unreachable!("stores are keyed by capability"),
-        }
+        scoped_handle!(self, name, Cache, CacheStore, tenant_wrapped)
     }
     /// The graph store `name`.
     pub fn graph(&self, name: &str) -> Result<GraphStore> {
-        match self.get(Capability::Graph, name)? {
-            AnyStore::Graph(s) => {
-                // The principal's grant first: a refused caller opens
-                // nothing (a tenant's relational store on first use).
-                let guard = self.guard(Capability::Graph, name)?;
-                let s = match &self.tenant {
-                    None => s.clone(),
-                    Some(t) => GraphStore {
-                        inner: Arc::new(crate::tenant::Tenant::<dyn Graph>::new(
-                            s.inner.clone(),
-                            t.clone(),
-                        )),
-                        meta: s.meta.clone(),
-                    },
-                };
-                Ok(match guard {
-                    None => s.clone(),
-                    Some((level, p)) => GraphStore {
-                        inner: Arc::new(crate::access::Guarded::<dyn Graph>::new(
-                            s.inner.clone(),
-                            level,
-                            p,
-                            Capability::Graph,
-                            name,
-                        )),
-                        meta: s.meta.clone(),
-                    },
-                })
-            }
-            _ => unreachable!("stores are keyed by capability"),
-        }
+        scoped_handle!(self, name, Graph, GraphStore, tenant_wrapped)
     }
 
     /// A view of the same stores bound to the principal `name` of
