@@ -64,9 +64,22 @@ impl Drop for Completion {
     fn drop(&mut self) {
         if !self.fired {
             self.fired = true;
-            let e = Error::backend(
-                "the plugin dropped a started call without answering it (its runtime stopped, or it panicked): retry",
-            );
+            // Dropped while unwinding: the plugin panicked with the call
+            // in hand (while starting it, or on the thread answering it).
+            let e = if std::thread::panicking() {
+                let at = super::PANICKED_AT
+                    .with(|c| c.take())
+                    .map(|at| format!(" (at {at})"))
+                    .unwrap_or_default();
+                Error::new(
+                    crate::ErrorKind::Panicked,
+                    format!("the plugin panicked in a started call{at}; the host caught it and keeps running, report this to the plugin's author"),
+                )
+            } else {
+                Error::backend(
+                    "the plugin dropped a started call without answering it (its runtime stopped): retry",
+                )
+            };
             // SAFETY: as in `fire`; not fired before.
             unsafe { (self.done.func)(self.ctx, to_ffi(Err(e))) }
         }

@@ -1,7 +1,8 @@
 //! `postgres`: the relational work at a tenth of the size (10k inserts in
 //! transactions of 1,000, 10k point selects), with 1 and with 32
 //! concurrent tasks, through the postgres plugin vs the `postgres` crate
-//! (the driver the plugin uses) called directly; and 3-hop neighbourhoods
+//! (the driver the plugin uses) called directly, and the async API with 32
+//! tasks vs tokio-postgres (a connection per task); and 3-hop neighbourhoods
 //! on a 100k-node, 1M-edge graph, through the plugin vs the same recursive
 //! query sent directly (skipped when no PostgreSQL answers;
 //! `BACKPLANE_POSTGRES_URL`). Everything lives in a fresh schema, dropped
@@ -53,6 +54,23 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
     let pool: Vec<std::sync::Mutex<postgres::Client>> = (0..PG_TASKS)
         .map(|_| std::sync::Mutex::new(connect()))
         .collect();
+    // The async peer: tokio-postgres, a connection per task (as the
+    // plugin's pool has), its connection futures run on `rt`.
+    let peers: std::sync::Arc<Vec<tokio::sync::Mutex<tokio_postgres::Client>>> =
+        rt.block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..PG_TASKS {
+                let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.batch_execute(&format!("SET search_path = {schema}"))
+                    .await
+                    .unwrap();
+                v.push(tokio::sync::Mutex::new(c));
+            }
+            std::sync::Arc::new(v)
+        });
     const PG_INSERT: &str = "INSERT INTO {t} (id, name, score) VALUES ($1, $2, $3)";
     const PG_SELECT: &str = "SELECT id, name, score FROM bench_read WHERE id = $1";
     let create = |t: &str| {
@@ -140,6 +158,43 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
                     })
                 }),
             },
+        ];
+        interleaved(
+            "postgres",
+            "10k inserts, 32 tasks",
+            PG_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    {
+        let mut variants = [
+            Variant {
+                name: "tokio-postgres, 32 tasks",
+                reset: Box::new(|| create("bench_p32")),
+                run: Box::new(|_| {
+                    let insert = PG_INSERT.replace("{t}", "bench_p32");
+                    spawn_tasks(&rt, PG_TASKS, |t| {
+                        let (peers, insert) = (peers.clone(), insert.clone());
+                        async move {
+                            let mut c = peers[t].lock().await;
+                            let tx = c.transaction().await.unwrap();
+                            let st = tx.prepare(&insert).await.unwrap();
+                            for i in share(t) {
+                                tx.execute(
+                                    &st,
+                                    &[&(i as i64), &format!("user-{i}"), &(i as f64 * 0.5)],
+                                )
+                                .await
+                                .unwrap();
+                            }
+                            tx.commit().await.unwrap();
+                        }
+                    });
+                }),
+            },
             Variant {
                 name: "host postgres, async API, 32 tasks",
                 reset: Box::new(|| create("bench_h32")),
@@ -156,7 +211,7 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
         ];
         interleaved(
             "postgres",
-            "10k inserts, 32 tasks",
+            "10k inserts, async, 32 tasks",
             PG_OPS,
             rounds,
             1,
@@ -173,7 +228,7 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
         .collect();
     let keys = &keys;
     let host_select = "SELECT id, name, score FROM bench_read WHERE id = ?";
-    let sums = std::sync::Mutex::new([0i64; 5]);
+    let sums = std::sync::Mutex::new([0i64; 6]);
     let add = |i: usize, v: i64| sums.lock().unwrap()[i] += v;
     let read_direct = |c: &mut postgres::Client, ks: &[i64]| -> i64 {
         let st = c.prepare(PG_SELECT).unwrap();
@@ -244,6 +299,43 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
                     })
                 }),
             },
+        ];
+        interleaved(
+            "postgres",
+            "10k point selects, 32 tasks",
+            PG_OPS,
+            rounds,
+            1,
+            &mut variants,
+            out,
+        );
+    }
+    {
+        let mut variants = [
+            Variant {
+                name: "tokio-postgres, 32 tasks",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    let total: i64 = spawn_tasks(&rt, PG_TASKS, |t| {
+                        let (peers, ks) = (peers.clone(), keys[share(t)].to_vec());
+                        async move {
+                            let c = peers[t].lock().await;
+                            let st = c.prepare(PG_SELECT).await.unwrap();
+                            let mut sum = 0;
+                            for k in ks {
+                                let row = c.query_one(&st, &[&k]).await.unwrap();
+                                let (id, name, score): (i64, String, f64) =
+                                    (row.get(0), row.get(1), row.get(2));
+                                sum += checksum(id, &name, score);
+                            }
+                            sum
+                        }
+                    })
+                    .into_iter()
+                    .sum();
+                    add(5, total);
+                }),
+            },
             Variant {
                 name: "host postgres, async API, 32 tasks",
                 reset: Box::new(|| {}),
@@ -267,7 +359,7 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
         ];
         interleaved(
             "postgres",
-            "10k point selects, 32 tasks",
+            "10k point selects, async, 32 tasks",
             PG_OPS,
             rounds,
             1,

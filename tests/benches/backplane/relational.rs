@@ -3,10 +3,17 @@
 //! rusqlite called directly with prepared statements, values read into
 //! Rust types. A middle row runs the plugin's own engine in-process,
 //! without the boundary, to show which part of a gap is whose.
+//!
+//! Then the async API against the async crate a tokio program would pick
+//! instead, tokio-rusqlite (one connection, served by the thread it owns,
+//! shared by every task): the same inserts and point selects from 1 task
+//! and from 32 tasks, with tokio-rusqlite as the baseline. (sqlx, the other
+//! candidate, cannot be linked into this benchmark: its SQLite driver needs
+//! an older `libsqlite3-sys` than rusqlite 0.37, and a binary holds one.)
 
 use crate::harness::{
-    assert_same, bench_dir, checksum, interleaved, open, row_sum, rows, Rng, Row, Variant, PLUGINS,
-    TX_SIZE,
+    assert_same, bench_dir, checksum, interleaved, open, row_sum, rows, runtime, spawn_tasks, Rng,
+    Row, Variant, PLUGINS, TX_SIZE,
 };
 use backplane_behavior::Scratch;
 use backplane_host::{params, Params, Storage};
@@ -43,6 +50,71 @@ fn engine(path: &std::path::Path) -> backplane_sqlite_engine::SqliteRelational {
     )
 }
 
+/// A sqlite plugin store on `file`, opened through the host.
+fn sqlite_store(
+    scratch: &Scratch,
+    file: &std::path::Path,
+) -> (Storage, backplane_host::RelationalStore) {
+    let dir = Scratch::under(&scratch.0);
+    let st = open(
+        &dir,
+        &PLUGINS,
+        &format!(
+            "[relational.s]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+            file.display()
+        ),
+    );
+    let s = st.relational("s").unwrap();
+    (st, s)
+}
+
+/// Tasks of the async groups' concurrent rows.
+const TASKS: usize = 32;
+
+/// A tokio-rusqlite connection set up as [`direct_conn`] is.
+async fn peer_open(path: &std::path::Path) -> tokio_rusqlite::Connection {
+    let c = tokio_rusqlite::Connection::open(path).await.unwrap();
+    c.call(|c| {
+        c.pragma_update(None, "journal_mode", "WAL")?;
+        c.pragma_update(None, "synchronous", "NORMAL")
+    })
+    .await
+    .unwrap();
+    c
+}
+
+/// Insert batch `bt` (one transaction) through tokio-rusqlite.
+async fn peer_insert(c: &tokio_rusqlite::Connection, bt: usize) {
+    c.call(move |conn| {
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(INSERT)?;
+            for i in bt * TX_SIZE..(bt + 1) * TX_SIZE {
+                st.execute(rusqlite::params![
+                    i as i64,
+                    format!("user-{i}"),
+                    i as f64 * 0.5
+                ])?;
+            }
+        }
+        tx.commit()
+    })
+    .await
+    .unwrap()
+}
+
+/// Select one row by key through tokio-rusqlite: its checksum.
+async fn peer_select(c: &tokio_rusqlite::Connection, k: i64) -> i64 {
+    c.call(move |conn| {
+        let mut st = conn.prepare_cached(SELECT)?;
+        st.query_row([k], |r| {
+            Ok(checksum(r.get(0)?, &r.get::<_, String>(1)?, r.get(2)?))
+        })
+    })
+    .await
+    .unwrap()
+}
+
 /// Insert the batches `batches` of `TX_SIZE` rows, one `execute_many` (one
 /// transaction) each.
 fn insert_batches<R: backplane_core::Relational + ?Sized>(db: &R, batches: Range<usize>) {
@@ -73,16 +145,7 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
     let host_async: RefCell<Option<(Storage, backplane_host::RelationalStore)>> =
         RefCell::new(None);
     let open_store = |name: &str| {
-        let dir = Scratch::under(&scratch.0);
-        let st = open(
-            &dir,
-            &PLUGINS,
-            &format!(
-                "[relational.s]\nbackend = \"sqlite\"\npath = \"{}\"\n",
-                fresh(name).display()
-            ),
-        );
-        let s = st.relational("s").unwrap();
+        let (st, s) = sqlite_store(&scratch, &fresh(name));
         s.blocking().execute(CREATE, &Params::None).unwrap();
         (st, s)
     };
@@ -190,16 +253,7 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
     let per = SELECTS / chunks;
     let reader = direct_conn(&path("read.db"));
     let eng = engine(&path("read.db"));
-    let reads_dir = bench_dir();
-    let reads = open(
-        &reads_dir,
-        &PLUGINS,
-        &format!(
-            "[relational.r]\nbackend = \"sqlite\"\npath = \"{}\"\n",
-            path("read.db").display()
-        ),
-    );
-    let r = reads.relational("r").unwrap();
+    let (_reads, r) = sqlite_store(&scratch, &path("read.db"));
     let sums = std::cell::RefCell::new([0i64; 4]);
     let add = |i: usize, v: i64| sums.borrow_mut()[i] += v;
     {
@@ -261,4 +315,164 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
         );
     }
     assert_same(&*sums.borrow());
+    async_groups(rounds, &rt, &scratch, &keys, out);
+}
+
+/// The async API vs tokio-rusqlite: inserts and point selects from 1 task
+/// (on the current-thread runtime `rt`) and from [`TASKS`] tasks (on a
+/// two-worker runtime). The point selects read `read.db` in `scratch`,
+/// which the plain group wrote.
+fn async_groups(
+    rounds: usize,
+    rt: &tokio::runtime::Runtime,
+    scratch: &Scratch,
+    keys: &[i64],
+    out: &mut Vec<Row>,
+) {
+    use std::cell::{Cell, RefCell};
+    let mrt = runtime(2);
+    let batches = INSERTS / TX_SIZE;
+    let round = Cell::new(0usize);
+    let fresh = |name: &str| scratch.path(&format!("async-{name}-{}.db", round.get()));
+    let open_store = |name: &str| {
+        let (st, s) = sqlite_store(scratch, &fresh(name));
+        s.blocking().execute(CREATE, &Params::None).unwrap();
+        (st, s)
+    };
+    let peer_fresh = |name: &str| {
+        rt.block_on(async {
+            let c = peer_open(&fresh(name)).await;
+            c.call(|c| c.execute_batch(CREATE)).await.unwrap();
+            c
+        })
+    };
+    for (tasks, work) in [
+        (1, "100k inserts, tx of 1k, async, 1 task"),
+        (TASKS, "100k inserts, tx of 1k, async, 32 tasks"),
+    ] {
+        let peer: RefCell<Option<tokio_rusqlite::Connection>> = RefCell::new(None);
+        let host: RefCell<Option<(Storage, backplane_host::RelationalStore)>> = RefCell::new(None);
+        // Task t inserts the batches t, t + tasks, t + 2 * tasks, ...
+        let mine = move |t: usize| (t..batches).step_by(tasks);
+        let mut variants = [
+            Variant {
+                name: "tokio-rusqlite",
+                reset: Box::new(|| {
+                    round.set(round.get() + 1);
+                    *peer.borrow_mut() = Some(peer_fresh("peer"));
+                }),
+                run: Box::new(|_| {
+                    let c = peer.borrow().clone().unwrap();
+                    if tasks == 1 {
+                        rt.block_on(async {
+                            for bt in 0..batches {
+                                peer_insert(&c, bt).await;
+                            }
+                        })
+                    } else {
+                        spawn_tasks(&mrt, tasks, |t| {
+                            let c = c.clone();
+                            async move {
+                                for bt in mine(t) {
+                                    peer_insert(&c, bt).await;
+                                }
+                            }
+                        });
+                    }
+                }),
+            },
+            Variant {
+                name: "host sqlite, async API",
+                reset: Box::new(|| *host.borrow_mut() = Some(open_store("host"))),
+                run: Box::new(|_| {
+                    let a = host.borrow().as_ref().unwrap().1.clone();
+                    let insert =
+                        |a: backplane_host::RelationalStore,
+                         bts: std::iter::StepBy<Range<usize>>| async move {
+                            for bt in bts {
+                                a.execute_many(INSERT, rows(bt * TX_SIZE..(bt + 1) * TX_SIZE))
+                                    .await
+                                    .unwrap();
+                            }
+                        };
+                    if tasks == 1 {
+                        rt.block_on(insert(a, mine(0)));
+                    } else {
+                        spawn_tasks(&mrt, tasks, |t| insert(a.clone(), mine(t)));
+                    }
+                }),
+            },
+        ];
+        interleaved("relational", work, INSERTS, rounds, 1, &mut variants, out);
+    }
+
+    let read = scratch.path("read.db");
+    let peer = rt.block_on(peer_open(&read));
+    let (_reads, r) = sqlite_store(scratch, &read);
+    let sums = RefCell::new([0i64; 4]);
+    let add = |i: usize, v: i64| sums.borrow_mut()[i] += v;
+    for (tasks, work, at) in [
+        (1, "100k point selects, async, 1 task", 0),
+        (TASKS, "100k point selects, async, 32 tasks", 2),
+    ] {
+        // Task t reads its contiguous share of the keys.
+        let share = |t: usize| keys[t * keys.len() / tasks..(t + 1) * keys.len() / tasks].to_vec();
+        let mut variants = [
+            Variant {
+                name: "tokio-rusqlite",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    let got: i64 = if tasks == 1 {
+                        rt.block_on(async {
+                            let mut sum = 0;
+                            for &k in keys {
+                                sum += peer_select(&peer, k).await;
+                            }
+                            sum
+                        })
+                    } else {
+                        spawn_tasks(&mrt, tasks, |t| {
+                            let (c, ks) = (peer.clone(), share(t));
+                            async move {
+                                let mut sum = 0;
+                                for k in ks {
+                                    sum += peer_select(&c, k).await;
+                                }
+                                sum
+                            }
+                        })
+                        .into_iter()
+                        .sum()
+                    };
+                    add(at, got);
+                }),
+            },
+            Variant {
+                name: "host sqlite, async API",
+                reset: Box::new(|| {}),
+                run: Box::new(|_| {
+                    let select = |r: backplane_host::RelationalStore, ks: Vec<i64>| async move {
+                        let mut sum = 0;
+                        for k in ks {
+                            let rows = r.query(SELECT, params![k]).await.unwrap();
+                            sum += row_sum(&rows.rows[0]);
+                        }
+                        sum
+                    };
+                    let got: i64 = if tasks == 1 {
+                        rt.block_on(select(r.clone(), keys.to_vec()))
+                    } else {
+                        spawn_tasks(&mrt, tasks, |t| select(r.clone(), share(t)))
+                            .into_iter()
+                            .sum()
+                    };
+                    add(at + 1, got);
+                }),
+            },
+        ];
+        interleaved("relational", work, SELECTS, rounds, 1, &mut variants, out);
+    }
+    let s = sums.borrow();
+    assert_same(&s[..2]);
+    assert_same(&s[2..]);
 }

@@ -29,7 +29,9 @@
 //!   descriptors and the calls so far. The report gives the first sample
 //!   after a 2-minute warm-up, the last, and the range between.
 //!
-//! `BENCH_SOAK_SECS` (default 1200) sets the length.
+//! `BENCH_SOAK_SECS` (default 1200) sets the length; `BENCH_SOAK_STORES`
+//! (store names, or parts of them, comma-separated) runs only those stores,
+//! and starts only their servers.
 
 use crate::harness::{env_or, Rng};
 use backplane_behavior::servers::{
@@ -133,6 +135,15 @@ pub fn group(notes: &mut Vec<String>) {
     let secs: u64 = env_or("BENCH_SOAK_SECS", 1200);
     let every: u64 = env_or("BENCH_SOAK_OUTAGE_EVERY", 120);
     let threads: usize = env_or("BENCH_SOAK_THREADS", 4);
+    // BENCH_SOAK_STORES: a comma-separated list of store names (or parts of
+    // them) to run alone, to tell which store's memory grows.
+    let only: Option<Vec<String>> = std::env::var("BENCH_SOAK_STORES")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let want = |n: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|x| !x.is_empty() && n.contains(x.as_str())))
+    };
     let scratch = Scratch::new();
     let dir = |n: &str| scratch.path(n).display().to_string();
 
@@ -142,6 +153,9 @@ pub fn group(notes: &mut Vec<String>) {
     let mut stores: Vec<Store> = Vec::new();
     let mut add =
         |name: &'static str, cap: &'static str, server: Option<&'static str>, section: String| {
+            if !want(name) {
+                return;
+            }
             body.push_str(&format!("[{cap}.{name}]\n{section}\n\n"));
             stores.push(Store {
                 name,
@@ -209,7 +223,7 @@ pub fn group(notes: &mut Vec<String>) {
         None,
         format!("backend = \"sqlite\"\npath = \"{}\"", dir("kg.db")),
     );
-    if redis_binaries_available("the soak's redis store") {
+    if want("c_redis") && redis_binaries_available("the soak's redis store") {
         let r = RedisServer::start(backplane_behavior::servers::free_port());
         add("c_redis", "cache", Some("redis"), format!(
             "backend = \"redis\"\nurl = \"redis://127.0.0.1:{}/0\"\nmax_messages = 100\nconnect_timeout_ms = 1000\ntimeout_ms = 2000",
@@ -217,7 +231,10 @@ pub fn group(notes: &mut Vec<String>) {
         ));
         servers.push(Server::Redis(r));
     }
-    if let Some(pg) = PgServer::start("the soak's postgres stores", None) {
+    let pg = (want("rel_pg") || want("g_pg"))
+        .then(|| PgServer::start("the soak's postgres stores", None))
+        .flatten();
+    if let Some(pg) = pg {
         let url = pg.url();
         add(
             "rel_pg",
@@ -232,7 +249,7 @@ pub fn group(notes: &mut Vec<String>) {
         ));
         servers.push(Server::Pg(pg));
     }
-    if chroma_available("the soak's chroma store") {
+    if want("v_chroma") && chroma_available("the soak's chroma store") {
         let c = ChromaServer::start(&scratch.path("chroma"));
         add(
             "v_chroma",
@@ -245,7 +262,9 @@ pub fn group(notes: &mut Vec<String>) {
         );
         servers.push(Server::Chroma(c));
     }
-    if ObjectServer::available(ObjectKind::Azure, "the soak's files store on Azurite") {
+    if want("g_files_azure")
+        && ObjectServer::available(ObjectKind::Azure, "the soak's files store on Azurite")
+    {
         let a = ObjectServer::start(ObjectKind::Azure, &scratch.path("azurite"));
         a.create_bucket("soak");
         std::fs::write(scratch.path("azure.key"), AZURITE_KEY).unwrap();

@@ -1,0 +1,248 @@
+//! The async API when calls are cut short: a future dropped mid-call, a
+//! plugin that panics inside a started call, and the host shut down with
+//! calls in flight neither hang nor leak. Both of the async API's paths
+//! are tried:
+//!
+//! - a call started in the plugin and completed through a callback: the
+//!   `panicking` fixture with `started = true` (its `get` answers from a
+//!   thread of its own, and counts started and answered calls), and the
+//!   redis plugin's multiplexed connection;
+//! - a blocking call run on tokio's blocking pool: a slow SQLite query.
+//!
+//! "No leak" is checked on what a call holds: every started call's
+//! callback is called (the fixture's counts agree, and the host frees its
+//! side of a call in that callback), and a store's SQLite connection is
+//! closed once its handles are dropped and the calls in flight have ended
+//! (no descriptor of the process still names the file).
+
+use backplane_behavior::{in_ci, library, plugins_toml, redis_server, Scratch};
+use backplane_host::{params, CacheStore, ErrorKind, Storage};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A query that keeps SQLite busy for a while (a million-row count).
+const SLOW: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) SELECT count(*) FROM n";
+
+/// Storage with the fixture's started cache `[cache.f]` and a SQLite
+/// relational store `[relational.r]` at `db`.
+fn open(scratch: &Scratch, db: &Path) -> Storage {
+    let cfg = scratch.path("plugins.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[plugins]\nload = [\"{}\", \"{}\"]\n\n[cache.f]\nbackend = \"panicking\"\nstarted = true\n\n[relational.r]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+            library("backplane_fixture_panicking").display(),
+            library("backplane_plugin_sqlite").display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    Storage::open(&cfg).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Wait (up to 30 s) until `done` holds; false if it never did.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// The fixture's counts: (started, answered), process-wide.
+fn counts(c: &CacheStore) -> (u64, u64) {
+    let s = c.blocking().stats().unwrap();
+    (s.hits, s.misses)
+}
+
+/// Every call the fixture started has been answered, eventually.
+fn all_answered(c: &CacheStore) {
+    assert!(
+        eventually(|| {
+            let (started, answered) = counts(c);
+            started == answered
+        }),
+        "started calls left unanswered: {:?} (started, answered)",
+        counts(c)
+    );
+}
+
+/// Descriptors of this process that name `db` (or its -wal/-shm files).
+fn open_files(db: &Path) -> usize {
+    let name = db.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| t.to_string_lossy().contains(&name))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_plugin_that_panics_inside_a_started_call_gives_an_error_not_a_hang() {
+    let scratch = Scratch::new();
+    let storage = open(&scratch, &scratch.path("p.db"));
+    let c = storage.cache("f").unwrap();
+    assert!(
+        c.blocking().as_async().is_some(),
+        "the fixture starts calls"
+    );
+    runtime().block_on(async {
+        for key in ["panic-now", "panic-later"] {
+            let e = tokio::time::timeout(Duration::from_secs(30), c.get(key))
+                .await
+                .unwrap_or_else(|_| panic!("get({key}) hung"))
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Panicked, "{key}: {e}");
+            assert!(
+                e.message().contains("panicked in a started call")
+                    && e.message()
+                        .contains("(at tests/fixtures/panicking/src/lib.rs:"),
+                "{key}: the error says where the plugin panicked: {e}"
+            );
+            assert_eq!(e.store(), Some("f"), "{e}");
+        }
+        // The store still answers, on the same path.
+        let v = c.get("slow-1").await.unwrap();
+        assert_eq!(v.as_deref(), Some(&b"slow-1"[..]));
+        c.set("k", b"v".to_vec(), None).await.unwrap();
+    });
+    all_answered(&c);
+}
+
+#[test]
+fn futures_dropped_mid_call_are_answered_and_freed() {
+    let scratch = Scratch::new();
+    let db = scratch.path("dropped.db");
+    let storage = open(&scratch, &db);
+    let c = storage.cache("f").unwrap();
+    let r = storage.relational("r").unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        // Started calls: each future is dropped while its call runs on the
+        // plugin's thread.
+        for _ in 0..200 {
+            let cut = tokio::time::timeout(Duration::from_millis(1), c.get("slow-20")).await;
+            assert!(cut.is_err(), "a 20 ms call finished within 1 ms");
+        }
+        // Blocking calls: each future is dropped while SQLite works.
+        for _ in 0..4 {
+            let cut =
+                tokio::time::timeout(Duration::from_millis(5), r.query(SLOW, params![])).await;
+            assert!(cut.is_err(), "the slow query finished within 5 ms");
+        }
+        // Both stores still answer, with their own results.
+        let v = c.get("slow-0").await.unwrap();
+        assert_eq!(v.as_deref(), Some(&b"slow-0"[..]));
+        let rows = r.query("SELECT 41 + 1", params![]).await.unwrap();
+        assert_eq!(rows.rows[0][0].as_i64(), Some(42));
+    });
+    all_answered(&c);
+    assert!(open_files(&db) > 0, "the store holds its file while open");
+    drop((r, c, storage));
+    assert!(
+        eventually(|| open_files(&db) == 0),
+        "the SQLite store's files are still open after every handle was dropped and the cut calls ended: {} descriptors",
+        open_files(&db)
+    );
+}
+
+#[test]
+fn shutting_down_with_calls_in_flight_neither_hangs_nor_leaks() {
+    let scratch = Scratch::new();
+    let db = scratch.path("shutdown.db");
+    let storage = open(&scratch, &db);
+    let rt = runtime();
+    for t in 0..16 {
+        let (c, r) = (
+            storage.cache("f").unwrap(),
+            storage.relational("r").unwrap(),
+        );
+        rt.spawn(async move {
+            loop {
+                if t % 2 == 0 {
+                    let _ = c.get("slow-200").await;
+                } else {
+                    let _ = r.query(SLOW, params![]).await;
+                }
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let c = storage.cache("f").unwrap();
+    drop(storage);
+    // Tasks are dropped mid-call; the blocking pool is given 5 s to finish
+    // the SQLite calls it runs, then left behind.
+    let began = Instant::now();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "shutting the runtime down took {:?}",
+        began.elapsed()
+    );
+    all_answered(&c);
+    drop(c);
+    assert!(
+        eventually(|| open_files(&db) == 0),
+        "the SQLite store's files are still open after shutdown: {} descriptors",
+        open_files(&db)
+    );
+}
+
+/// On the redis plugin's multiplexed connection: a reply whose future was
+/// dropped never reaches another call.
+#[test]
+fn dropped_redis_calls_do_not_cross_replies() {
+    let (url, shown, unreachable) = redis_server();
+    if let Some(why) = unreachable {
+        assert!(!in_ci(), "no Redis at {shown} in CI: {why}");
+        println!("skip: no Redis at {shown} ({why})");
+        return;
+    }
+    let scratch = Scratch::new();
+    let prefix = format!("bp-async-{}", std::process::id());
+    let cfg = plugins_toml(
+        &scratch,
+        &["backplane_plugin_redis"],
+        &format!("[cache.c]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"{prefix}:\"\n"),
+    );
+    let storage = Storage::open(&cfg).unwrap();
+    let c = storage.cache("c").unwrap();
+    assert!(c.blocking().as_async().is_some(), "redis starts its calls");
+    runtime().block_on(async {
+        for i in 0..100 {
+            c.set(format!("k{i}"), format!("v{i}").into_bytes(), None)
+                .await
+                .unwrap();
+        }
+        for round in 0..20 {
+            for i in 0..100 {
+                // Cut one call right after it started, then check the next
+                // answers with its own value.
+                let _ = tokio::time::timeout(Duration::ZERO, c.get(format!("k{}", (i + 1) % 100)))
+                    .await;
+                let got = c.get(format!("k{i}")).await.unwrap();
+                assert_eq!(
+                    got.as_deref(),
+                    Some(format!("v{i}").as_bytes()),
+                    "round {round}, key k{i}"
+                );
+            }
+        }
+        for i in 0..100 {
+            c.delete(format!("k{i}")).await.unwrap();
+        }
+    });
+}
