@@ -90,6 +90,15 @@ fn open_files(db: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// No descriptor names `db` any more, eventually (after `when`).
+fn all_closed(db: &Path, when: &str) {
+    assert!(
+        eventually(|| open_files(db) == 0),
+        "the SQLite store's files are still open after {when}: {} descriptors",
+        open_files(db)
+    );
+}
+
 #[test]
 fn a_plugin_that_panics_inside_a_started_call_gives_an_error_not_a_hang() {
     let scratch = Scratch::new();
@@ -152,11 +161,7 @@ fn futures_dropped_mid_call_are_answered_and_freed() {
     all_answered(&c);
     assert!(open_files(&db) > 0, "the store holds its file while open");
     drop((r, c, storage));
-    assert!(
-        eventually(|| open_files(&db) == 0),
-        "the SQLite store's files are still open after every handle was dropped and the cut calls ended: {} descriptors",
-        open_files(&db)
-    );
+    all_closed(&db, "every handle was dropped and the cut calls ended");
 }
 
 #[test]
@@ -194,11 +199,7 @@ fn shutting_down_with_calls_in_flight_neither_hangs_nor_leaks() {
     );
     all_answered(&c);
     drop(c);
-    assert!(
-        eventually(|| open_files(&db) == 0),
-        "the SQLite store's files are still open after shutdown: {} descriptors",
-        open_files(&db)
-    );
+    all_closed(&db, "shutdown");
 }
 
 /// On the redis plugin's multiplexed connection: a reply whose future was

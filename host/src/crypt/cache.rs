@@ -95,10 +95,15 @@ impl CryptCache {
         }
         check_value_size("message", channel, m.content.len(), self.max_value_bytes)
             .map_err(|e| self.seal.named(e))?;
-        Ok(Message {
+        Ok(self.seal_message(m.clone()))
+    }
+
+    /// `m` with its content encrypted under the current key.
+    fn seal_message(&self, m: Message) -> Message {
+        Message {
             content: self.seal.seal_text(&m.content),
-            ..m.clone()
-        })
+            ..m
+        }
     }
 
     fn sealed_all(&self, channel: &str, list: &[Message]) -> Result<Vec<Message>> {
@@ -116,22 +121,15 @@ impl CryptCache {
             let all = self.inner.recent(channel, ALL, None)?;
             report.examined += all.len() as u64;
             let mut stale = false;
-            let mut plain = Vec::with_capacity(all.len());
+            let mut sealed = Vec::with_capacity(all.len());
             for m in all {
                 let o = self.message(channel, m)?;
                 stale |= o.stale;
-                plain.push(o.value);
+                sealed.push(self.seal_message(o.value));
             }
             if !stale {
                 return Ok(());
             }
-            let sealed: Vec<Message> = plain
-                .iter()
-                .map(|m| Message {
-                    content: self.seal.seal_text(&m.content),
-                    ..m.clone()
-                })
-                .collect();
             self.inner.import_messages(&side, &sealed)?;
             sealed
         } else {

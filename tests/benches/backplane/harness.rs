@@ -111,6 +111,26 @@ where
     })
 }
 
+/// Run `body(t)` for each of `tasks` tasks: one task on the
+/// current-thread runtime `rt`, more as tokio tasks on `mrt`. Their
+/// outputs, in task order.
+pub fn on_tasks<T, F>(
+    rt: &tokio::runtime::Runtime,
+    mrt: &tokio::runtime::Runtime,
+    tasks: usize,
+    body: impl Fn(usize) -> F,
+) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    if tasks == 1 {
+        vec![rt.block_on(body(0))]
+    } else {
+        spawn_tasks(mrt, tasks, body)
+    }
+}
+
 pub struct Row {
     pub group: &'static str,
     pub work: &'static str,

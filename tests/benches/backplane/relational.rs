@@ -12,7 +12,7 @@
 //! an older `libsqlite3-sys` than rusqlite 0.37, and a binary holds one.)
 
 use crate::harness::{
-    assert_same, bench_dir, checksum, interleaved, open, row_sum, rows, runtime, spawn_tasks, Rng,
+    assert_same, bench_dir, checksum, interleaved, on_tasks, open, row_sum, rows, runtime, Rng,
     Row, Variant, PLUGINS, TX_SIZE,
 };
 use backplane_behavior::Scratch;
@@ -363,22 +363,14 @@ fn async_groups(
                 }),
                 run: Box::new(|_| {
                     let c = peer.borrow().clone().unwrap();
-                    if tasks == 1 {
-                        rt.block_on(async {
-                            for bt in 0..batches {
+                    on_tasks(rt, &mrt, tasks, |t| {
+                        let c = c.clone();
+                        async move {
+                            for bt in mine(t) {
                                 peer_insert(&c, bt).await;
                             }
-                        })
-                    } else {
-                        spawn_tasks(&mrt, tasks, |t| {
-                            let c = c.clone();
-                            async move {
-                                for bt in mine(t) {
-                                    peer_insert(&c, bt).await;
-                                }
-                            }
-                        });
-                    }
+                        }
+                    });
                 }),
             },
             Variant {
@@ -386,20 +378,16 @@ fn async_groups(
                 reset: Box::new(|| *host.borrow_mut() = Some(open_store("host"))),
                 run: Box::new(|_| {
                     let a = host.borrow().as_ref().unwrap().1.clone();
-                    let insert =
-                        |a: backplane_host::RelationalStore,
-                         bts: std::iter::StepBy<Range<usize>>| async move {
-                            for bt in bts {
+                    on_tasks(rt, &mrt, tasks, |t| {
+                        let a = a.clone();
+                        async move {
+                            for bt in mine(t) {
                                 a.execute_many(INSERT, rows(bt * TX_SIZE..(bt + 1) * TX_SIZE))
                                     .await
                                     .unwrap();
                             }
-                        };
-                    if tasks == 1 {
-                        rt.block_on(insert(a, mine(0)));
-                    } else {
-                        spawn_tasks(&mrt, tasks, |t| insert(a.clone(), mine(t)));
-                    }
+                        }
+                    });
                 }),
             },
         ];
@@ -422,28 +410,18 @@ fn async_groups(
                 name: "tokio-rusqlite",
                 reset: Box::new(|| {}),
                 run: Box::new(|_| {
-                    let got: i64 = if tasks == 1 {
-                        rt.block_on(async {
+                    let got: i64 = on_tasks(rt, &mrt, tasks, |t| {
+                        let (c, ks) = (peer.clone(), share(t));
+                        async move {
                             let mut sum = 0;
-                            for &k in keys {
-                                sum += peer_select(&peer, k).await;
+                            for k in ks {
+                                sum += peer_select(&c, k).await;
                             }
                             sum
-                        })
-                    } else {
-                        spawn_tasks(&mrt, tasks, |t| {
-                            let (c, ks) = (peer.clone(), share(t));
-                            async move {
-                                let mut sum = 0;
-                                for k in ks {
-                                    sum += peer_select(&c, k).await;
-                                }
-                                sum
-                            }
-                        })
-                        .into_iter()
-                        .sum()
-                    };
+                        }
+                    })
+                    .into_iter()
+                    .sum();
                     add(at, got);
                 }),
             },
@@ -451,21 +429,19 @@ fn async_groups(
                 name: "host sqlite, async API",
                 reset: Box::new(|| {}),
                 run: Box::new(|_| {
-                    let select = |r: backplane_host::RelationalStore, ks: Vec<i64>| async move {
-                        let mut sum = 0;
-                        for k in ks {
-                            let rows = r.query(SELECT, params![k]).await.unwrap();
-                            sum += row_sum(&rows.rows[0]);
+                    let got: i64 = on_tasks(rt, &mrt, tasks, |t| {
+                        let (r, ks) = (r.clone(), share(t));
+                        async move {
+                            let mut sum = 0;
+                            for k in ks {
+                                let rows = r.query(SELECT, params![k]).await.unwrap();
+                                sum += row_sum(&rows.rows[0]);
+                            }
+                            sum
                         }
-                        sum
-                    };
-                    let got: i64 = if tasks == 1 {
-                        rt.block_on(select(r.clone(), keys.to_vec()))
-                    } else {
-                        spawn_tasks(&mrt, tasks, |t| select(r.clone(), share(t)))
-                            .into_iter()
-                            .sum()
-                    };
+                    })
+                    .into_iter()
+                    .sum();
                     add(at + 1, got);
                 }),
             },
