@@ -28,11 +28,11 @@
 use crate::config::Tuning;
 use crate::folder::{is_collection, Meta};
 use crate::index;
-use crate::shard::{caught, engine, open_error, panic_text};
+use crate::shard::{caught, engine, open_error, panic_text, wal_options};
 use backplane_core::{CollectionInfo, Distance, Result};
 use backplane_qdrant_common::collection::unknown;
 use backplane_qdrant_common::point::PayloadShape;
-use qdrant_edge::{EdgeOptimizersConfig, EdgeShard, HnswIndexConfig, UpdateOperation};
+use qdrant_edge::{EdgeConfig, EdgeOptimizersConfig, EdgeShard, HnswIndexConfig, UpdateOperation};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -103,7 +103,16 @@ impl Collection {
     /// Open the collection in `dir` (which holds `backplane.json`).
     fn open(name: &str, dir: &Path, tuning: &Tuning) -> Result<Collection> {
         let meta = Meta::load(dir)?;
-        let shard = EdgeShard::load(dir, None).map_err(|e| open_error(name, dir, e))?;
+        // The saved configuration with this store's write-ahead-log file
+        // size, which qdrant-edge takes at load and does not save.
+        let saved = EdgeConfig::load(dir)
+            .transpose()
+            .map_err(|e| open_error(name, dir, e))?
+            .map(|mut c| {
+                c.wal_options = Some(wal_options(tuning));
+                c
+            });
+        let shard = EdgeShard::load(dir, saved).map_err(|e| open_error(name, dir, e))?;
         // Settings from plugins.toml apply to existing collections too; a
         // changed HNSW setting makes the next index build rebuild.
         let (cur_hnsw, cur_opt) = {

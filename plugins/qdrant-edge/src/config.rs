@@ -27,6 +27,10 @@ pub(crate) const DEFAULT_HNSW_EF: usize = 128;
 pub(crate) const DEFAULT_INDEXING_THRESHOLD_KB: usize = 10_000;
 /// Default of [`QdrantEdgeConfig::index_after_idle_ms`].
 pub(crate) const DEFAULT_INDEX_AFTER_IDLE_MS: u64 = 1_000;
+/// Default of [`QdrantEdgeConfig::wal_segment_mb`] (Qdrant's own).
+pub(crate) const DEFAULT_WAL_SEGMENT_MB: usize = 32;
+/// The largest `wal_segment_mb` accepted.
+const MAX_WAL_SEGMENT_MB: usize = 1024;
 
 /// Options of a `backend = "qdrant-edge"` store.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -83,6 +87,16 @@ pub struct QdrantEdgeConfig {
     /// Keep vectors in memory-mapped files instead of RAM. Default: false.
     #[serde(default)]
     pub vectors_on_disk: Option<bool>,
+
+    /// Size of each write-ahead-log file, in MiB (1 to 1024). The log is
+    /// memory-mapped: the file being written counts in the process's
+    /// resident memory until it is full and closed, so resident memory
+    /// rises by up to this much and falls back as each file fills. Smaller
+    /// files keep that rise small on devices with little memory; larger
+    /// ones mean fewer files. Applies to existing collections from their
+    /// next log file on. Default: 32 (Qdrant's own).
+    #[serde(default)]
+    pub wal_segment_mb: Option<usize>,
 }
 
 pub(crate) use backplane_core::vector::DefaultCollection;
@@ -102,6 +116,8 @@ pub struct Tuning {
     pub index_after_idle: Duration,
     /// Vectors in memory-mapped files.
     pub vectors_on_disk: bool,
+    /// Write-ahead-log file size in MiB.
+    pub wal_segment_mb: usize,
 }
 
 impl Default for Tuning {
@@ -113,6 +129,7 @@ impl Default for Tuning {
             indexing_threshold_kb: DEFAULT_INDEXING_THRESHOLD_KB,
             index_after_idle: Duration::from_millis(DEFAULT_INDEX_AFTER_IDLE_MS),
             vectors_on_disk: false,
+            wal_segment_mb: DEFAULT_WAL_SEGMENT_MB,
         }
     }
 }
@@ -151,6 +168,7 @@ impl QdrantEdgeConfig {
                 .index_after_idle_ms
                 .map_or(d.index_after_idle, Duration::from_millis),
             vectors_on_disk: self.vectors_on_disk.unwrap_or(d.vectors_on_disk),
+            wal_segment_mb: self.wal_segment_mb.unwrap_or(d.wal_segment_mb),
         };
         backplane_qdrant_common::collection::check_hnsw(
             store,
@@ -162,6 +180,12 @@ impl QdrantEdgeConfig {
             return Err(store.error(
                 "`indexing_threshold_kb` is 0: give the size in KiB above which vectors are indexed, e.g. 10000",
             ));
+        }
+        if !(1..=MAX_WAL_SEGMENT_MB).contains(&t.wal_segment_mb) {
+            return Err(store.error(format!(
+                "`wal_segment_mb` is {}: give the write-ahead-log file size in MiB, 1 to {MAX_WAL_SEGMENT_MB}, e.g. {DEFAULT_WAL_SEGMENT_MB}",
+                t.wal_segment_mb
+            )));
         }
         Ok(t)
     }
@@ -195,6 +219,8 @@ mod tests {
             json!({"path": "x", "dimension": 0}),
             json!({"path": "x", "dimension": 3, "distance": "manhattan"}),
             json!({"path": "x", "url": "http://localhost:6334"}),
+            json!({"path": "x", "wal_segment_mb": 0}),
+            json!({"path": "x", "wal_segment_mb": 1025}),
         ] {
             let e = QdrantEdgeConfig::from_store(&store(bad.clone())).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
@@ -207,5 +233,17 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.message().contains("vector stores only"), "{e}");
+        let e = QdrantEdgeConfig::from_store(&store(json!({"path": "x", "wal_segment_mb": 0})))
+            .unwrap_err();
+        assert!(
+            e.message().contains("`wal_segment_mb` is 0: give")
+                && e.message().contains("1 to 1024"),
+            "{e}"
+        );
+        let t = QdrantEdgeConfig::from_store(&store(json!({"path": "x", "wal_segment_mb": 4})))
+            .unwrap()
+            .tuning(&store(json!({})))
+            .unwrap();
+        assert_eq!(t.wal_segment_mb, 4);
     }
 }

@@ -13,7 +13,7 @@ use backplane_core::{Distance, Error, Result};
 use backplane_qdrant_common::collection::{keeps_raw, RAW_VECTOR};
 use qdrant_edge::{
     Distance as QDistance, EdgeConfig, EdgeOptimizersConfig, EdgeVectorParams, HnswIndexConfig,
-    OperationError,
+    OperationError, WalOptions,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -40,7 +40,8 @@ pub(crate) fn edge_config(dimension: u32, distance: Distance, t: &Tuning) -> Edg
         )
         .hnsw_config(hnsw(t))
         .on_disk_payload(true)
-        .optimizers(optimizers(t));
+        .optimizers(optimizers(t))
+        .wal_options(wal_options(t));
     if keeps_raw(distance) {
         b = b.vector(
             RAW_VECTOR,
@@ -58,6 +59,14 @@ fn hnsw(t: &Tuning) -> HnswIndexConfig {
         m: t.m,
         ef_construct: t.ef_construct,
         ..HnswIndexConfig::default()
+    }
+}
+
+/// The write-ahead log's file size from `wal_segment_mb`.
+pub(crate) fn wal_options(t: &Tuning) -> WalOptions {
+    WalOptions {
+        segment_capacity: t.wal_segment_mb * 1024 * 1024,
+        ..WalOptions::default()
     }
 }
 

@@ -473,3 +473,52 @@ fn bulk_load_is_indexed_and_searchable() {
     assert_eq!(s.count("c", None).unwrap(), 3020);
     assert_eq!(s.get("c", &["late19".into()]).unwrap().len(), 1);
 }
+
+/// Sizes of the write-ahead-log files of collection `c` under `dir`.
+fn wal_file_sizes(dir: &std::path::Path) -> Vec<u64> {
+    let mut sizes: Vec<u64> = std::fs::read_dir(dir.join("c").join("wal"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name.starts_with("open-") || name.starts_with("closed-"))
+                .then(|| e.metadata().unwrap().len())
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
+#[test]
+fn wal_segment_size_applies_to_new_and_existing_collections() {
+    const MIB: u64 = 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = |mb| Tuning {
+        wal_segment_mb: mb,
+        ..Tuning::default()
+    };
+    let mut rng = Rng(11);
+    let recs: Vec<VectorRecord> = (0..500)
+        .map(|i| VectorRecord::new(format!("r{i}"), rng.vector(64)))
+        .collect();
+    {
+        let s = QdrantEdgeVector::open(tmp.path(), tuning(1), None).unwrap();
+        s.create_collection("c", 64, Distance::Dot).unwrap();
+        s.upsert("c", &recs).unwrap();
+        let sizes = wal_file_sizes(tmp.path());
+        assert!(!sizes.is_empty());
+        assert!(sizes.iter().all(|&n| n == MIB), "{sizes:?}");
+    }
+    // Reopened with another size: the files made from now on have it,
+    // and nothing written before is lost.
+    let s = QdrantEdgeVector::open(tmp.path(), tuning(2), None).unwrap();
+    for _ in 0..8 {
+        s.upsert("c", &recs).unwrap();
+    }
+    let sizes = wal_file_sizes(tmp.path());
+    assert!(sizes.contains(&(2 * MIB)), "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n == MIB || n == 2 * MIB), "{sizes:?}");
+    assert_eq!(s.count("c", None).unwrap(), 500);
+    let got = s.get("c", &["r7".into()]).unwrap();
+    assert_eq!(got[0].vector, recs[7].vector);
+}
