@@ -247,3 +247,102 @@ fn dropped_redis_calls_do_not_cross_replies() {
         }
     });
 }
+
+/// Threads of this process named `name` (as `comm` shows them).
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                .filter(|c| c.trim_end() == name)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A store with `workers` runs its async calls on threads of its own: the
+/// answers are right from many tasks, a panic is that call's error, the
+/// deadline still holds, and the threads end with the store.
+#[test]
+fn a_store_with_its_own_workers_answers_and_stops_them_when_dropped() {
+    let scratch = Scratch::new();
+    let db = scratch.path("workers.db");
+    let cfg = scratch.path("plugins.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[plugins]\nload = [\"{}\"]\n\n[relational.wk]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.wk.layers]\nworkers = 2\ntimeout = \"200ms\"\n",
+            library("backplane_plugin_sqlite").display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let storage = Storage::open(&cfg).unwrap();
+    let r = storage.relational("wk").unwrap();
+    // A new thread names itself once it runs.
+    assert!(
+        eventually(|| threads_named("backplane-wk") == 2),
+        "the store's two workers: {} found",
+        threads_named("backplane-wk")
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        r.execute(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER)",
+            params![],
+        )
+        .await
+        .unwrap();
+        let tasks: Vec<_> = (0..32i64)
+            .map(|t| {
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut sum = 0;
+                    for i in 0..50 {
+                        let k = t * 50 + i;
+                        r.execute("INSERT INTO t VALUES (?1, ?2)", params![k, k * 3])
+                            .await
+                            .unwrap();
+                        let rows = r
+                            .query("SELECT v FROM t WHERE k = ?1", params![k])
+                            .await
+                            .unwrap();
+                        sum += rows.rows[0][0].as_i64().unwrap();
+                    }
+                    sum
+                })
+            })
+            .collect();
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.unwrap();
+        }
+        assert_eq!(sum, (0..1600i64).map(|k| k * 3).sum::<i64>());
+        // A panic in a call is that call's error; the workers go on.
+        let e = r
+            .run(|_| -> backplane_host::Result<()> { panic!("boom in a call") })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked, "{e}");
+        assert!(e.message().contains("boom in a call"), "{e}");
+        // The deadline frees the caller of a slow call on a worker.
+        let e = r
+            .run(|_| {
+                std::thread::sleep(Duration::from_secs(2));
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.message().contains("did not finish within 200ms"), "{e}");
+        let rows = r.query("SELECT count(*) FROM t", params![]).await.unwrap();
+        assert_eq!(rows.rows[0][0].as_i64(), Some(1600));
+    });
+    assert_eq!(threads_named("backplane-wk"), 2, "no worker was lost");
+    drop((r, storage));
+    assert!(
+        eventually(|| threads_named("backplane-wk") == 0),
+        "the store's workers outlived it: {} left",
+        threads_named("backplane-wk")
+    );
+    all_closed(&db, "the store with workers was dropped");
+}

@@ -73,6 +73,14 @@ fn each_wrong_layer_setting_is_one_clear_error() {
         ),
         ("[cache.c.layers]\nconcurrency = 0\n", &["concurrency = 0"]),
         (
+            "[cache.c.layers]\nworkers = 0\n",
+            &["workers = 0: write 1 to 256", "[cache.c]"],
+        ),
+        (
+            "[cache.c.layers]\nworkers = \"two\"\n",
+            &["workers = \"two\": write a whole number, 1 to 256"],
+        ),
+        (
             "[layers]\ntracing = \"yes\"\n",
             &["[layers]", "tracing = \"yes\": write true or false"],
         ),

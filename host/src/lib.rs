@@ -46,6 +46,7 @@ mod loader;
 mod mirror;
 pub mod ops;
 pub mod port;
+mod runners;
 mod storage;
 pub mod tenant;
 

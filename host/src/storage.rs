@@ -248,6 +248,7 @@ fn open_mirror(
                     },
                     timeout: entry.layers.timeout,
                     rekey: None,
+                    runners: runners(entry).map_err(wrap)?,
                 }),
             })
         }};
@@ -339,6 +340,7 @@ fn open_store(
         descriptor: info.descriptor.clone(),
         timeout: entry.layers.timeout,
         rekey: None,
+        runners: runners(entry).map_err(wrap)?,
     };
     // Encryption goes under the operations layers (a retried call is
     // encrypted once) and over everything the host makes of the store (a
@@ -859,6 +861,17 @@ struct StoreMeta {
     timeout: Option<std::time::Duration>,
     /// The encryption layer, when the store is encrypted.
     rekey: Option<Arc<dyn crate::crypt::Rekey>>,
+    /// The store's own threads for the async API (`workers`), if set.
+    runners: Option<crate::runners::Runners>,
+}
+
+/// The store's own worker threads, when its layers set `workers`.
+fn runners(entry: &StoreEntry) -> Result<Option<crate::runners::Runners>> {
+    entry
+        .layers
+        .workers
+        .map(|n| crate::runners::Runners::start(&entry.name, n))
+        .transpose()
 }
 
 fn join_error(e: tokio::task::JoinError) -> Error {
@@ -869,6 +882,20 @@ fn join_error(e: tokio::task::JoinError) -> Error {
         )
     } else {
         Error::unavailable(format!("a store call was cancelled: {e}"))
+    }
+}
+
+/// Run a blocking call from async code: on the store's own threads if it
+/// has them, else on tokio's blocking pool.
+async fn on_thread<T: Send + 'static>(
+    runners: Option<&crate::runners::Runners>,
+    call: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match runners {
+        Some(r) => r.run(call).await,
+        None => tokio::task::spawn_blocking(call)
+            .await
+            .map_err(join_error)?,
     }
 }
 
@@ -908,7 +935,9 @@ macro_rules! handle {
                 &self.meta.descriptor
             }
             /// Run a closure on the blocking API from async code, on
-            /// tokio's blocking pool. Must be called within a tokio runtime.
+            /// tokio's blocking pool, or on the store's own threads when
+            /// its layers set `workers`. Must be called within a tokio
+            /// runtime.
             ///
             /// Under the store's timeout layer the future ends at the
             /// deadline with an `Unavailable` error.
@@ -917,16 +946,15 @@ macro_rules! handle {
                 f: impl FnOnce(&dyn $tr) -> Result<T> + Send + 'static,
             ) -> Result<T> {
                 let inner = self.inner.clone();
+                let runners = self.meta.runners.as_ref();
                 let Some(t) = self.meta.timeout else {
-                    return tokio::task::spawn_blocking(move || f(&*inner))
-                        .await
-                        .map_err(join_error)?;
+                    return on_thread(runners, move || f(&*inner)).await;
                 };
-                let call = tokio::task::spawn_blocking(move || {
+                let call = on_thread(runners, move || {
                     crate::ops::with_deadline_held(|| f(&*inner))
                 });
                 match crate::ops::deadline(t, call).await {
-                    Some(r) => r.map_err(join_error)?,
+                    Some(r) => r,
                     None => Err(crate::ops::deadline_error(
                         self.meta.capability,
                         &self.meta.name,

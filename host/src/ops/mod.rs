@@ -12,6 +12,7 @@
 //! [relational.user_data.layers]
 //! timeout = "2s"                # deadline per call, retries included
 //! concurrency = 32              # calls in flight at once; more wait (within the deadline)
+//! workers = 1                   # the async API's calls run on 1 thread the store owns
 //! retry = { attempts = 4, min_delay = "50ms", max_delay = "2s" }
 //! chaos = { fail = 0.1, latency = "20ms", latency_fraction = 0.5 }
 //! ```
@@ -37,8 +38,8 @@
 //! the caller, not the backend: on the blocking API the call runs on a
 //! worker thread and the caller stops waiting at the deadline; on the
 //! async API the future ends at the deadline (the call runs on tokio's
-//! blocking pool, as every async call does). Either way the caller gets an
-//! `Unavailable` error that names the store, the operation and the
+//! blocking pool, or on the store's own `workers`). Either way the caller
+//! gets an `Unavailable` error that names the store, the operation and the
 //! deadline; the abandoned call finishes in the background (or fails when
 //! the backend's own timeouts end it) and its result is dropped.
 
@@ -70,6 +71,9 @@ pub struct LayerSpec {
     pub retry: Option<RetrySpec>,
     /// Injected faults.
     pub chaos: Option<ChaosSpec>,
+    /// Threads of the store's own that run its async API's calls (see
+    /// the host's `runners` module); none: tokio's blocking pool.
+    pub workers: Option<usize>,
 }
 
 /// The `retry` layer's settings.
@@ -101,14 +105,18 @@ pub struct ChaosSpec {
 }
 
 /// The names of the layers, as written in plugins.toml.
-pub const LAYER_NAMES: [&str; 6] = [
+pub const LAYER_NAMES: [&str; 7] = [
     "metrics",
     "tracing",
     "timeout",
     "concurrency",
     "retry",
     "chaos",
+    "workers",
 ];
+
+/// The most threads `workers` may give a store.
+const MAX_WORKERS: u64 = 256;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +127,7 @@ struct RawLayers {
     concurrency: Option<u64>,
     retry: Option<serde_json::Value>,
     chaos: Option<serde_json::Value>,
+    workers: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -198,9 +207,14 @@ fn operations(
 }
 
 impl LayerSpec {
-    /// Whether no layer is on.
+    /// Whether no layer that wraps the store is on (`workers` does not:
+    /// it is where the async API runs the store's calls).
     pub fn is_empty(&self) -> bool {
-        *self == LayerSpec::default()
+        *self
+            == LayerSpec {
+                workers: self.workers,
+                ..LayerSpec::default()
+            }
     }
 
     /// The layers that are on, by name, for `backplane check`.
@@ -224,6 +238,9 @@ impl LayerSpec {
         if let Some(c) = &self.chaos {
             v.push(format!("chaos (fail {})", c.fail));
         }
+        if let Some(n) = self.workers {
+            v.push(format!("workers {n}"));
+        }
         v
     }
 
@@ -240,7 +257,7 @@ impl LayerSpec {
         };
         // `retry = false` switches off what [layers] turned on; `retry =
         // true` takes the defaults.
-        for k in ["timeout", "concurrency", "retry", "chaos"] {
+        for k in ["timeout", "concurrency", "retry", "chaos", "workers"] {
             match map.get(k) {
                 Some(serde_json::Value::Bool(false)) => {
                     map.remove(k);
@@ -258,6 +275,7 @@ impl LayerSpec {
                 "metrics" | "tracing" if !v.is_boolean() => "true or false",
                 "timeout" if !v.is_string() => "a duration such as \"2s\"",
                 "concurrency" if !v.is_u64() => "a whole number, 1 or more",
+                "workers" if !v.is_u64() => "a whole number, 1 to 256",
                 "retry" | "chaos" if !v.is_object() => "a table, like { attempts = 3 }, or false",
                 _ => continue,
             };
@@ -280,6 +298,13 @@ impl LayerSpec {
             },
             retry: None,
             chaos: None,
+            workers: match raw.workers {
+                Some(n) if (1..=MAX_WORKERS).contains(&n) => Some(n as usize),
+                Some(n) => return Err(format!(
+                    "workers = {n}: write 1 to {MAX_WORKERS} (threads of the store's own for the async API), or leave it out to use tokio's blocking pool"
+                )),
+                None => None,
+            },
         };
         if let Some(r) = raw.retry {
             let r: RawRetry = from_json(r, "retry")?;

@@ -50,17 +50,19 @@ fn engine(path: &std::path::Path) -> backplane_sqlite_engine::SqliteRelational {
     )
 }
 
-/// A sqlite plugin store on `file`, opened through the host.
+/// A sqlite plugin store on `file`, opened through the host; `extra`
+/// is more of its section (such as its layers).
 fn sqlite_store(
     scratch: &Scratch,
     file: &std::path::Path,
+    extra: &str,
 ) -> (Storage, backplane_host::RelationalStore) {
     let dir = Scratch::under(&scratch.0);
     let st = open(
         &dir,
         &PLUGINS,
         &format!(
-            "[relational.s]\nbackend = \"sqlite\"\npath = \"{}\"\n",
+            "[relational.s]\nbackend = \"sqlite\"\npath = \"{}\"\n{extra}",
             file.display()
         ),
     );
@@ -70,6 +72,11 @@ fn sqlite_store(
 
 /// Tasks of the async groups' concurrent rows.
 const TASKS: usize = 32;
+
+/// The async rows' variant whose store runs its calls on one thread of its
+/// own (the `workers` layer key) instead of tokio's blocking pool.
+const WORKERS_VARIANT: &str = "host sqlite, async API, workers = 1";
+const WORKERS_LAYER: &str = "[relational.s.layers]\nworkers = 1\n";
 
 /// A tokio-rusqlite connection set up as [`direct_conn`] is.
 async fn peer_open(path: &std::path::Path) -> tokio_rusqlite::Connection {
@@ -145,7 +152,7 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
     let host_async: RefCell<Option<(Storage, backplane_host::RelationalStore)>> =
         RefCell::new(None);
     let open_store = |name: &str| {
-        let (st, s) = sqlite_store(&scratch, &fresh(name));
+        let (st, s) = sqlite_store(&scratch, &fresh(name), "");
         s.blocking().execute(CREATE, &Params::None).unwrap();
         (st, s)
     };
@@ -253,7 +260,7 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
     let per = SELECTS / chunks;
     let reader = direct_conn(&path("read.db"));
     let eng = engine(&path("read.db"));
-    let (_reads, r) = sqlite_store(&scratch, &path("read.db"));
+    let (_reads, r) = sqlite_store(&scratch, &path("read.db"), "");
     let sums = std::cell::RefCell::new([0i64; 4]);
     let add = |i: usize, v: i64| sums.borrow_mut()[i] += v;
     {
@@ -334,8 +341,8 @@ fn async_groups(
     let batches = INSERTS / TX_SIZE;
     let round = Cell::new(0usize);
     let fresh = |name: &str| scratch.path(&format!("async-{name}-{}.db", round.get()));
-    let open_store = |name: &str| {
-        let (st, s) = sqlite_store(scratch, &fresh(name));
+    let open_store = |name: &str, extra: &str| {
+        let (st, s) = sqlite_store(scratch, &fresh(name), extra);
         s.blocking().execute(CREATE, &Params::None).unwrap();
         (st, s)
     };
@@ -351,31 +358,36 @@ fn async_groups(
         (TASKS, "100k inserts, tx of 1k, async, 32 tasks"),
     ] {
         let peer: RefCell<Option<tokio_rusqlite::Connection>> = RefCell::new(None);
-        let host: RefCell<Option<(Storage, backplane_host::RelationalStore)>> = RefCell::new(None);
+        type Opened = RefCell<Option<(Storage, backplane_host::RelationalStore)>>;
+        let hosts: [(&'static str, &str, Opened); 2] = [
+            ("host sqlite, async API", "", RefCell::new(None)),
+            (WORKERS_VARIANT, WORKERS_LAYER, RefCell::new(None)),
+        ];
         // Task t inserts the batches t, t + tasks, t + 2 * tasks, ...
         let mine = move |t: usize| (t..batches).step_by(tasks);
-        let mut variants = [
-            Variant {
-                name: "tokio-rusqlite",
-                reset: Box::new(|| {
-                    round.set(round.get() + 1);
-                    *peer.borrow_mut() = Some(peer_fresh("peer"));
-                }),
-                run: Box::new(|_| {
-                    let c = peer.borrow().clone().unwrap();
-                    on_tasks(rt, &mrt, tasks, |t| {
-                        let c = c.clone();
-                        async move {
-                            for bt in mine(t) {
-                                peer_insert(&c, bt).await;
-                            }
+        let mut variants = vec![Variant {
+            name: "tokio-rusqlite",
+            reset: Box::new(|| {
+                round.set(round.get() + 1);
+                *peer.borrow_mut() = Some(peer_fresh("peer"));
+            }),
+            run: Box::new(|_| {
+                let c = peer.borrow().clone().unwrap();
+                on_tasks(rt, &mrt, tasks, |t| {
+                    let c = c.clone();
+                    async move {
+                        for bt in mine(t) {
+                            peer_insert(&c, bt).await;
                         }
-                    });
-                }),
-            },
-            Variant {
-                name: "host sqlite, async API",
-                reset: Box::new(|| *host.borrow_mut() = Some(open_store("host"))),
+                    }
+                });
+            }),
+        }];
+        for (i, (name, extra, host)) in hosts.iter().enumerate() {
+            let file = ["host", "host-workers"][i];
+            variants.push(Variant {
+                name,
+                reset: Box::new(move || *host.borrow_mut() = Some(open_store(file, extra))),
                 run: Box::new(|_| {
                     let a = host.borrow().as_ref().unwrap().1.clone();
                     on_tasks(rt, &mrt, tasks, |t| {
@@ -389,47 +401,52 @@ fn async_groups(
                         }
                     });
                 }),
-            },
-        ];
+            });
+        }
         interleaved("relational", work, INSERTS, rounds, 1, &mut variants, out);
     }
 
     let read = scratch.path("read.db");
     let peer = rt.block_on(peer_open(&read));
-    let (_reads, r) = sqlite_store(scratch, &read);
-    let sums = RefCell::new([0i64; 4]);
+    // (name, (storage, store)): the storage is kept open with its store.
+    let hosts = [
+        ("host sqlite, async API", sqlite_store(scratch, &read, "")),
+        (WORKERS_VARIANT, sqlite_store(scratch, &read, WORKERS_LAYER)),
+    ];
+    let sums = RefCell::new([0i64; 6]);
     let add = |i: usize, v: i64| sums.borrow_mut()[i] += v;
     for (tasks, work, at) in [
         (1, "100k point selects, async, 1 task", 0),
-        (TASKS, "100k point selects, async, 32 tasks", 2),
+        (TASKS, "100k point selects, async, 32 tasks", 3),
     ] {
         // Task t reads its contiguous share of the keys.
         let share = |t: usize| keys[t * keys.len() / tasks..(t + 1) * keys.len() / tasks].to_vec();
-        let mut variants = [
-            Variant {
-                name: "tokio-rusqlite",
-                reset: Box::new(|| {}),
-                run: Box::new(|_| {
-                    let got: i64 = on_tasks(rt, &mrt, tasks, |t| {
-                        let (c, ks) = (peer.clone(), share(t));
-                        async move {
-                            let mut sum = 0;
-                            for k in ks {
-                                sum += peer_select(&c, k).await;
-                            }
-                            sum
+        let mut variants = vec![Variant {
+            name: "tokio-rusqlite",
+            reset: Box::new(|| {}),
+            run: Box::new(|_| {
+                let got: i64 = on_tasks(rt, &mrt, tasks, |t| {
+                    let (c, ks) = (peer.clone(), share(t));
+                    async move {
+                        let mut sum = 0;
+                        for k in ks {
+                            sum += peer_select(&c, k).await;
                         }
-                    })
-                    .into_iter()
-                    .sum();
-                    add(at, got);
-                }),
-            },
-            Variant {
-                name: "host sqlite, async API",
+                        sum
+                    }
+                })
+                .into_iter()
+                .sum();
+                add(at, got);
+            }),
+        }];
+        for (i, (name, (_, r))) in hosts.iter().enumerate() {
+            let (mrt, share, add) = (&mrt, &share, &add);
+            variants.push(Variant {
+                name,
                 reset: Box::new(|| {}),
-                run: Box::new(|_| {
-                    let got: i64 = on_tasks(rt, &mrt, tasks, |t| {
+                run: Box::new(move |_| {
+                    let got: i64 = on_tasks(rt, mrt, tasks, |t| {
                         let (r, ks) = (r.clone(), share(t));
                         async move {
                             let mut sum = 0;
@@ -442,13 +459,13 @@ fn async_groups(
                     })
                     .into_iter()
                     .sum();
-                    add(at + 1, got);
+                    add(at + 1 + i, got);
                 }),
-            },
-        ];
+            });
+        }
         interleaved("relational", work, SELECTS, rounds, 1, &mut variants, out);
     }
     let s = sums.borrow();
-    assert_same(&s[..2]);
-    assert_same(&s[2..]);
+    assert_same(&s[..3]);
+    assert_same(&s[3..]);
 }
