@@ -25,7 +25,8 @@
 //! - Before the clock starts, every key space is written once (rows,
 //!   keys, vector ids, 50 full conversations), so the stores hold their
 //!   bound from the first sample on.
-//! - Every 10 s: the process's resident memory (VmRSS), its open file
+//! - Every 10 s: the process's resident memory (VmRSS), what malloc has
+//!   handed out and not had back (glibc's `mallinfo2`), its open file
 //!   descriptors and the calls so far. The report gives the first sample
 //!   after a 2-minute warm-up, the last, and the range between.
 //!
@@ -132,6 +133,32 @@ fn rss_kb() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// What the process's malloc has handed out and not had back, in KiB
+/// (glibc's `mallinfo2`: arena bytes in use plus mmapped blocks): memory
+/// still allocated, whatever the allocator keeps of what was freed, so a
+/// leak shows here while resident memory can also grow from free lists.
+fn malloc_in_use_kb() -> u64 {
+    #[repr(C)]
+    struct Mallinfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    extern "C" {
+        fn mallinfo2() -> Mallinfo2;
+    }
+    // SAFETY: glibc's mallinfo2 takes nothing and returns a plain struct.
+    let m = unsafe { mallinfo2() };
+    ((m.uordblks + m.hblkhd) / 1024) as u64
 }
 
 fn fds() -> usize {
@@ -385,7 +412,8 @@ pub fn group(notes: &mut Vec<String>) {
         .collect();
 
     // Outages and samples, on this thread.
-    let mut samples: Vec<(u64, u64, usize, u64)> = Vec::new();
+    // (seconds, resident KiB, descriptors, visits, malloc in use KiB)
+    let mut samples: Vec<(u64, u64, usize, u64, u64)> = Vec::new();
     let mut next_sample = started;
     let mut next_outage = started + Duration::from_secs(every);
     let mut turn = 0;
@@ -398,6 +426,7 @@ pub fn group(notes: &mut Vec<String>) {
                 rss_kb(),
                 fds(),
                 calls,
+                malloc_in_use_kb(),
             ));
             next_sample += Duration::from_secs(10);
         }
@@ -428,7 +457,13 @@ pub fn group(notes: &mut Vec<String>) {
         w.join().expect("a soak worker panicked");
     }
     let calls: u64 = stores.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum();
-    samples.push((started.elapsed().as_secs(), rss_kb(), fds(), calls));
+    samples.push((
+        started.elapsed().as_secs(),
+        rss_kb(),
+        fds(),
+        calls,
+        malloc_in_use_kb(),
+    ));
     storage.shutdown();
 
     // The report.
@@ -474,7 +509,7 @@ pub fn group(notes: &mut Vec<String>) {
             warm.iter().map(|s| s.2).max().unwrap(),
         );
         notes.push(format!(
-            "\nsoak samples every 10 s after warm-up ({} samples, {} s → {} s): resident memory {} MiB → {} MiB (range {}–{} MiB); open file descriptors {} → {} (range {}–{}); visits {} → {}",
+            "\nsoak samples every 10 s after warm-up ({} samples, {} s → {} s): resident memory {} MiB → {} MiB (range {}–{} MiB); malloc in use {} MiB → {} MiB; open file descriptors {} → {} (range {}–{}); visits {} → {}",
             warm.len(),
             first.0,
             last.0,
@@ -482,6 +517,8 @@ pub fn group(notes: &mut Vec<String>) {
             last.1 / 1024,
             rmin / 1024,
             rmax / 1024,
+            first.4 / 1024,
+            last.4 / 1024,
             first.2,
             last.2,
             fmin,
@@ -493,8 +530,8 @@ pub fn group(notes: &mut Vec<String>) {
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         for s in &samples {
             notes.push(format!(
-                "  sample {} s: rss {} KiB, fds {}, visits {}",
-                s.0, s.1, s.2, s.3
+                "  sample {} s: rss {} KiB, malloc in use {} KiB, fds {}, visits {}",
+                s.0, s.1, s.4, s.2, s.3
             ));
         }
     }
