@@ -266,16 +266,14 @@ fn threads_named(name: &str) -> usize {
 fn a_store_with_its_own_workers_answers_and_stops_them_when_dropped() {
     let scratch = Scratch::new();
     let db = scratch.path("workers.db");
-    let cfg = scratch.path("plugins.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[plugins]\nload = [\"{}\"]\n\n[relational.wk]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.wk.layers]\nworkers = 2\ntimeout = \"200ms\"\n",
-            library("backplane_plugin_sqlite").display(),
+    let cfg = plugins_toml(
+        &scratch,
+        &["backplane_plugin_sqlite"],
+        &format!(
+            "[relational.wk]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.wk.layers]\nworkers = 2\ntimeout = \"200ms\"\n",
             db.display()
         ),
-    )
-    .unwrap();
+    );
     let storage = Storage::open(&cfg).unwrap();
     let r = storage.relational("wk").unwrap();
     // A new thread names itself once it runs.
