@@ -113,6 +113,53 @@ fn a_bulk_load_is_all_or_nothing() {
 }
 
 #[test]
+fn the_sections_settings_reach_duckdb() {
+    let scratch = Scratch::new();
+    let storage = open(
+        &scratch,
+        "path = \"s.duckdb\"\nthreads = 1\nmemory_limit = \"512MB\"\ncheckpoint_threshold = \"4MB\"\n",
+    )
+    .unwrap();
+    let rows = storage
+        .relational("s")
+        .unwrap()
+        .blocking()
+        .query(
+            "SELECT current_setting('threads'), current_setting('memory_limit'), \
+             current_setting('checkpoint_threshold')",
+            &Params::None,
+        )
+        .unwrap();
+    // DuckDB shows amounts in binary units: 512 MB is 488.2 MiB, 4 MB 3.8 MiB.
+    assert_eq!(
+        rows.rows[0],
+        vec![
+            Value::Integer(1),
+            Value::Text("488.2 MiB".into()),
+            Value::Text("3.8 MiB".into())
+        ]
+    );
+    // Once the log has passed the threshold, the next commit checkpoints
+    // it into the file.
+    let db = storage.relational("s").unwrap();
+    let db = db.blocking();
+    db.execute("CREATE TABLE notes (id BIGINT, body TEXT)", &Params::None)
+        .unwrap();
+    let body = "x".repeat(400);
+    let sets: Vec<_> = (0..20_000i64).map(|i| params![i, body.clone()]).collect();
+    db.execute_many("INSERT INTO notes (id, body) VALUES (?, ?)", &sets)
+        .unwrap();
+    db.execute("INSERT INTO notes VALUES (-1, 'last')", &Params::None)
+        .unwrap();
+    let wal = std::fs::metadata(scratch.path("s.duckdb.wal")).map_or(0, |m| m.len());
+    let file = std::fs::metadata(scratch.path("s.duckdb")).unwrap().len();
+    assert!(
+        wal < 1_000_000 && file > 100_000,
+        "8 MB written, checkpointed into the file (DuckDB compresses it): log {wal} bytes, file {file} bytes"
+    );
+}
+
+#[test]
 fn mistakes_are_one_clear_line() {
     let scratch = Scratch::new();
     std::fs::write(
@@ -131,6 +178,10 @@ fn mistakes_are_one_clear_line() {
         (
             "path = \":memory:\"\nmemory_limit = \"lots\"\n",
             "memory_limit = \"lots\"",
+        ),
+        (
+            "path = \":memory:\"\ncheckpoint_threshold = \"-4MB\"\n",
+            "checkpoint_threshold = \"-4MB\" is not an amount of memory",
         ),
         ("path = \":memory:\"\npool = 3\n", "pool"),
     ] {

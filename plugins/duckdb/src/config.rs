@@ -6,6 +6,7 @@
 //! path = "data/project.duckdb"
 //! threads = 2
 //! memory_limit = "2GB"
+//! checkpoint_threshold = "4MB"
 //! ```
 
 use backplane_core::{Capability, Error, Result, StoreConfig};
@@ -34,6 +35,23 @@ pub struct DuckDbConfig {
     /// `"512MB"`). Default: DuckDB's (80% of the machine's memory).
     #[serde(default)]
     pub memory_limit: Option<String>,
+    /// How much write-ahead log DuckDB lets build up before it checkpoints
+    /// the changes into the database file, as DuckDB writes it (`"4MB"`):
+    /// the first commit after the log passes this size checkpoints it, so
+    /// the log file holds about this much plus the last transaction.
+    /// Default: DuckDB's (16 MiB).
+    #[serde(default)]
+    pub checkpoint_threshold: Option<String>,
+}
+
+/// Whether `m` reads as an amount of memory as DuckDB writes it: a positive
+/// number and an optional unit (`"2GB"`, `"512 MB"`, `"4MiB"`).
+fn is_amount(m: &str) -> bool {
+    m.trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .trim()
+        .parse::<f64>()
+        .is_ok_and(|n| n > 0.0)
 }
 
 impl DuckDbConfig {
@@ -51,16 +69,17 @@ impl DuckDbConfig {
                 store.error("threads = 0: give at least 1, or leave it out for one per core")
             );
         }
-        if let Some(m) = &cfg.memory_limit {
-            let ok = m
-                .trim()
-                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-                .trim()
-                .parse::<f64>()
-                .is_ok_and(|n| n > 0.0);
-            if !ok {
+        for (key, value, example) in [
+            ("memory_limit", &cfg.memory_limit, "\"2GB\" or \"512MB\""),
+            (
+                "checkpoint_threshold",
+                &cfg.checkpoint_threshold,
+                "\"4MB\" or \"1GB\"",
+            ),
+        ] {
+            if let Some(m) = value.as_ref().filter(|m| !is_amount(m)) {
                 return Err(store.error(format!(
-                    "memory_limit = \"{m}\" is not an amount of memory: write e.g. \"2GB\" or \"512MB\""
+                    "{key} = \"{m}\" is not an amount of memory: write e.g. {example}"
                 )));
             }
         }
@@ -80,6 +99,9 @@ impl DuckDbConfig {
         }
         if let Some(m) = &self.memory_limit {
             c = c.max_memory(m)?;
+        }
+        if let Some(m) = &self.checkpoint_threshold {
+            c = c.with("checkpoint_threshold", m)?;
         }
         Ok(c)
     }
@@ -102,7 +124,7 @@ impl DuckDbConfig {
                 ));
             }
             store.error(format!(
-                "cannot open the DuckDB database {shown}: {first}; check `path`, `threads` and `memory_limit`"
+                "cannot open the DuckDB database {shown}: {first}; check `path`, `threads`, `memory_limit` and `checkpoint_threshold`"
             ))
         };
         let config = self.config().map_err(fail)?;
