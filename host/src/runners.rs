@@ -65,11 +65,7 @@ impl Runners {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
+                let what = backplane_core::kit::text::panic_text(&*p);
                 Err(Error::new(
                     ErrorKind::Panicked,
                     format!("a store call panicked in the host: {what}"),

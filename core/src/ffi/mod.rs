@@ -142,13 +142,6 @@ impl Drop for FfiStore {
     }
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic payload".into())
-}
-
 std::thread_local! {
     /// Where the last panic on this thread happened, when the plugin's own
     /// panic hook saw it.
@@ -166,12 +159,7 @@ pub(crate) fn log_panics() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_else(|| "an unknown place".into());
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic payload".into());
+        let msg = crate::kit::text::panic_text(info.payload());
         ::log::warn!(target: "backplane::plugin", "the plugin panicked at {at}: {msg}; the call returns a Panicked error, and a Mutex held at the time is now poisoned");
         PANICKED_AT.with(|c| c.set(Some(at)));
     }));
@@ -189,7 +177,7 @@ pub(crate) fn catch<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
             ErrorKind::Panicked,
             format!(
                 "the plugin panicked in {what}: {}{at}; the host caught it and keeps running, report this to the plugin's author",
-                panic_message(p)
+                crate::kit::text::panic_text(&*p)
             ),
         ))
     })

@@ -27,7 +27,8 @@
 //!   literals and comments, a statement's first keyword, an `INSERT`'s
 //!   target table, quoting.
 //! - [`text`]: [`snippet`](text::snippet), a statement shortened to one
-//!   line for error messages.
+//!   line for error messages; [`panic_text`](text::panic_text), what a
+//!   caught panic said.
 //!
 //! The kit adds no dependency to `backplane-core`: everything here is
 //! built on the standard library, `serde` and `serde_json`.

@@ -14,6 +14,16 @@ pub fn snippet(sql: &str) -> String {
     }
 }
 
+/// What a panic said: its message when it carried one (a `&str` or a
+/// `String`, as `panic!` makes), otherwise "no message".
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// A serde or TOML message in the words of whoever wrote the file: Rust
 /// type names become what they mean (`usize` → "a whole number, 0 or
 /// more", `struct RawStore` → "a table of settings"), "field" becomes

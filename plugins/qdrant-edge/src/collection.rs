@@ -28,7 +28,8 @@
 use crate::config::Tuning;
 use crate::folder::{is_collection, Meta};
 use crate::index;
-use crate::shard::{caught, engine, open_error, panic_text, wal_options};
+use crate::shard::{caught, engine, open_error, wal_options};
+use backplane_core::kit::text::panic_text;
 use backplane_core::{CollectionInfo, Distance, Result};
 use backplane_qdrant_common::collection::unknown;
 use backplane_qdrant_common::point::PayloadShape;
@@ -92,7 +93,7 @@ impl Drop for Collection {
                     "qdrant-edge: closing collection '{}' at {} failed: {}",
                     self.name,
                     self.dir.display(),
-                    panic_text(p)
+                    panic_text(&*p)
                 );
             }
         }
@@ -257,7 +258,7 @@ impl Collection {
             log::warn!(
                 "qdrant-edge: flushing collection '{}' before dropping it failed: {}",
                 self.name,
-                panic_text(p)
+                panic_text(&*p)
             );
         }
         true

@@ -9,6 +9,7 @@
 //! for bit. Dot and euclidean shards hold the searched vector alone.
 
 use crate::config::Tuning;
+use backplane_core::kit::text::panic_text;
 use backplane_core::{Distance, Error, Result};
 use backplane_qdrant_common::collection::{keeps_raw, RAW_VECTOR};
 use qdrant_edge::{
@@ -82,20 +83,12 @@ pub(crate) fn engine(what: &str, e: OperationError) -> Error {
     Error::backend(format!("qdrant-edge: {what} failed: {e}"))
 }
 
-/// What a panic said.
-pub(crate) fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
 /// Run `f`, which may panic inside qdrant-edge (a flush does when it meets
 /// a held lock or a failing disk): a panic is an error saying that `what`
 /// failed.
 pub(crate) fn caught<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f))
-        .map_err(|p| Error::backend(format!("qdrant-edge: {what} failed: {}", panic_text(p))))
+        .map_err(|p| Error::backend(format!("qdrant-edge: {what} failed: {}", panic_text(&*p))))
 }
 
 /// The error of loading collection `name`'s shard from `dir`: a WAL locked
