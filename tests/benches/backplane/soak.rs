@@ -34,7 +34,10 @@
 //! - Every 10 s: the process's resident memory (VmRSS), what malloc has
 //!   handed out and not had back (glibc's `mallinfo2`), its open file
 //!   descriptors and the calls so far. The report gives the first sample
-//!   after a 2-minute warm-up, the last, and the range between.
+//!   after a 2-minute warm-up, the last, and the range between; with
+//!   `BENCH_VERBOSE` every sample, with resident memory split into
+//!   anonymous and file-backed pages and malloc's bytes taken from the
+//!   system beside those in use.
 //!
 //! - qdrant-edge's write-ahead-log files are 4 MiB (`wal_segment_mb`;
 //!   `BENCH_SOAK_EDGE_WAL_MB` sets another size): the file being written is
@@ -129,16 +132,33 @@ impl Server {
     }
 }
 
-fn rss_kb() -> u64 {
+/// A field of /proc/self/status in KiB (`VmRSS`, `RssAnon`, `RssFile`).
+fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kb() -> u64 {
+    status_kb("VmRSS")
+}
+
+/// Where resident memory is, for the verbose samples: anonymous memory
+/// (the heap), file-backed pages (memory-mapped files), and what malloc
+/// has taken from the system (in use or kept on its free lists).
+fn memory_detail() -> String {
+    format!(
+        "anon {} KiB, file {} KiB, malloc from the system {} KiB",
+        status_kb("RssAnon"),
+        status_kb("RssFile"),
+        mallinfo().0
+    )
 }
 
 /// What the process's malloc has handed out and not had back, in KiB
@@ -146,6 +166,11 @@ fn rss_kb() -> u64 {
 /// still allocated, whatever the allocator keeps of what was freed, so a
 /// leak shows here while resident memory can also grow from free lists.
 fn malloc_in_use_kb() -> u64 {
+    mallinfo().1
+}
+
+/// glibc's `mallinfo2` in KiB: (taken from the system, in use).
+fn mallinfo() -> (u64, u64) {
     #[repr(C)]
     struct Mallinfo2 {
         arena: usize,
@@ -164,7 +189,10 @@ fn malloc_in_use_kb() -> u64 {
     }
     // SAFETY: glibc's mallinfo2 takes nothing and returns a plain struct.
     let m = unsafe { mallinfo2() };
-    ((m.uordblks + m.hblkhd) / 1024) as u64
+    (
+        ((m.arena + m.hblkhd) / 1024) as u64,
+        ((m.uordblks + m.hblkhd) / 1024) as u64,
+    )
 }
 
 fn fds() -> usize {
@@ -424,8 +452,8 @@ pub fn group(notes: &mut Vec<String>) {
         .collect();
 
     // Outages and samples, on this thread.
-    // (seconds, resident KiB, descriptors, visits, malloc in use KiB)
-    let mut samples: Vec<(u64, u64, usize, u64, u64)> = Vec::new();
+    // (seconds, resident KiB, descriptors, visits, malloc in use KiB, detail)
+    let mut samples: Vec<(u64, u64, usize, u64, u64, String)> = Vec::new();
     let mut next_sample = started;
     let mut next_outage = started + Duration::from_secs(every);
     let mut turn = 0;
@@ -439,6 +467,7 @@ pub fn group(notes: &mut Vec<String>) {
                 fds(),
                 calls,
                 malloc_in_use_kb(),
+                memory_detail(),
             ));
             next_sample += Duration::from_secs(10);
         }
@@ -475,6 +504,7 @@ pub fn group(notes: &mut Vec<String>) {
         fds(),
         calls,
         malloc_in_use_kb(),
+        memory_detail(),
     ));
     storage.shutdown();
 
@@ -542,8 +572,8 @@ pub fn group(notes: &mut Vec<String>) {
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         for s in &samples {
             notes.push(format!(
-                "  sample {} s: rss {} KiB, malloc in use {} KiB, fds {}, visits {}",
-                s.0, s.1, s.4, s.2, s.3
+                "  sample {} s: rss {} KiB, malloc in use {} KiB, fds {}, visits {} ({})",
+                s.0, s.1, s.4, s.2, s.3, s.5
             ));
         }
     }
