@@ -77,6 +77,10 @@ const LIBS: [&str; 8] = [
 const DIM: usize = 32;
 /// Rows, cache keys and vector ids each store cycles through.
 const KEYS: usize = 5000;
+
+/// The relational stores' write: one row, inserted or replaced.
+const UPSERT: &str =
+    "INSERT INTO soak (id, v) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v";
 /// How long a server stays down.
 const DOWN: Duration = Duration::from_secs(10);
 /// Errors this long before a stop and after a start count as the outage's.
@@ -130,6 +134,23 @@ impl Server {
             Server::Azure(a) => a.restart(),
         }
     }
+}
+
+/// One sample: (seconds, resident KiB, descriptors, visits, malloc in use
+/// KiB, where resident memory is).
+type Sample = (u64, u64, usize, u64, u64, String);
+
+/// The process and the stores, `at` into the run.
+fn sample(at: Duration, stores: &[Store]) -> Sample {
+    let calls: u64 = stores.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum();
+    (
+        at.as_secs(),
+        rss_kb(),
+        fds(),
+        calls,
+        malloc_in_use_kb(),
+        memory_detail(),
+    )
 }
 
 /// A field of /proc/self/status in KiB (`VmRSS`, `RssAnon`, `RssFile`).
@@ -452,23 +473,14 @@ pub fn group(notes: &mut Vec<String>) {
         .collect();
 
     // Outages and samples, on this thread.
-    // (seconds, resident KiB, descriptors, visits, malloc in use KiB, detail)
-    let mut samples: Vec<(u64, u64, usize, u64, u64, String)> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = started;
     let mut next_outage = started + Duration::from_secs(every);
     let mut turn = 0;
     while Instant::now() < end {
         let now = Instant::now();
         if now >= next_sample {
-            let calls: u64 = stores.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum();
-            samples.push((
-                now.duration_since(started).as_secs(),
-                rss_kb(),
-                fds(),
-                calls,
-                malloc_in_use_kb(),
-                memory_detail(),
-            ));
+            samples.push(sample(now.duration_since(started), &stores));
             next_sample += Duration::from_secs(10);
         }
         if now >= next_outage && !servers.is_empty() && now + DOWN + AFTER < end {
@@ -497,15 +509,7 @@ pub fn group(notes: &mut Vec<String>) {
     for w in workers {
         w.join().expect("a soak worker panicked");
     }
-    let calls: u64 = stores.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum();
-    samples.push((
-        started.elapsed().as_secs(),
-        rss_kb(),
-        fds(),
-        calls,
-        malloc_in_use_kb(),
-        memory_detail(),
-    ));
+    samples.push(sample(started.elapsed(), &stores));
     storage.shutdown();
 
     // The report.
@@ -587,17 +591,20 @@ fn prefill(storage: &Storage, s: &Store, rng: &mut Rng) -> backplane_host::Resul
             let sets: Vec<backplane_host::Params> = (0..KEYS as i64)
                 .map(|k| params![k, format!("value {k}")])
                 .collect();
-            storage.relational(s.name)?.blocking().execute_many(
-                "INSERT INTO soak (id, v) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v",
-                &sets,
-            )?;
+            storage
+                .relational(s.name)?
+                .blocking()
+                .execute_many(UPSERT, &sets)?;
             let warm: u64 = env_or("BENCH_SOAK_WARM_UPSERTS", 150_000);
             let db = storage.relational(s.name)?;
             let db = db.blocking();
             for i in 0..warm {
                 db.execute(
-                    "INSERT INTO soak (id, v) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v",
-                    &params![(rng.next() % KEYS as u64) as i64, format!("value {i} of the warm-up")],
+                    UPSERT,
+                    &params![
+                        (rng.next() % KEYS as u64) as i64,
+                        format!("value {i} of the warm-up")
+                    ],
                 )?;
             }
         }
@@ -648,7 +655,7 @@ fn visit(
             let db = storage.relational(s.name)?;
             let db = db.blocking();
             db.execute(
-                "INSERT INTO soak (id, v) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+                UPSERT,
                 &params![key as i64, format!("value {seq} of thread {t}")],
             )?;
             db.query("SELECT v FROM soak WHERE id = ?", &params![key as i64])?;
