@@ -37,7 +37,10 @@
 //!   after a 2-minute warm-up, the last, and the range between; with
 //!   `BENCH_VERBOSE` every sample, with resident memory split into
 //!   anonymous and file-backed pages and malloc's bytes taken from the
-//!   system beside those in use.
+//!   system beside those in use. With `BENCH_SOAK_TRIM` set, glibc's
+//!   `malloc_trim(0)` runs before each sample: malloc gives back the free
+//!   memory it holds in every arena, so resident memory is then what is
+//!   allocated and mapped, without what the allocator merely keeps.
 //!
 //! - qdrant-edge's write-ahead-log files are 4 MiB (`wal_segment_mb`;
 //!   `BENCH_SOAK_EDGE_WAL_MB` sets another size): the file being written is
@@ -142,6 +145,14 @@ type Sample = (u64, u64, usize, u64, u64, String);
 
 /// The process and the stores, `at` into the run.
 fn sample(at: Duration, stores: &[Store]) -> Sample {
+    if std::env::var_os("BENCH_SOAK_TRIM").is_some() {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only returns free memory to the
+        // system; it may be called from any thread at any time.
+        unsafe { malloc_trim(0) };
+    }
     let calls: u64 = stores.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum();
     (
         at.as_secs(),
