@@ -270,7 +270,7 @@ fn a_store_with_its_own_workers_answers_and_stops_them_when_dropped() {
         &scratch,
         &["backplane_plugin_sqlite"],
         &format!(
-            "[relational.wk]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.wk.layers]\nworkers = 2\ntimeout = \"200ms\"\n",
+            "[relational.wk]\nbackend = \"sqlite\"\npath = \"{}\"\n[relational.wk.layers]\nworkers = 2\ntimeout = \"1s\"\n",
             db.display()
         ),
     );
@@ -331,7 +331,7 @@ fn a_store_with_its_own_workers_answers_and_stops_them_when_dropped() {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-        assert!(e.message().contains("did not finish within 200ms"), "{e}");
+        assert!(e.message().contains("did not finish within 1s"), "{e}");
         let rows = r.query("SELECT count(*) FROM t", params![]).await.unwrap();
         assert_eq!(rows.rows[0][0].as_i64(), Some(1600));
     });
