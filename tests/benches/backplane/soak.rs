@@ -34,7 +34,8 @@
 //! - Every 10 s: the process's resident memory (VmRSS), what malloc has
 //!   handed out and not had back (glibc's `mallinfo2`), its open file
 //!   descriptors and the calls so far. The report gives the first sample
-//!   after a 2-minute warm-up, the last, and the range between; with
+//!   after a 2-minute warm-up, the last, and the range between, and the
+//!   median of each third of the samples after the warm-up; with
 //!   `BENCH_VERBOSE` every sample, with resident memory split into
 //!   anonymous and file-backed pages and malloc's bytes taken from the
 //!   system beside those in use. With `BENCH_SOAK_TRIM` set, glibc's
@@ -143,7 +144,8 @@ impl Server {
 /// KiB, where resident memory is).
 type Sample = (u64, u64, usize, u64, u64, String);
 
-/// The process and the stores, `at` into the run.
+/// The process and the stores, `at` into the run. One read of
+/// /proc/self/status and one call of `mallinfo2` serve the whole sample.
 fn sample(at: Duration, stores: &[Store]) -> Sample {
     if std::env::var_os("BENCH_SOAK_TRIM").is_some() {
         extern "C" {
@@ -154,51 +156,36 @@ fn sample(at: Duration, stores: &[Store]) -> Sample {
         unsafe { malloc_trim(0) };
     }
     let calls: u64 = stores.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |field: &str| status_kb(&status, field);
+    // What malloc has taken from the system (in use or kept on its free
+    // lists) and what it has handed out and not had back: a leak shows in
+    // the second, while resident memory can also grow from free lists.
+    let (from_system, in_use) = mallinfo();
     (
         at.as_secs(),
-        rss_kb(),
+        kb("VmRSS"),
         fds(),
         calls,
-        malloc_in_use_kb(),
-        memory_detail(),
+        in_use,
+        // Where resident memory is, for the verbose samples: anonymous
+        // memory (the heap) and file-backed pages (memory-mapped files).
+        format!(
+            "anon {} KiB, file {} KiB, malloc from the system {from_system} KiB",
+            kb("RssAnon"),
+            kb("RssFile"),
+        ),
     )
 }
 
 /// A field of /proc/self/status in KiB (`VmRSS`, `RssAnon`, `RssFile`).
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
+fn status_kb(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn rss_kb() -> u64 {
-    status_kb("VmRSS")
-}
-
-/// Where resident memory is, for the verbose samples: anonymous memory
-/// (the heap), file-backed pages (memory-mapped files), and what malloc
-/// has taken from the system (in use or kept on its free lists).
-fn memory_detail() -> String {
-    format!(
-        "anon {} KiB, file {} KiB, malloc from the system {} KiB",
-        status_kb("RssAnon"),
-        status_kb("RssFile"),
-        mallinfo().0
-    )
-}
-
-/// What the process's malloc has handed out and not had back, in KiB
-/// (glibc's `mallinfo2`: arena bytes in use plus mmapped blocks): memory
-/// still allocated, whatever the allocator keeps of what was freed, so a
-/// leak shows here while resident memory can also grow from free lists.
-fn malloc_in_use_kb() -> u64 {
-    mallinfo().1
 }
 
 /// glibc's `mallinfo2` in KiB: (taken from the system, in use).
@@ -582,6 +569,24 @@ pub fn group(notes: &mut Vec<String>) {
             fmax,
             first.3,
             last.3
+        ));
+        // Flat or rising: the median of each third of the warm samples, so
+        // one outage's spike does not decide it.
+        let thirds = |field: fn(&Sample) -> u64| -> String {
+            let n = warm.len().div_ceil(3).max(1);
+            warm.chunks(n)
+                .map(|c| {
+                    let mut v: Vec<u64> = c.iter().map(|s| field(s)).collect();
+                    v.sort_unstable();
+                    format!("{:.1}", v[v.len() / 2] as f64 / 1024.0)
+                })
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        notes.push(format!(
+            "soak medians per third of the warm samples: resident memory {} MiB; malloc in use {} MiB",
+            thirds(|s| s.1),
+            thirds(|s| s.4),
         ));
     }
     if std::env::var_os("BENCH_VERBOSE").is_some() {
