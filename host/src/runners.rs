@@ -8,10 +8,13 @@
 //! scheduler, against 3% in SQLite). With `workers = N` the store owns N
 //! threads fed by one queue: a thread that finishes a call takes the next
 //! queued one without parking, so a burst from many tasks costs a
-//! wake-up only for the answer. That suits a backend that serialises its
-//! calls anyway (SQLite's one connection per store: `workers = 1`); a
-//! backend that can serve many calls at once needs as many workers as it
-//! should have calls in flight.
+//! wake-up only for the answer. A thread that finds the queue empty looks
+//! again for a short while (`LINGER`) before it parks, so a task that
+//! awaits one call at a time, and sends the next as soon as it has the
+//! answer, does not pay a park and a wake-up per call either. That suits
+//! a backend that serialises its calls anyway (SQLite's one connection per
+//! store: `workers = 1`); a backend that can serve many calls at once
+//! needs as many workers as it should have calls in flight.
 //!
 //! The threads are the host's, not the plugin's: every backend gets them,
 //! a third party's included, without a change to the plugin boundary, and
@@ -25,8 +28,32 @@
 
 use backplane_core::{Error, ErrorKind, Result};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// How long a worker that has just finished a call keeps looking for the
+/// next one before it parks. A task that awaits one call at a time sends
+/// its next call within microseconds of the answer, so a short look
+/// catches it without a park and a wake-up (measured: see BENCHMARKS.md,
+/// "The worker looks again before it parks").
+const LINGER: Duration = Duration::from_micros(50);
+
+/// The next job, looking for `LINGER` before parking; `None` when every
+/// sender is gone and the queue is empty.
+fn next_job(jobs: &crossbeam_channel::Receiver<Job>) -> Option<Job> {
+    let since = Instant::now();
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            Err(crossbeam_channel::TryRecvError::Empty) if since.elapsed() < LINGER => {
+                std::thread::yield_now()
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => return jobs.recv().ok(),
+        }
+    }
+}
 
 /// The queue of a store's runner threads.
 pub(crate) struct Runners {
@@ -43,7 +70,7 @@ impl Runners {
                 .name(format!("backplane-{name}"))
                 .spawn(move || {
                     // Ends when every sender is gone and the queue is empty.
-                    while let Ok(job) = jobs.recv() {
+                    while let Some(job) = next_job(&jobs) {
                         job();
                     }
                 })
