@@ -60,8 +60,10 @@ pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-pub fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+/// The middle value of `v` (the upper one of the two middles for an even
+/// count): times over rounds, or the soak's memory samples.
+pub fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
+    v.sort_unstable();
     v[v.len() / 2]
 }
 

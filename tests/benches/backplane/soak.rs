@@ -54,7 +54,7 @@
 //! (store names, or parts of them, comma-separated) runs only those stores,
 //! and starts only their servers.
 
-use crate::harness::{env_or, Rng};
+use crate::harness::{env_or, median, Rng};
 use backplane_behavior::servers::{
     chroma_available, redis_binaries_available, ChromaServer, ObjectKind, ObjectServer, PgServer,
     RedisServer, AZURITE_ACCOUNT, AZURITE_KEY,
@@ -576,9 +576,8 @@ pub fn group(notes: &mut Vec<String>) {
             let n = warm.len().div_ceil(3).max(1);
             warm.chunks(n)
                 .map(|c| {
-                    let mut v: Vec<u64> = c.iter().map(|s| field(s)).collect();
-                    v.sort_unstable();
-                    format!("{:.1}", v[v.len() / 2] as f64 / 1024.0)
+                    let kb = median(c.iter().map(|s| field(s)).collect());
+                    format!("{:.1}", kb as f64 / 1024.0)
                 })
                 .collect::<Vec<_>>()
                 .join(" / ")
