@@ -169,9 +169,8 @@ impl Vector for QdrantEdgeVector {
                 PointStruct::new(point_id(&r.id), vectors, Json::Object(payload)).into()
             })
             .collect();
-        let _w = lock(&c.writer);
-        c.note_shape(shape)?;
-        c.with(|shard| {
+        c.write(|shard| {
+            c.note_shape(shape)?;
             c.update(
                 shard,
                 "upsert",
@@ -210,8 +209,7 @@ impl Vector for QdrantEdgeVector {
         let mut points: Vec<PointId> = ids.iter().map(|id| point_id(id)).collect();
         points.sort_unstable();
         points.dedup();
-        let _w = lock(&c.writer);
-        c.with(|shard| {
+        c.write(|shard| {
             let existing: Vec<PointId> = shard
                 .retrieve(
                     &points,
@@ -238,8 +236,7 @@ impl Vector for QdrantEdgeVector {
 
     fn delete_where(&self, collection: &str, filter: &Filter) -> Result<u64> {
         let c = self.collection(collection)?;
-        let _w = lock(&c.writer);
-        c.with(|shard| {
+        c.write(|shard| {
             let ids = matching(&c, shard, filter)?;
             let n = ids.len() as u64;
             if n > 0 {

@@ -23,12 +23,15 @@
 //! write call therefore flushes before it returns, so data written is
 //! readable after a restart or a crash. While an index build runs (it holds
 //! the gate), the flush is left to the build, which flushes when it ends.
-//! Dropping the last handle of a collection flushes it too.
+//! Dropping the last handle of a collection flushes it too. Since the WAL
+//! is never read back nor acknowledged, it would grow without end: the
+//! plugin trims it ([`wal`](crate::wal)).
 
 use crate::config::Tuning;
 use crate::folder::{is_collection, Meta};
 use crate::index;
 use crate::shard::{caught, engine, open_error, wal_options};
+use crate::wal;
 use backplane_core::kit::text::panic_text;
 use backplane_core::{CollectionInfo, Distance, Result};
 use backplane_qdrant_common::collection::unknown;
@@ -59,7 +62,8 @@ pub(crate) struct Collection {
     pub(crate) dimension: u32,
     pub(crate) distance: Distance,
     pub(crate) tuning: Tuning,
-    /// `None` once the collection is dropped.
+    /// `None` once the collection is dropped (or when loading it again
+    /// after trimming its log failed: the store's next call opens it).
     pub(crate) shard: RwLock<Option<EdgeShard>>,
     /// Payload shape; persisted in `backplane.json` before points with a
     /// new shape are written.
@@ -100,20 +104,32 @@ impl Drop for Collection {
     }
 }
 
+/// Load the shard of collection `name` in `dir`, its write-ahead log
+/// trimmed first ([`wal`]).
+fn load_shard(name: &str, dir: &Path, tuning: &Tuning) -> Result<EdgeShard> {
+    if let Err(e) = wal::trim(dir) {
+        log::warn!(
+            "qdrant-edge: could not trim the write-ahead log of collection '{name}' in {}: {e}",
+            wal::folder(dir).display()
+        );
+    }
+    // The saved configuration with this store's write-ahead-log file
+    // size, which qdrant-edge takes at load and does not save.
+    let saved = EdgeConfig::load(dir)
+        .transpose()
+        .map_err(|e| open_error(name, dir, e))?
+        .map(|mut c| {
+            c.wal_options = Some(wal_options(tuning));
+            c
+        });
+    EdgeShard::load(dir, saved).map_err(|e| open_error(name, dir, e))
+}
+
 impl Collection {
     /// Open the collection in `dir` (which holds `backplane.json`).
     fn open(name: &str, dir: &Path, tuning: &Tuning) -> Result<Collection> {
         let meta = Meta::load(dir)?;
-        // The saved configuration with this store's write-ahead-log file
-        // size, which qdrant-edge takes at load and does not save.
-        let saved = EdgeConfig::load(dir)
-            .transpose()
-            .map_err(|e| open_error(name, dir, e))?
-            .map(|mut c| {
-                c.wal_options = Some(wal_options(tuning));
-                c
-            });
-        let shard = EdgeShard::load(dir, saved).map_err(|e| open_error(name, dir, e))?;
+        let shard = load_shard(name, dir, tuning)?;
         // Settings from plugins.toml apply to existing collections too; a
         // changed HNSW setting makes the next index build rebuild.
         let (cur_hnsw, cur_opt) = {
@@ -202,6 +218,54 @@ impl Collection {
             next.save(&self.dir)?;
             *meta = next;
         }
+        Ok(())
+    }
+
+    /// A write call: `f` on the shard, with the collection's other writes
+    /// kept out; then, if the write-ahead log has grown as large as the
+    /// data, the shard is closed, its log trimmed and the shard loaded
+    /// again ([`wal`]).
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&EdgeShard) -> Result<T>) -> Result<T> {
+        let _w = lock(&self.writer);
+        let r = self.with(f)?;
+        // An index build holds the shard for as long as it runs: the log
+        // is trimmed after a later write instead of waiting for it.
+        if !self.optimizing.load(Ordering::Acquire) && wal::grown(&self.dir) {
+            // The write is done and flushed whatever happens here: a
+            // failed load is logged, and the store's next call opens the
+            // collection again (or says why it cannot).
+            if let Err(e) = self.reload() {
+                log::error!(
+                    "qdrant-edge: reloading collection '{}' after trimming its write-ahead log failed: {e}",
+                    self.name
+                );
+            }
+        }
+        Ok(r)
+    }
+
+    /// Close the shard (which flushes it), trim its log and load it again.
+    /// If the load fails, the collection is left closed.
+    fn reload(&self) -> Result<()> {
+        let mut guard = self.shard.write().unwrap_or_else(|p| p.into_inner());
+        let Some(shard) = guard.take() else {
+            return Ok(());
+        };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(shard))) {
+            // The flush of the close failed: the files are as the last
+            // write's flush left them, which every call has had.
+            log::warn!(
+                "qdrant-edge: closing collection '{}' to trim its write-ahead log failed: {}",
+                self.name,
+                panic_text(&*p)
+            );
+        }
+        let shard = load_shard(&self.name, &self.dir, &self.tuning)?;
+        *guard = Some(shard);
+        log::debug!(
+            "qdrant-edge: trimmed the write-ahead log of collection '{}'",
+            self.name
+        );
         Ok(())
     }
 

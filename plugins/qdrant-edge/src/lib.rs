@@ -12,6 +12,7 @@ mod search;
 mod shard;
 #[cfg(test)]
 mod tests;
+mod wal;
 
 pub use backend::QdrantEdgeVector;
 pub use config::{QdrantEdgeConfig, Tuning};
