@@ -14,8 +14,13 @@
 //! - Work: `BENCH_SOAK_THREADS` threads (default 4) go round the stores;
 //!   each visit is a few calls of the store's capability (an upsert and a
 //!   point select; set, get, a message and the recent ones; an upsert and
-//!   a search; a node, an edge, a deletion 500 nodes back and a 2-hop
-//!   walk), on bounded key spaces, so what a store holds stops growing.
+//!   a search; a node, an edge to the thread's previous node, a 2-hop
+//!   walk, and the deletion of its oldest nodes beyond 500), on bounded
+//!   key spaces, so what a store holds stops growing. A graph node whose
+//!   deletion fails (its server is down) is deleted at a later visit: an
+//!   outage does not leave nodes behind (it did before, which made the
+//!   graph on Azurite grow by about 2,000 nodes, 1 MiB of memory, per
+//!   outage).
 //! - Outages: every `BENCH_SOAK_OUTAGE_EVERY` seconds (default 120) the
 //!   next server in turn is stopped for 10 s, then started again (Redis
 //!   comes back empty; the others keep their data).
@@ -64,6 +69,7 @@ use backplane_host::{
     params, Direction, Distance, Message, NewEdge, NewNode, SearchRequest, Storage, VectorRecord,
 };
 use serde_json::json;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,6 +87,8 @@ const LIBS: [&str; 8] = [
 const DIM: usize = 32;
 /// Rows, cache keys and vector ids each store cycles through.
 const KEYS: usize = 5000;
+/// Graph nodes each thread keeps on each graph store.
+const NODES: usize = 500;
 
 /// The relational stores' write: one row, inserted or replaced.
 const UPSERT: &str =
@@ -410,7 +418,6 @@ pub fn group(notes: &mut Vec<String>) {
         "soak: key spaces filled in {:.0} s",
         fill.elapsed().as_secs_f64()
     );
-    STEP.store(stores.len() as u64, Ordering::Relaxed);
     let stores = Arc::new(stores);
     let windows: Arc<Windows> = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -434,11 +441,13 @@ pub fn group(notes: &mut Vec<String>) {
             std::thread::spawn(move || {
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));
                 let mut seq = 0u64;
+                // This thread's graph nodes on each store, oldest first.
+                let mut nodes: Vec<VecDeque<String>> = vec![VecDeque::new(); stores.len()];
                 while !stop.load(Ordering::Relaxed) {
-                    for s in stores.iter() {
+                    for (s, nodes) in stores.iter().zip(nodes.iter_mut()) {
                         seq += 1;
                         let at = Instant::now();
-                        let r = visit(&storage, s, t, seq, &mut rng);
+                        let r = visit(&storage, s, t, seq, &mut rng, nodes);
                         s.calls.fetch_add(1, Ordering::Relaxed);
                         if let Err(e) = r {
                             let expected = s.server.is_some_and(|name| {
@@ -599,7 +608,7 @@ pub fn group(notes: &mut Vec<String>) {
 }
 
 /// Write every key of `s`'s key space once (graphs reach their bound on
-/// their own within a minute: each thread keeps its last 500 nodes).
+/// their own within a minute: each thread keeps its last `NODES` nodes).
 fn prefill(storage: &Storage, s: &Store, rng: &mut Rng) -> backplane_host::Result<()> {
     match s.cap {
         "relational" => {
@@ -656,13 +665,15 @@ fn prefill(storage: &Storage, s: &Store, rng: &mut Rng) -> backplane_host::Resul
     Ok(())
 }
 
-/// One visit of thread `t` to store `s`.
+/// One visit of thread `t` to store `s`; `nodes` are the graph nodes this
+/// thread made on `s` and has not deleted yet, oldest first.
 fn visit(
     storage: &Storage,
     s: &Store,
     t: usize,
     seq: u64,
     rng: &mut Rng,
+    nodes: &mut VecDeque<String>,
 ) -> backplane_host::Result<()> {
     let key = rng.next() % KEYS as u64;
     match s.cap {
@@ -702,25 +713,22 @@ fn visit(
         _ => {
             let g = storage.graph(s.name)?;
             let g = g.blocking();
-            let id = |i: u64| format!("t{t}-{i}");
-            g.create_nodes(&[NewNode::new("n", json!({"seq": seq})).with_id(id(seq))])?;
-            if seq > 1 {
-                // The previous node of this thread on this store may be
-                // gone (an outage): an edge to it then fails, expectedly.
-                let _ = g.create_edges(&[NewEdge::new(id(seq), id(seq - stores_step()), "next")]);
+            // The oldest nodes beyond the bound go first; one whose delete
+            // fails (its server is down) stays in the queue and is deleted
+            // at a later visit, so outages do not leave nodes behind.
+            while nodes.len() >= NODES {
+                g.delete_node(&nodes[0])?;
+                nodes.pop_front();
             }
-            if seq > 500 * stores_step() {
-                g.delete_node(&id(seq - 500 * stores_step()))?;
+            let id = format!("t{t}-{seq}");
+            g.create_nodes(&[NewNode::new("n", json!({"seq": seq})).with_id(id.clone())])?;
+            let prev = nodes.back().cloned();
+            nodes.push_back(id.clone());
+            if let Some(prev) = prev {
+                g.create_edges(&[NewEdge::new(id.clone(), prev, "next")])?;
             }
-            g.neighbors(&id(seq), Direction::Both, &[], 2)?;
+            g.neighbors(&id, Direction::Both, &[], 2)?;
         }
     }
     Ok(())
 }
-
-/// How far `seq` moves between two visits of a thread to one store: one
-/// per store, set once the stores are known.
-fn stores_step() -> u64 {
-    STEP.load(Ordering::Relaxed).max(1)
-}
-static STEP: AtomicU64 = AtomicU64::new(1);
