@@ -92,16 +92,22 @@ impl Drop for Collection {
         if let Some(shard) = shard {
             // Dropping the shard flushes it; a failing flush panics inside
             // qdrant-edge, which must not unwind out of a drop.
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(shard))) {
+            if let Err(p) = close_shard(shard) {
                 log::error!(
-                    "qdrant-edge: closing collection '{}' at {} failed: {}",
+                    "qdrant-edge: closing collection '{}' at {} failed: {p}",
                     self.name,
                     self.dir.display(),
-                    panic_text(&*p)
                 );
             }
         }
     }
+}
+
+/// Drop `shard`, which flushes it. A failing flush panics inside
+/// qdrant-edge, which must not unwind out of the caller: the panic's text
+/// is returned instead.
+fn close_shard(shard: EdgeShard) -> std::result::Result<(), String> {
+    catch_unwind(AssertUnwindSafe(|| drop(shard))).map_err(|p| panic_text(&*p))
 }
 
 /// Load the shard of collection `name` in `dir`, its write-ahead log
@@ -251,13 +257,12 @@ impl Collection {
         let Some(shard) = guard.take() else {
             return Ok(());
         };
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(shard))) {
+        if let Err(p) = close_shard(shard) {
             // The flush of the close failed: the files are as the last
             // write's flush left them, which every call has had.
             log::warn!(
-                "qdrant-edge: closing collection '{}' to trim its write-ahead log failed: {}",
+                "qdrant-edge: closing collection '{}' to trim its write-ahead log failed: {p}",
                 self.name,
-                panic_text(&*p)
             );
         }
         let shard = load_shard(&self.name, &self.dir, &self.tuning)?;
@@ -318,11 +323,10 @@ impl Collection {
         let Some(shard) = guard.take() else {
             return false;
         };
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(shard))) {
+        if let Err(p) = close_shard(shard) {
             log::warn!(
-                "qdrant-edge: flushing collection '{}' before dropping it failed: {}",
+                "qdrant-edge: flushing collection '{}' before dropping it failed: {p}",
                 self.name,
-                panic_text(&*p)
             );
         }
         true
