@@ -41,7 +41,7 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError, Weak};
 use std::time::Instant;
 
 /// `m` locked; a panic that poisoned it left nothing half-done that
@@ -234,20 +234,41 @@ impl Collection {
     pub(crate) fn write<T>(&self, f: impl FnOnce(&EdgeShard) -> Result<T>) -> Result<T> {
         let _w = lock(&self.writer);
         let r = self.with(f)?;
-        // An index build holds the shard for as long as it runs: the log
-        // is trimmed after a later write instead of waiting for it.
-        if !self.optimizing.load(Ordering::Acquire) && wal::grown(&self.dir) {
-            // The write is done and flushed whatever happens here: a
-            // failed load is logged, and the store's next call opens the
-            // collection again (or says why it cannot).
-            if let Err(e) = self.reload() {
-                log::error!(
-                    "qdrant-edge: reloading collection '{}' after trimming its write-ahead log failed: {e}",
-                    self.name
-                );
-            }
-        }
+        self.trim_log_if(wal::grown);
         Ok(r)
+    }
+
+    /// After an index build that ran: the build flushed everything, so a
+    /// log of two closed files or more is trimmed now rather than left
+    /// beside the data until later writes make it as large (after a bulk
+    /// load the log holds about one copy of every vector).
+    pub(crate) fn trim_after_build(&self) {
+        let _w = lock(&self.writer);
+        self.trim_log_if(wal::trimmable);
+    }
+
+    /// Close, trim and load the shard again if `due` says so of the
+    /// collection's folder. Called with `writer` held. Skipped while an
+    /// index build runs (it holds the shard for as long as it runs): a
+    /// later write trims instead. The write that came before is done and
+    /// flushed whatever happens here: a failed load is logged, and the
+    /// store's next call opens the collection again (or says why it
+    /// cannot).
+    fn trim_log_if(&self, due: impl FnOnce(&Path) -> bool) {
+        let _b = match self.building.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if !due(&self.dir) {
+            return;
+        }
+        if let Err(e) = self.reload() {
+            log::error!(
+                "qdrant-edge: reloading collection '{}' after trimming its write-ahead log failed: {e}",
+                self.name
+            );
+        }
     }
 
     /// Close the shard (which flushes it), trim its log and load it again.

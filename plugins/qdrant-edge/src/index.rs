@@ -61,9 +61,19 @@ impl Collection {
         bytes >= self.tuning.indexing_threshold_kb as u64 * 1024
     }
 
-    /// Build the index if the collection was written since the last build.
-    /// Returns whether a build ran.
+    /// Build the index if the collection was written since the last build,
+    /// then trim the write-ahead log ([`crate::wal`]). Returns whether a
+    /// build ran.
     pub(crate) fn build_index(&self) -> Result<bool> {
+        let built = self.build_index_now()?;
+        if built {
+            self.trim_after_build();
+        }
+        Ok(built)
+    }
+
+    /// The build itself, with `building` held.
+    fn build_index_now(&self) -> Result<bool> {
         let _b = lock(&self.building);
         if lock(&self.dirty_since).is_none() {
             return Ok(false);

@@ -596,3 +596,61 @@ fn the_wal_is_trimmed_and_updates_after_a_trim_still_apply() {
         changed.vector
     );
 }
+
+#[test]
+fn the_wal_is_trimmed_after_an_index_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        wal_segment_mb: 1,
+        indexing_threshold_kb: 10,
+        index_after_idle: Duration::from_secs(3600),
+        ..Tuning::default()
+    };
+    let mut rng = Rng(33);
+    let mut recs: Vec<VectorRecord> = Vec::new();
+    {
+        let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+        s.create_collection("c", 64, Distance::Cosine).unwrap();
+        // A bulk load of distinct points in 1 MiB log files, until two
+        // files are closed (a load's log is smaller than its data, so no
+        // write trims it).
+        while closed_wal_files(tmp.path()) < 2 {
+            assert!(recs.len() < 100_000, "the log closed no second file");
+            let batch: Vec<VectorRecord> = (recs.len()..recs.len() + 500)
+                .map(|i| {
+                    VectorRecord::new(format!("r{i}"), rng.vector(64))
+                        .with_payload(json!({ "i": i }))
+                })
+                .collect();
+            s.upsert("c", &batch).unwrap();
+            recs.extend(batch);
+        }
+        assert!(s.build_index("c").unwrap());
+        let after = closed_wal_files(tmp.path());
+        assert!(
+            after <= 1,
+            "{after} closed log files after the build: it flushed everything, so the rest goes"
+        );
+        let ids: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(s.count("c", None).unwrap(), recs.len() as u64);
+        let got = s.get("c", &ids).unwrap();
+        assert_eq!(got.len(), recs.len());
+        for (g, want) in got.iter().zip(&recs) {
+            assert_eq!(g.vector, want.vector, "{}", g.id);
+            assert_eq!(g.payload, want.payload, "{}", g.id);
+        }
+        let hits = s
+            .search("c", &SearchRequest::new(recs[77].vector.clone(), 1))
+            .unwrap();
+        assert_eq!(hits[0].id, "r77");
+        // A write after the trim applies (the log's numbering went on).
+        s.upsert("c", &[VectorRecord::new("r1", recs[2].vector.clone())])
+            .unwrap();
+    }
+    let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+    assert_eq!(s.count("c", None).unwrap(), recs.len() as u64);
+    assert_eq!(
+        s.get("c", &["r1".into()]).unwrap()[0].vector,
+        recs[2].vector
+    );
+}

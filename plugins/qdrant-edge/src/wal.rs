@@ -26,7 +26,13 @@
 //!   costs time in proportion to the data, and waiting until the log is
 //!   as large as the data keeps that cost in proportion to what was
 //!   written since; so the log stays within about the data's size plus
-//!   two files.
+//!   two files, and
+//! - after an index build that ran, once two files or more are closed:
+//!   the build flushed everything, and the reload is small beside the
+//!   build, so after a bulk load and its index the log is back to two
+//!   files at most instead of a copy of every vector loaded.
+//!
+//! Neither happens while an index build runs (it holds the shard).
 //!
 //! Nothing in the trimmed files is needed: every write was flushed to the
 //! segments before its call returned.
@@ -69,6 +75,11 @@ pub(crate) fn grown(collection: &Path) -> bool {
     }
     let log: u64 = files.iter().map(|f| f.2).sum();
     log >= bytes_under(&collection.join("segments"))
+}
+
+/// Whether trimming would delete anything: two closed files or more.
+pub(crate) fn trimmable(collection: &Path) -> bool {
+    closed(&folder(collection)).len() >= 2
 }
 
 /// Delete the log's closed files but the newest; how many were deleted.
