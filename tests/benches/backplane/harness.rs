@@ -79,8 +79,28 @@ pub fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
     r[r.len() / 2]
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The bytes on disk (allocated blocks, not lengths: qdrant-edge's files
+/// are created large and sparse) of `path`, a file or a folder at any
+/// depth; 0 if it is not there.
+pub fn disk_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.blocks() * 512;
+    }
+    std::fs::read_dir(path)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| disk_bytes(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// A multi-thread tokio runtime with `workers` worker threads.
