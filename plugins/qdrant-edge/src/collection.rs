@@ -40,7 +40,7 @@ use qdrant_edge::{EdgeConfig, EdgeOptimizersConfig, EdgeShard, HnswIndexConfig, 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError, Weak};
 use std::time::Instant;
 
@@ -80,6 +80,9 @@ pub(crate) struct Collection {
     pub(crate) dirty_since: Mutex<Option<Instant>>,
     /// When it was last written.
     pub(crate) last_write: Mutex<Instant>,
+    /// The write-ahead log's closed files when a write last found the log
+    /// smaller than the data ([`wal::grown`]).
+    log_files_seen: AtomicUsize,
 }
 
 impl Drop for Collection {
@@ -187,6 +190,7 @@ impl Collection {
             // process that stopped before building) is checked too.
             dirty_since: Mutex::new(Some(now)),
             last_write: Mutex::new(now),
+            log_files_seen: AtomicUsize::new(0),
         })
     }
 
@@ -234,7 +238,7 @@ impl Collection {
     pub(crate) fn write<T>(&self, f: impl FnOnce(&EdgeShard) -> Result<T>) -> Result<T> {
         let _w = lock(&self.writer);
         let r = self.with(f)?;
-        self.trim_log_if(wal::grown);
+        self.trim_log_if(|dir| wal::grown(dir, &self.log_files_seen));
         Ok(r)
     }
 

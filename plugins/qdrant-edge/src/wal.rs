@@ -38,6 +38,7 @@
 //! segments before its call returned.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The folder of a collection's log.
 pub(crate) fn folder(collection: &Path) -> PathBuf {
@@ -67,14 +68,20 @@ fn closed(wal: &Path) -> Vec<(u64, PathBuf, u64)> {
 
 /// Whether the log of the collection in `collection` should be trimmed
 /// now: two closed files or more, holding at least as many bytes as the
-/// segments.
-pub(crate) fn grown(collection: &Path) -> bool {
+/// segments. Called after every write, so the segments (a tree of files)
+/// are measured only when a file has closed since the last answer:
+/// `seen` holds the number of closed files the last "no" was given for
+/// (the log grows by whole files, so nothing else can change the answer
+/// but the segments shrinking, which the next closed file catches).
+pub(crate) fn grown(collection: &Path, seen: &AtomicUsize) -> bool {
     let files = closed(&folder(collection));
-    if files.len() < 2 {
+    if files.len() < 2 || files.len() == seen.load(Ordering::Relaxed) {
         return false;
     }
     let log: u64 = files.iter().map(|f| f.2).sum();
-    log >= bytes_under(&collection.join("segments"))
+    let due = log >= bytes_under(&collection.join("segments"));
+    seen.store(if due { 0 } else { files.len() }, Ordering::Relaxed);
+    due
 }
 
 /// Whether trimming would delete anything: two closed files or more.
