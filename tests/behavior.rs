@@ -1,7 +1,7 @@
 //! The behaviour suite: every case of every capability, on every backend
 //! that claims the capability, loaded from its built shared library.
 
-use backplane_behavior::{cache, graph, relational, run_suite, vector};
+use backplane_behavior::{async_runtime, cache, graph, relational, run_suite, vector};
 use backplane_host::Capability;
 
 #[test]
@@ -21,6 +21,51 @@ fn cache_suite() {
     run_suite(Capability::Cache, &cache::cases(), cache::OPTIONS, |s| {
         s.cache("s")
     });
+}
+
+/// The suites again, every case on every backend, through the async API:
+/// each call the cases make on the blocking trait is the async method
+/// awaited (on tokio's blocking pool, or the backend's own non-blocking
+/// call where it has one: redis's `get` and `set`).
+#[test]
+fn relational_suite_through_the_async_api() {
+    run_suite(Capability::Relational, &relational::cases(), "", |s| {
+        Ok(s.relational("s")?.through_async(async_runtime()))
+    });
+}
+
+#[test]
+fn vector_suite_through_the_async_api() {
+    run_suite(Capability::Vector, &vector::cases(), "", |s| {
+        Ok(s.vector("s")?.through_async(async_runtime()))
+    });
+}
+
+#[test]
+fn cache_suite_through_the_async_api() {
+    run_suite(Capability::Cache, &cache::cases(), cache::OPTIONS, |s| {
+        Ok(s.cache("s")?.through_async(async_runtime()))
+    });
+}
+
+#[test]
+fn graph_suite_through_the_async_api() {
+    run_suite(Capability::Graph, &graph::cases(), "", |s| {
+        Ok(s.graph("s")?.through_async(async_runtime()))
+    });
+}
+
+/// The relational suite through the async API on the store's own worker
+/// threads (`workers = 1`: one thread, one queue) instead of tokio's
+/// blocking pool, on every relational backend.
+#[test]
+fn relational_suite_through_the_async_api_on_the_stores_own_worker() {
+    run_suite(
+        Capability::Relational,
+        &relational::cases(),
+        "layers = { workers = 1 }",
+        |s| Ok(s.relational("s")?.through_async(async_runtime())),
+    );
 }
 
 /// The cache suite on the redis backend pointed at a Redis Cluster of three

@@ -967,6 +967,65 @@ macro_rules! handle {
             pub async fn health(&self) -> Result<Health> {
                 self.run(|s| s.health()).await
             }
+            /// The same store, whose blocking API runs every call through
+            /// this handle's async API, awaited on `runtime` (a
+            /// multi-thread runtime's handle; call the blocking API from
+            /// outside it). The two APIs are generated from one method
+            /// list but take different paths (the store's threads, the
+            /// timeout's deadline, a backend's non-blocking calls): this
+            /// holds code written against the blocking trait, such as the
+            /// behaviour suites, to the async path. The returned handle's
+            /// own async API runs its calls on tokio's blocking pool,
+            /// without a deadline (this handle's apply inside).
+            pub fn through_async(&self, runtime: tokio::runtime::Handle) -> Self {
+                let m = &self.meta;
+                $name {
+                    inner: Arc::new(ThroughAsync {
+                        handle: self.clone(),
+                        runtime,
+                    }),
+                    meta: Arc::new(StoreMeta {
+                        name: m.name.clone(),
+                        backend: m.backend.clone(),
+                        capability: m.capability,
+                        descriptor: m.descriptor.clone(),
+                        timeout: None,
+                        rekey: m.rekey.clone(),
+                        runners: None,
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A handle's blocking API served by its async API: see `through_async`.
+struct ThroughAsync<H> {
+    handle: H,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Implements a capability's trait on [`ThroughAsync`] from its method
+/// list: each method copies its arguments into the async API's owned forms
+/// and blocks on the async method.
+macro_rules! through_async {
+    (
+        ($Store:ident)
+        trait $Trait:ident;
+        $(async $Async:ident . $as_async:ident;)?
+        $($tag:literal $mode:ident fn $m:ident($($a:ident: $t:ty $(=> $into:ty)? $(as $owned:ty)?),*) -> $r:ty;)*
+    ) => {
+        impl backplane_core::$Trait for ThroughAsync<$Store> {
+            $(
+                #[allow(clippy::too_many_arguments)]
+                fn $m(&self, $($a: $t),*) -> Result<$r> {
+                    self.runtime
+                        .block_on(self.handle.$m($(<$t as Arg<'_>>::owned($a)),*))
+                }
+            )*
+            fn health(&self) -> Result<Health> {
+                self.runtime.block_on(self.handle.health())
+            }
         }
     };
 }
@@ -1029,6 +1088,10 @@ backplane_core::relational_methods!(async_api!(RelationalStore));
 backplane_core::vector_methods!(async_api!(VectorStore));
 backplane_core::cache_methods!(async_api!(CacheStore));
 backplane_core::graph_methods!(async_api!(GraphStore));
+backplane_core::relational_methods!(through_async!(RelationalStore));
+backplane_core::vector_methods!(through_async!(VectorStore));
+backplane_core::cache_methods!(through_async!(CacheStore));
+backplane_core::graph_methods!(through_async!(GraphStore));
 
 /// A started call whose callback was dropped without being called (which
 /// the plugin boundary rules out; kept so a bug is an error, not a hang).

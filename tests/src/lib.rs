@@ -500,6 +500,25 @@ pub fn backends_for(cap: Capability) -> Vec<String> {
         .collect()
 }
 
+/// The runtime the suites run through the async API await on: a
+/// multi-thread one of two workers, shared by every case (each blocks on
+/// it from a thread of its own, see `through_async` on the store
+/// handles).
+pub fn async_runtime() -> tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("backplane-suite-async")
+                .enable_all()
+                .build()
+                .expect("start the suites' tokio runtime")
+        })
+        .handle()
+        .clone()
+}
+
 /// Run every case on every backend claiming `cap`; `handle` turns a Storage
 /// into the store handle. Prints one line per case and fails with the full
 /// list of failures at the end.

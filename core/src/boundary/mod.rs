@@ -139,6 +139,9 @@ pub trait Arg<'a>: Copy {
     fn from_wire(w: &'a Self::Wire) -> Self;
     /// The parameter, borrowed from its owned form.
     fn lend(o: &'a Self::Owned) -> Self;
+    /// The parameter, copied into its owned form (what a caller of the
+    /// blocking API hands the async one).
+    fn owned(self) -> Self::Owned;
 }
 
 impl<'a> Arg<'a> for &'a str {
@@ -152,6 +155,9 @@ impl<'a> Arg<'a> for &'a str {
     }
     fn lend(o: &'a String) -> Self {
         o
+    }
+    fn owned(self) -> String {
+        self.to_string()
     }
 }
 
@@ -167,9 +173,12 @@ impl<'a> Arg<'a> for Option<&'a str> {
     fn lend(o: &'a Option<String>) -> Self {
         o.as_deref()
     }
+    fn owned(self) -> Option<String> {
+        self.map(str::to_string)
+    }
 }
 
-impl<'a, T: Serialize + DeserializeOwned + 'static> Arg<'a> for &'a [T] {
+impl<'a, T: Serialize + DeserializeOwned + Clone + 'static> Arg<'a> for &'a [T] {
     type Owned = Vec<T>;
     type Wire = Vec<T>;
     fn to_wire(self) -> impl Serialize + 'a {
@@ -180,6 +189,9 @@ impl<'a, T: Serialize + DeserializeOwned + 'static> Arg<'a> for &'a [T] {
     }
     fn lend(o: &'a Vec<T>) -> Self {
         o
+    }
+    fn owned(self) -> Vec<T> {
+        self.to_vec()
     }
 }
 
@@ -196,6 +208,9 @@ impl<'a> Arg<'a> for &'a serde_json::Value {
     }
     fn lend(o: &'a serde_json::Value) -> Self {
         o
+    }
+    fn owned(self) -> serde_json::Value {
+        self.clone()
     }
 }
 
@@ -231,6 +246,9 @@ macro_rules! by_ref {
             fn lend(o: &'a $t) -> Self {
                 o
             }
+            fn owned(self) -> $t {
+                self.clone()
+            }
         }
         impl<'a> Arg<'a> for Option<&'a $t> {
             type Owned = Option<$t>;
@@ -243,6 +261,9 @@ macro_rules! by_ref {
             }
             fn lend(o: &'a Option<$t>) -> Self {
                 o.as_ref()
+            }
+            fn owned(self) -> Option<$t> {
+                self.cloned()
             }
         }
     )*};
@@ -270,6 +291,9 @@ macro_rules! by_value {
             }
             fn lend(o: &'a $t) -> Self {
                 *o
+            }
+            fn owned(self) -> $t {
+                self
             }
         }
     )*};
