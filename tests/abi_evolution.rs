@@ -5,6 +5,9 @@
 //!   as it was at 0.1.0), built against that core (vendored in
 //!   `fixtures/previous_core/` as the registry's package), loads in this
 //!   host and serves its store;
+//! - a plugin built against this core's next patch release, which adds a
+//!   capability method on a new tag, loads and passes the conformance
+//!   suite;
 //! - a plugin built against a copy of this core whose wire types were
 //!   changed without a version change is refused with one line.
 //!
@@ -164,11 +167,9 @@ fn a_plugin_built_on_the_previous_core_loads_and_runs() {
     assert!(c.health().unwrap().healthy);
 }
 
-#[test]
-fn wire_types_changed_without_a_version_change_are_refused() {
-    let scratch = Scratch::new();
-    // This core, packaged as a registry would serve it, then changed: a
-    // field added to a type that crosses the boundary, the version kept.
+/// This core, packaged as a registry would serve it and unpacked into
+/// `scratch`; returns its folder.
+fn packaged_core(scratch: &Scratch) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -189,16 +190,68 @@ fn wire_types_changed_without_a_version_change_are_refused() {
         "package/package/backplane-core-{}.crate",
         backplane_host::CORE_VERSION
     ));
-    let core = unpack(&package, &scratch.0);
-    let vector_rs = core.join("src/vector.rs");
-    let text = std::fs::read_to_string(&vector_rs).unwrap();
-    let changed = text.replacen(
+    unpack(&package, &scratch.0)
+}
+
+/// Replace the first `from` in the file at `path` with `to`, checking it
+/// was there.
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let changed = text.replacen(from, to, 1);
+    assert_ne!(text, changed, "{} holds {from:?}", path.display());
+    std::fs::write(path, changed).unwrap();
+}
+
+/// A plugin built on the next patch release of this core, which adds a
+/// capability method on a new tag (docs/abi.md: a compatible change),
+/// loads in this host and passes the conformance suite. Its wire
+/// fingerprint differs from the host's, as it may across patch levels.
+#[test]
+fn a_plugin_built_on_the_next_patch_release_loads_and_passes() {
+    let scratch = Scratch::new();
+    let core = packaged_core(&scratch);
+    let host = backplane_host::CORE_VERSION;
+    let (series, patch) = host.rsplit_once('.').unwrap();
+    let next = format!("{series}.{}", patch.parse::<u64>().unwrap() + 1);
+    edit(
+        &core.join("Cargo.toml"),
+        &format!("version = \"{host}\""),
+        &format!("version = \"{next}\""),
+    );
+    // The added method: a line on a new tag, and the trait method with a
+    // default body, so plugins written before it still compile.
+    edit(
+        &core.join("src/boundary/cache.rs"),
+        "17 call fn import_messages(",
+        "18 call fn touch(key: &str => String) -> bool;\n            17 call fn import_messages(",
+    );
+    edit(
+        &core.join("src/cache.rs"),
+        "    fn exists(&self, key: &str) -> Result<bool>;\n",
+        "    fn exists(&self, key: &str) -> Result<bool>;\n    /// Added in a patch release.\n    fn touch(&self, key: &str) -> Result<bool> {\n        self.exists(key)\n    }\n",
+    );
+
+    let lib = plugin_on(&core, "next-kv", &scratch);
+    let (out, stdout, stderr) = conformance(&lib, &scratch.0);
+    assert!(
+        stdout.contains(&format!("built on backplane-core {next}")),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[test]
+fn wire_types_changed_without_a_version_change_are_refused() {
+    let scratch = Scratch::new();
+    // This core, packaged, then changed: a field added to a type that
+    // crosses the boundary, the version kept.
+    let core = packaged_core(&scratch);
+    edit(
+        &core.join("src/vector.rs"),
         "pub struct CollectionInfo {",
         "pub struct CollectionInfo {\n    /// Added without a version change.\n    pub shards: u32,",
-        1,
     );
-    assert_ne!(text, changed, "CollectionInfo is where the test expects it");
-    std::fs::write(&vector_rs, changed).unwrap();
 
     let lib = plugin_on(&core, "drifted-kv", &scratch);
     let (out, stdout, stderr) = conformance(&lib, &scratch.0);

@@ -178,9 +178,15 @@ impl Library {
                 crate::CORE_VERSION
             )));
         }
-        // Plugins built on 0.1.0 carry no fingerprint; the version and
-        // wire-format checks above stand for it.
-        if let Some(fp) = fingerprint {
+        // The fingerprint tells apart two cores of one version string
+        // (docs/abi.md, rule 3). Across patch levels of a series it is
+        // expected to differ: a patch release may add method lines on new
+        // tags, which old plugins answer with "does not know call N", and
+        // the series check above stands for the rest. Plugins built on
+        // 0.1.0 carry no fingerprint.
+        if let Some(fp) =
+            fingerprint.filter(|_| lib_version.version.as_str() == crate::CORE_VERSION)
+        {
             if fp != crate::WIRE_FINGERPRINT {
                 return Err(LoadError(format!(
                     "built against a backplane-core {} whose wire types differ from this host's {} (fingerprint {fp:016x}, host {:016x}): a type that crosses the boundary changed without a version change; rebuild the plugin against the host's backplane-core {}",
