@@ -67,7 +67,7 @@ impl QdrantEdgeVector {
         &self.root
     }
 
-    fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+    pub(crate) fn collection(&self, name: &str) -> Result<Arc<Collection>> {
         check_name(name)?;
         let mut open = lock(&self.open);
         if let Some(c) = open.get(name) {
@@ -340,9 +340,24 @@ impl Vector for QdrantEdgeVector {
                     self.root.display()
                 ))
             })?;
-        let open = lock(&self.open).len();
+        let (open, pending) = {
+            let open = lock(&self.open);
+            let mut pending: Vec<&str> = open
+                .iter()
+                .filter(|(_, c)| c.index_pending())
+                .map(|(name, _)| name.as_str())
+                .collect();
+            pending.sort_unstable();
+            (open.len(), pending.join(", "))
+        };
+        // Operators (and the benchmark) see a build in the background here.
+        let building = if pending.is_empty() {
+            String::new()
+        } else {
+            format!("; index build under way or due: {pending}")
+        };
         Ok(Health::ok(format!(
-            "qdrant-edge 0.7.2 (embedded) at {}, {open} collection(s) open",
+            "qdrant-edge 0.7.2 (embedded) at {}, {open} collection(s) open{building}",
             self.root.display()
         )))
     }

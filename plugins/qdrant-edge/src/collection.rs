@@ -76,6 +76,9 @@ pub(crate) struct Collection {
     pub(crate) building: Mutex<()>,
     /// An index build holds the gate.
     pub(crate) optimizing: AtomicBool,
+    /// A search asked the background builder for this collection's index
+    /// ([`index`](crate::index)).
+    pub(crate) index_wanted: AtomicBool,
     /// When the collection was first written since its last index build.
     pub(crate) dirty_since: Mutex<Option<Instant>>,
     /// When it was last written.
@@ -186,6 +189,7 @@ impl Collection {
             writer: Mutex::new(()),
             building: Mutex::new(()),
             optimizing: AtomicBool::new(false),
+            index_wanted: AtomicBool::new(false),
             // A collection loaded with unindexed vectors (written by a
             // process that stopped before building) is checked too.
             dirty_since: Mutex::new(Some(now)),

@@ -3,13 +3,16 @@
 //!
 //! Qdrant builds a collection's HNSW index only when asked
 //! (`EdgeShard::optimize`); until then new vectors sit in an appendable
-//! segment that is searched exactly. A background thread builds the index
-//! once a collection has had no writes for `index_after_idle_ms`; and a
-//! search that finds more unindexed vectors than `indexing_threshold_kb`
-//! builds it first (or waits for the build under way), so a search after a
-//! bulk load is an HNSW search, not a scan. Small increments below the
+//! segment that is searched exactly. One background thread per process
+//! builds indexes: a collection's once it has had no writes for
+//! `index_after_idle_ms`, and at once when a search finds more unindexed
+//! vectors than `indexing_threshold_kb` (the search asks for the build
+//! and does not wait for it: it scans what is not indexed yet, and every
+//! search after the build is an HNSW search). Small increments below the
 //! threshold stay in the appendable segment and are scanned, which is as
-//! fast at that size.
+//! fast at that size. Only when the background thread is not running (it
+//! could not start, or the plugin was shut down) does a search build the
+//! index itself first.
 
 use crate::collection::{lock, read, Collection};
 use crate::shard::{caught, engine};
@@ -17,7 +20,7 @@ use backplane_core::Result;
 use backplane_qdrant_common::collection::keeps_raw;
 use qdrant_edge::EdgeShard;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 /// Where a collection's vectors are (see `QdrantEdgeVector::index_state`).
@@ -75,6 +78,9 @@ impl Collection {
     /// The build itself, with `building` held.
     fn build_index_now(&self) -> Result<bool> {
         let _b = lock(&self.building);
+        // What a search asked for before now is served by this build; a
+        // search during it, after more writes, asks again.
+        self.index_wanted.store(false, Ordering::Release);
         if lock(&self.dirty_since).is_none() {
             return Ok(false);
         }
@@ -104,22 +110,35 @@ impl Collection {
         })
     }
 
-    /// Before a search: build the index if a scan would cover more
-    /// vectors than the indexing threshold.
+    /// Before a search: when a scan would cover more vectors than the
+    /// indexing threshold, ask the background builder for the index, and
+    /// search now (the unindexed vectors are scanned until it is built).
+    /// Without a background builder, build it here first.
     pub(crate) fn index_before_search(&self) -> Result<()> {
-        if lock(&self.dirty_since).is_none() {
+        if self.index_wanted.load(Ordering::Acquire) || lock(&self.dirty_since).is_none() {
             return Ok(());
         }
         if self.with(|shard| Ok(self.needs_index(shard)))? {
-            self.build_index()?;
+            self.index_wanted.store(true, Ordering::Release);
+            if !BUILDER.wake() {
+                self.build_index()?;
+            }
         }
         Ok(())
     }
 
     /// Whether the background builder should build now.
-    fn idle_and_dirty(&self) -> bool {
-        lock(&self.dirty_since).is_some()
-            && lock(&self.last_write).elapsed() >= self.tuning.index_after_idle
+    fn due(&self) -> bool {
+        self.index_wanted.load(Ordering::Acquire)
+            || (lock(&self.dirty_since).is_some()
+                && lock(&self.last_write).elapsed() >= self.tuning.index_after_idle)
+    }
+
+    /// Whether an index build is under way, or asked for by a search and
+    /// not started yet.
+    pub(crate) fn index_pending(&self) -> bool {
+        self.index_wanted.load(Ordering::Acquire)
+            || matches!(self.building.try_lock(), Err(TryLockError::WouldBlock))
     }
 }
 
@@ -161,7 +180,7 @@ impl Builder {
             {
                 Ok(h) => *t = Some(h),
                 Err(e) => log::warn!(
-                    "qdrant-edge: cannot start the background index builder ({e}); indexes are built by searches"
+                    "qdrant-edge: cannot start the background index builder ({e}); a search that needs an index builds it first"
                 ),
             }
         }
@@ -175,7 +194,7 @@ impl Builder {
                 w.retain(|c| c.strong_count() > 0);
                 w.iter()
                     .filter_map(Weak::upgrade)
-                    .filter(|c| c.idle_and_dirty())
+                    .filter(|c| c.due())
                     .collect()
             };
             for c in due {
@@ -189,8 +208,21 @@ impl Builder {
                     );
                     // Do not retry in a tight loop; the next write retries.
                     *lock(&c.dirty_since) = None;
+                    c.index_wanted.store(false, Ordering::Release);
                 }
             }
+        }
+    }
+
+    /// Have the thread look for due collections now. False when it is not
+    /// running (it could not start, or it was stopped).
+    fn wake(&self) -> bool {
+        match lock(&self.thread).as_ref() {
+            Some(h) if !self.stop.load(Ordering::Acquire) => {
+                h.thread().unpark();
+                true
+            }
+            _ => false,
         }
     }
 

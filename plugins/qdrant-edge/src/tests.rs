@@ -654,3 +654,90 @@ fn the_wal_is_trimmed_after_an_index_build() {
         recs[2].vector
     );
 }
+
+/// The ids of the `k` stored vectors nearest `q` by cosine, by a scan.
+fn exact_cosine_top(data: &[Vec<f32>], q: &[f32], k: usize) -> Vec<String> {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut scored: Vec<(f32, usize)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let dot: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+            (dot / (norm(v) * norm(q)), i)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut ids: Vec<String> = scored[..k].iter().map(|(_, i)| format!("v{i}")).collect();
+    ids.sort();
+    ids
+}
+
+/// A search that finds a bulk load unindexed asks the background builder
+/// for the index and answers at once by scanning what is not indexed: it
+/// does not wait for the build (held back here by the test, which takes
+/// the build's lock), and finds exactly what an exact scan finds. Health
+/// says a build is due until the builder has built it; later searches use
+/// the index.
+#[test]
+fn a_search_does_not_wait_for_an_index_build() {
+    use std::sync::{mpsc, Arc};
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        indexing_threshold_kb: 10,
+        index_after_idle: Duration::from_secs(3600),
+        ..Tuning::default()
+    };
+    let dim = 16;
+    let mut rng = Rng(9);
+    let data: Vec<Vec<f32>> = (0..2000).map(|_| rng.vector(dim)).collect();
+    let s = Arc::new(QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap());
+    s.create_collection("c", dim as u32, Distance::Cosine)
+        .unwrap();
+    let recs: Vec<VectorRecord> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| VectorRecord::new(format!("v{i}"), v.clone()))
+        .collect();
+    s.upsert("c", &recs).unwrap();
+    assert_eq!(s.index_state("c").unwrap().indexed_vectors, 0);
+    assert!(!s.health().unwrap().detail.contains("index build"));
+
+    // An index build that cannot start: the test holds its lock.
+    let c = s.collection("c").unwrap();
+    let held = crate::collection::lock(&c.building);
+    let (tx, rx) = mpsc::channel();
+    let (s2, q) = (s.clone(), data[7].clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(s2.search("c", &SearchRequest::new(q, 10)));
+    });
+    let hits = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the search answered while the index build could not run")
+        .unwrap();
+    let mut got: Vec<String> = hits.into_iter().map(|h| h.id).collect();
+    got.sort();
+    assert_eq!(got, exact_cosine_top(&data, &data[7], 10));
+    assert_eq!(s.index_state("c").unwrap().indexed_vectors, 0);
+    let detail = s.health().unwrap().detail;
+    assert!(
+        detail.contains("index build under way or due: c"),
+        "{detail}"
+    );
+
+    // Let the build run: the background builder does it.
+    drop(held);
+    let since = std::time::Instant::now();
+    while s.health().unwrap().detail.contains("index build") {
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "the background builder did not build the index"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Both vectors of each point count: the searched one and `raw`.
+    assert_eq!(s.index_state("c").unwrap().indexed_vectors, 4000);
+    let hits = s
+        .search("c", &SearchRequest::new(data[42].clone(), 1))
+        .unwrap();
+    assert_eq!(hits[0].id, "v42");
+}
