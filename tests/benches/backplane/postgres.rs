@@ -6,7 +6,9 @@
 //! on a 100k-node, 1M-edge graph, through the plugin vs the same recursive
 //! query sent directly (skipped when no PostgreSQL answers;
 //! `BACKPLANE_POSTGRES_URL`). Everything lives in a fresh schema, dropped
-//! at the end.
+//! at the end. `BENCH_PG_WORKERS=N` runs the relational store's async
+//! calls on N threads of its own (`workers`) instead of tokio's blocking
+//! pool.
 
 use crate::harness::{
     assert_same, bench_dir, checksum, interleaved, open, row_sum, rows, runtime, spawn_tasks, Rng,
@@ -43,10 +45,16 @@ pub fn group(rounds: usize, out: &mut Vec<Row>) {
     let section = format!(
         "backend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\npool_size = {PG_TASKS}\n"
     );
+    // BENCH_PG_WORKERS=N: the relational store's async calls on N threads
+    // of its own (the `workers` layer key) instead of tokio's blocking pool.
+    let workers = match std::env::var("BENCH_PG_WORKERS") {
+        Ok(n) => format!("[relational.r.layers]\nworkers = {n}\n"),
+        Err(_) => String::new(),
+    };
     let storage = open(
         &scratch,
         &["backplane_plugin_postgres"],
-        &format!("[relational.r]\n{section}[graph.g]\n{section}"),
+        &format!("[relational.r]\n{section}{workers}[graph.g]\n{section}"),
     );
     let r = storage.relational("r").unwrap();
     let rt = runtime(2);
