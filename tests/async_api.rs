@@ -202,26 +202,36 @@ fn shutting_down_with_calls_in_flight_neither_hangs_nor_leaks() {
     all_closed(&db, "shutdown");
 }
 
-/// On the redis plugin's multiplexed connection: a reply whose future was
-/// dropped never reaches another call.
-#[test]
-fn dropped_redis_calls_do_not_cross_replies() {
+/// A redis plugin cache store `[cache.c]` under a key prefix of its own
+/// (the prefix, and the server's URL, are returned); `None` when no
+/// server answers outside CI (it says it skipped).
+fn redis_store(scratch: &Scratch, tag: &str) -> Option<(Storage, CacheStore, String, String)> {
     let (url, shown, unreachable) = redis_server();
     if let Some(why) = unreachable {
         assert!(!in_ci(), "no Redis at {shown} in CI: {why}");
         println!("skip: no Redis at {shown} ({why})");
-        return;
+        return None;
     }
-    let scratch = Scratch::new();
-    let prefix = format!("bp-async-{}", std::process::id());
+    let prefix = format!("bp-{tag}-{}", std::process::id());
     let cfg = plugins_toml(
-        &scratch,
+        scratch,
         &["backplane_plugin_redis"],
         &format!("[cache.c]\nbackend = \"redis\"\nurl = \"{url}\"\nprefix = \"{prefix}:\"\n"),
     );
     let storage = Storage::open(&cfg).unwrap();
     let c = storage.cache("c").unwrap();
     assert!(c.blocking().as_async().is_some(), "redis starts its calls");
+    Some((storage, c, url, prefix))
+}
+
+/// On the redis plugin's multiplexed connection: a reply whose future was
+/// dropped never reaches another call.
+#[test]
+fn dropped_redis_calls_do_not_cross_replies() {
+    let scratch = Scratch::new();
+    let Some((_storage, c, _, _)) = redis_store(&scratch, "async") else {
+        return;
+    };
     runtime().block_on(async {
         for i in 0..100 {
             c.set(format!("k{i}"), format!("v{i}").into_bytes(), None)
@@ -246,6 +256,81 @@ fn dropped_redis_calls_do_not_cross_replies() {
             c.delete(format!("k{i}")).await.unwrap();
         }
     });
+}
+
+/// The redis plugin sends the commands that many tasks start at once
+/// together, as one pipeline: each call still gets its own reply, and a
+/// command the server refuses fails alone, the others in its pipeline
+/// answering.
+#[test]
+fn redis_calls_sent_together_keep_their_own_replies_and_errors() {
+    let scratch = Scratch::new();
+    let Some((_storage, c, url, prefix)) = redis_store(&scratch, "batch") else {
+        return;
+    };
+    // A key holding a list: the server refuses GET on it (WRONGTYPE).
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let listy = format!("{prefix}:kv:listy");
+    redis::cmd("RPUSH")
+        .arg(&listy)
+        .arg("x")
+        .query::<()>(&mut raw)
+        .unwrap();
+    const TASKS: usize = 64;
+    const EACH: usize = 100;
+    let rt = runtime();
+    let refused = rt.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut refused = 0;
+                    for i in 0..EACH {
+                        let (k, v) = (format!("k{t}-{i}"), format!("v{t}-{i}-{}", "x".repeat(i)));
+                        c.set(k.clone(), v.clone().into_bytes(), None)
+                            .await
+                            .unwrap();
+                        if i % 10 == t % 10 {
+                            let e = c.get("listy".to_string()).await.unwrap_err();
+                            assert!(e.message().contains("WRONGTYPE"), "task {t}: {e}");
+                            refused += 1;
+                        }
+                        let got = c.get(k.clone()).await.unwrap();
+                        assert_eq!(got.as_deref(), Some(v.as_bytes()), "task {t}, key {k}");
+                    }
+                    refused
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for t in tasks {
+            refused += tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("the calls answered")
+                .unwrap();
+        }
+        refused
+    });
+    assert_eq!(refused, TASKS * EACH / 10);
+    // The store goes on answering, and the values are on the server.
+    let got: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(format!("{prefix}:kv:k3-7"))
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(
+        got.as_deref(),
+        Some(format!("v3-7-{}", "x".repeat(7)).as_bytes())
+    );
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(keys.len(), TASKS * EACH + 1);
+    keys.sort();
+    redis::cmd("DEL").arg(&keys).query::<()>(&mut raw).unwrap();
 }
 
 /// Threads of this process named `name` (as `comm` shows them).

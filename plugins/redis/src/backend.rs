@@ -114,13 +114,14 @@ impl AsyncCache for RedisCache {
         }
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.keys.kv(key));
-        self.client.spawn(done, move |aio| {
-            Box::pin(async move {
-                let v: Option<Vec<u8>> = aio.query("get", cmd).await?;
-                aio.shared().count(v.is_some() as u64, v.is_none() as u64);
-                Ok(v)
+        let shared = self.client.shared().clone();
+        self.client
+            .query("get", cmd, move |r: Result<Option<Vec<u8>>>| {
+                if let Ok(v) = &r {
+                    shared.count(v.is_some() as u64, v.is_none() as u64);
+                }
+                done(r)
             })
-        })
     }
 
     fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>, done: Done<()>) {
@@ -128,9 +129,7 @@ impl AsyncCache for RedisCache {
             return done(Err(e));
         }
         let cmd = self.set_cmd(key, value, ttl);
-        self.client.spawn(done, move |aio| {
-            Box::pin(async move { aio.query("set", cmd).await })
-        })
+        self.client.query("set", cmd, done)
     }
 }
 

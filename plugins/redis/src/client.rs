@@ -18,17 +18,18 @@
 //!
 //! # Async calls
 //!
-//! On a single server, calls can also run as tasks on the store's own
-//! tokio runtime (one worker, started on first use) over one multiplexed
-//! connection ([`AsyncConn`]), answering through the host's callback. A
-//! cluster store has none (redis-rs's async cluster client is not compiled
-//! in).
+//! On a single server, calls can also run on the store's own tokio
+//! runtime (one worker, started on first use) over one multiplexed
+//! connection ([`AsyncConn`]), answering through the host's callback.
+//! Commands started while a batch is on its way are sent together as one
+//! pipeline when it has answered ([`AsyncConn::query`]). A cluster store
+//! has none (redis-rs's async cluster client is not compiled in).
 
 use crate::cluster;
 use crate::config::{RedisConfig, TlsFiles};
 use backplane_core::kit::pool::{Connect, OnBreak, Pool, PoolOptions};
 use backplane_core::kit::redact::redact_url;
-use backplane_core::{Done, Error, Result};
+use backplane_core::{Error, Result};
 use redis::aio::MultiplexedConnection;
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Connection, ConnectionInfo, ConnectionLike, IntoConnectionInfo, RedisError};
@@ -166,6 +167,7 @@ impl Client {
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 shared: shared.clone(),
+                queue: Mutex::new((Vec::new(), false)),
             })),
             Server::Cluster(_) => None,
         };
@@ -194,7 +196,7 @@ impl Client {
     }
 
     /// What errors say about the server, and the hit counters.
-    pub(crate) fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
@@ -242,23 +244,23 @@ impl Client {
             })
     }
 
-    /// Spawn `task` on the runtime, or answer `done` with why not.
-    pub(crate) fn spawn<T: Send + 'static>(
+    /// Run `cmd` without blocking, answering `done` with its reply as a
+    /// `T` ([`AsyncConn::query`]), or with why it cannot.
+    pub(crate) fn query<T: redis::FromRedisValue + Send + 'static>(
         &self,
-        done: Done<T>,
-        task: impl FnOnce(Arc<AsyncConn>) -> BoxFuture<Result<T>>,
+        what: &'static str,
+        cmd: redis::Cmd,
+        done: impl FnOnce(Result<T>) + Send + 'static,
     ) {
-        let Some(aio) = self.aio.clone() else {
+        let Some(aio) = &self.aio else {
             return done(Err(Error::unsupported(
                 "async calls are served on a single server only; a cluster store runs them blocking",
             )));
         };
-        let rt = match self.runtime() {
-            Ok(rt) => rt,
-            Err(e) => return done(Err(e)),
-        };
-        let fut = task(aio);
-        rt.spawn(async move { done(fut.await) });
+        match self.runtime() {
+            Ok(rt) => aio.query(rt, what, cmd, done),
+            Err(e) => done(Err(e)),
+        }
     }
 }
 
@@ -271,10 +273,6 @@ impl Drop for Client {
         }
     }
 }
-
-/// A task of an async call.
-pub(crate) type BoxFuture<T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 
 /// `url` as redis-rs's connection settings: over TLS when `tls` (a
 /// `redis://` URL then means the same server, over TLS), with the
@@ -463,7 +461,8 @@ impl Shared {
 }
 
 /// A single server's multiplexed async connection, made on first use and
-/// again after an error broke it.
+/// again after an error broke it, and the commands waiting to be sent on
+/// it.
 pub(crate) struct AsyncConn {
     client: redis::Client,
     config: redis::AsyncConnectionConfig,
@@ -471,14 +470,50 @@ pub(crate) struct AsyncConn {
     /// Held while connecting, so concurrent calls make one connection.
     connecting: tokio::sync::Mutex<()>,
     shared: Arc<Shared>,
+    /// Commands started while a batch is on its way, and whether a task is
+    /// sending batches (see [`AsyncConn::query`]).
+    queue: Mutex<(Vec<Queued>, bool)>,
+}
+
+/// How long the batch task looks for more commands after a batch has
+/// answered before it ends: the callers whose replies it just handed out
+/// start their next commands within microseconds, and catching them here
+/// saves waking the runtime for a new task.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// A command waiting for the next batch, and what to do with its reply.
+struct Queued {
+    cmd: redis::Cmd,
+    reply: Box<dyn FnOnce(redis::RedisResult<redis::Value>) + Send>,
+}
+
+/// The task sending batches. When it ends without finishing (a panic, or
+/// its runtime shut down), its drop lets the next call start a new one
+/// and drops the commands still queued: their callers get an error (the
+/// host's side of a dropped call answers it), none waits forever.
+struct BatchTask(Arc<AsyncConn>, bool);
+
+impl BatchTask {
+    async fn run(mut self) {
+        self.0.send_batches().await;
+        self.1 = false;
+    }
+}
+
+impl Drop for BatchTask {
+    fn drop(&mut self) {
+        if self.1 {
+            let queued = {
+                let mut q = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+                q.1 = false;
+                std::mem::take(&mut q.0)
+            };
+            drop(queued);
+        }
+    }
 }
 
 impl AsyncConn {
-    /// What errors say about the server, and the hit counters.
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
-    }
-
     fn current(&self) -> Option<MultiplexedConnection> {
         self.current
             .lock()
@@ -486,7 +521,7 @@ impl AsyncConn {
             .clone()
     }
 
-    async fn connection(&self, what: &str) -> Result<MultiplexedConnection> {
+    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
         if let Some(c) = self.current() {
             return Ok(c);
         }
@@ -497,26 +532,122 @@ impl AsyncConn {
         let c = self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-            .map_err(|e| self.shared.error(what, &e))?;
+            .await?;
         log::debug!("redis: async connection to {}", self.shared.at);
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
-    /// Run `cmd`; an error that breaks the connection drops it, so the
-    /// next call connects again.
-    pub(crate) async fn query<T: redis::FromRedisValue>(
-        &self,
-        what: &str,
+    /// `e` as the error of `what`; an error that breaks the connection
+    /// drops it, so the next call connects again.
+    fn failed(&self, what: &str, e: &redis::RedisError) -> Error {
+        if self.shared.breaks(what, e) {
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        self.shared.error(what, e)
+    }
+
+    /// Run `cmd` on `rt`, answering `done` with its reply as a `T`.
+    ///
+    /// Commands go in batches, one batch on the connection at a time: a
+    /// command started while a batch is on its way waits for it, then
+    /// goes with every other command started meanwhile, as one pipeline in
+    /// one write. One task alone sends its commands one by one, as
+    /// before; many tasks at once share writes and round trips (one write
+    /// per command was most of the plugin's cost with 64 tasks:
+    /// BENCHMARKS.md). Each command keeps its own reply and its own error.
+    pub(crate) fn query<T: redis::FromRedisValue + Send + 'static>(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Runtime,
+        what: &'static str,
         cmd: redis::Cmd,
-    ) -> Result<T> {
-        let mut c = self.connection(what).await?;
-        cmd.query_async(&mut c).await.map_err(|e| {
-            if self.shared.breaks(what, &e) {
-                *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        done: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        let conn = self.clone();
+        let reply = Box::new(move |r: redis::RedisResult<redis::Value>| {
+            let r = r.and_then(|v| Ok(redis::from_redis_value::<T>(v.extract_error()?)?));
+            done(r.map_err(|e| conn.failed(what, &e)))
+        });
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.0.push(Queued { cmd, reply });
+            !std::mem::replace(&mut q.1, true)
+        };
+        if start {
+            rt.spawn(BatchTask(self.clone(), true).run());
+        }
+    }
+
+    /// Send batches until the queue has stayed empty for `LINGER`.
+    async fn send_batches(&self) {
+        let mut idle = std::time::Instant::now();
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if q.0.is_empty() {
+                    if idle.elapsed() >= LINGER {
+                        q.1 = false;
+                        return;
+                    }
+                    None
+                } else {
+                    Some(std::mem::take(&mut q.0))
+                }
+            };
+            match batch {
+                Some(batch) => {
+                    self.send(batch).await;
+                    idle = std::time::Instant::now();
+                }
+                None => tokio::task::yield_now().await,
             }
-            self.shared.error(what, &e)
-        })
+        }
+    }
+
+    /// Send `batch` as one pipeline (a command alone as itself), and hand
+    /// each command its reply.
+    async fn send(&self, batch: Vec<Queued>) {
+        let mut c = match self.connection().await {
+            Ok(c) => c,
+            Err(e) => {
+                for q in batch {
+                    (q.reply)(Err(e.clone()))
+                }
+                return;
+            }
+        };
+        if batch.len() == 1 {
+            let q = batch.into_iter().next().expect("one command");
+            let r = c.send_packed_command(&q.cmd).await;
+            return (q.reply)(r);
+        }
+        let mut pipe = redis::pipe();
+        let mut replies = Vec::with_capacity(batch.len());
+        for q in batch {
+            pipe.add_command(q.cmd);
+            replies.push(q.reply);
+        }
+        match c.send_packed_commands(&pipe, 0, replies.len()).await {
+            Ok(values) if values.len() == replies.len() => {
+                for (reply, v) in replies.into_iter().zip(values) {
+                    reply(Ok(v))
+                }
+            }
+            Ok(values) => {
+                let e = redis::RedisError::from((
+                    redis::ErrorKind::Parse,
+                    "the server answered a pipeline with the wrong number of replies",
+                    format!("{} for {} commands", values.len(), replies.len()),
+                ));
+                for reply in replies {
+                    reply(Err(e.clone()))
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    reply(Err(e.clone()))
+                }
+            }
+        }
     }
 }

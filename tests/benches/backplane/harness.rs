@@ -207,6 +207,24 @@ pub fn interleaved(
     let n = variants.len();
     let mut totals = vec![Vec::with_capacity(rounds); n];
     let mut shuffle = Rng(0x0bad_cafe);
+    // `BENCH_ONLY`: for a profile, run only the variants whose "work /
+    // variant" contains one of its `;`-separated parts, or ends with one
+    // that ends in `$` (rows of the others
+    // are left out, and ratios need the baseline among those run).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let runs = |v: &Variant<'_>| {
+        only.as_deref().is_none_or(|o| {
+            let name = format!("{work} / {}", v.name);
+            o.split(';').any(|part| match part.strip_suffix('$') {
+                Some(end) => name.ends_with(end),
+                None => name.contains(part),
+            })
+        })
+    };
+    let run: Vec<bool> = variants.iter().map(runs).collect();
+    if !run.iter().any(|&r| r) {
+        return totals;
+    }
     for round in 0..rounds {
         eprintln!("{group}: {work}, round {}/{rounds}", round + 1);
         for v in variants.iter_mut() {
@@ -216,7 +234,7 @@ pub fn interleaved(
         for chunk in 0..chunks {
             // A fresh order every time, so no variant always follows the
             // same other one (a heavy writer slows whoever runs next).
-            for i in shuffle.order(n) {
+            for i in shuffle.order(n).into_iter().filter(|&i| run[i]) {
                 let t = Instant::now();
                 (variants[i].run)(chunk);
                 acc[i] += t.elapsed();
@@ -232,8 +250,8 @@ pub fn interleaved(
             t.push(a);
         }
     }
-    for (i, v) in variants.iter().enumerate() {
-        let ratio = (i > 0).then(|| median_ratio(&totals[i], &totals[0]));
+    for (i, v) in variants.iter().enumerate().filter(|&(i, _)| run[i]) {
+        let ratio = (i > 0 && run[0]).then(|| median_ratio(&totals[i], &totals[0]));
         out.push(Row {
             group,
             work,
@@ -292,8 +310,11 @@ pub fn row_sum(r: &[Value]) -> i64 {
 
 /// Check that every variant's checksum is the same.
 pub fn assert_same(sums: &[i64]) {
+    // Under `BENCH_ONLY`, variants that did not run read nothing.
+    let skipped = |x: &i64| *x == 0 && std::env::var_os("BENCH_ONLY").is_some();
+    let ran: Vec<i64> = sums.iter().copied().filter(|x| !skipped(x)).collect();
     assert!(
-        sums.iter().all(|x| *x == sums[0]),
+        ran.windows(2).all(|w| w[0] == w[1]),
         "every variant read the same data: {sums:?}"
     );
 }

@@ -58,7 +58,12 @@
 //! variant's median round, and the median over rounds of its time divided
 //! by the baseline's time in the same round. `BENCH_ROUNDS` (default 5)
 //! sets the relational group's rounds and, up to 3, the vector groups';
-//! `BENCH_VERBOSE` prints every round's times.
+//! `BENCH_VERBOSE` prints every round's times. For a profile,
+//! `BENCH_ONLY` runs only the variants whose "work / variant" contains one
+//! of its `;`-separated parts, or ends with a part written with a closing
+//! `$` (such as `64 tasks / host redis, async API$`);
+//! the vector groups, which compare variants with each other, need all of
+//! theirs.
 
 mod duckdb;
 mod faiss;
