@@ -3,7 +3,8 @@
 //! `Unavailable` while it is down and the store reconnects by itself after;
 //! with `fallback = "memory"`, no call fails at all. The same holds on the
 //! async API's non-blocking path; a frozen server fails calls within the
-//! timeout; a wrong or missing password is one clear `Config` error.
+//! timeout (on the async path each within its own); a wrong or missing
+//! password is one clear `Config` error.
 //!
 //! The test starts its own `redis-server` on a free loopback port and stops
 //! it after. Without a `redis-server` binary it prints that it skipped, or
@@ -12,7 +13,7 @@
 use backplane_behavior::servers::{
     free_port, raw_command, redis_binaries_available, RedisServer as Server,
 };
-use backplane_behavior::{library, namespace, Scratch};
+use backplane_behavior::{async_runtime, library, namespace, Scratch};
 use backplane_host::{ErrorKind, Storage};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -33,11 +34,22 @@ fn raw_get(port: u16, key: &str) -> Option<String> {
 }
 
 fn open(scratch: &Scratch, port: u16, prefix: &str, fallback: bool) -> Storage {
+    open_with_timeout(scratch, port, prefix, fallback, 300)
+}
+
+/// [`open`] with the store's `timeout_ms` (and `connect_timeout_ms`).
+fn open_with_timeout(
+    scratch: &Scratch,
+    port: u16,
+    prefix: &str,
+    fallback: bool,
+    timeout_ms: u64,
+) -> Storage {
     let file = scratch.path("plugins.toml");
     std::fs::write(
         &file,
         format!(
-            "[plugins]\nload = [\"{}\", \"{}\"]\n\n[cache.c]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}/0\"\nprefix = \"{prefix}\"\nconnect_timeout_ms = 300\ntimeout_ms = 300\nmax_messages = 50\n{}",
+            "[plugins]\nload = [\"{}\", \"{}\"]\n\n[cache.c]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{port}/0\"\nprefix = \"{prefix}\"\nconnect_timeout_ms = {timeout_ms}\ntimeout_ms = {timeout_ms}\nmax_messages = 50\n{}",
             library("backplane_plugin_redis").display(),
             library("backplane_plugin_memory").display(),
             if fallback { "fallback = \"memory\"\n" } else { "" }
@@ -45,6 +57,15 @@ fn open(scratch: &Scratch, port: u16, prefix: &str, fallback: bool) -> Storage {
     )
     .unwrap();
     Storage::open(&file).expect("opening does not need the server")
+}
+
+/// Send `sig` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: &str, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// One operation of the stream: a set then a get of the same key.
@@ -161,13 +182,7 @@ fn a_frozen_server_fails_within_the_timeout() {
     let storage = open(&scratch, port, &format!("bp-fault:{}:", namespace()), false);
     op(&storage, 0).expect("server up");
     let pid = server.pid().unwrap().to_string();
-    let signal = |sig: &str| {
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
-    };
+    let signal = |sig: &str| signal(&pid, sig);
     // A stopped process keeps its socket open but never answers: only the
     // read timeout (300 ms) can end the call.
     signal("-STOP");
@@ -187,6 +202,65 @@ fn a_frozen_server_fails_within_the_timeout() {
     }
 }
 
+/// On the async API's non-blocking path, calls started while an earlier
+/// batch of commands waits on a frozen server are not held behind it:
+/// each fails within its own timeout, counted from when it started.
+#[test]
+fn a_frozen_server_fails_queued_async_calls_within_their_own_timeout() {
+    if !redis_server_available() {
+        return;
+    }
+    let rt = async_runtime();
+    let scratch = Scratch::new();
+    let port = free_port();
+    let server = Server::start(port);
+    let storage = open_with_timeout(
+        &scratch,
+        port,
+        &format!("bp-fault:{}:", namespace()),
+        false,
+        1000,
+    );
+    let c = storage.cache("c").unwrap();
+    assert!(c.blocking().as_async().is_some());
+    rt.block_on(c.set("k".to_string(), b"v".to_vec(), None))
+        .expect("server up");
+    let pid = server.pid().unwrap().to_string();
+    let signal = |sig: &str| signal(&pid, sig);
+    signal("-STOP");
+    // Calls started 0, 100, …, 700 ms after the server froze: behind the
+    // first call's batch, the later ones would wait up to twice the
+    // timeout.
+    let took = rt.block_on(async {
+        let calls: Vec<_> = (0..8u64)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100 * i)).await;
+                    let t = Instant::now();
+                    let e = c.get(format!("k{i}")).await.unwrap_err();
+                    (i, t.elapsed(), e)
+                })
+            })
+            .collect();
+        let mut took = Vec::new();
+        for call in calls {
+            took.push(call.await.unwrap());
+        }
+        took
+    });
+    signal("-CONT");
+    for (i, took, e) in took {
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "call {i}: {e}");
+        assert!(
+            took < Duration::from_millis(1600),
+            "call {i} took {took:?} with timeout_ms = 1000: it waited behind an earlier call"
+        );
+    }
+    rt.block_on(c.set("k".to_string(), b"v".to_vec(), None))
+        .expect("the server answers again");
+}
+
 /// The async API's non-blocking path (one multiplexed connection on the
 /// plugin's runtime) under the same stop and restart.
 #[test]
@@ -194,11 +268,7 @@ fn server_restart_on_the_async_path() {
     if !redis_server_available() {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = async_runtime();
     let scratch = Scratch::new();
     let port = free_port();
     let mut server = Server::start(port);

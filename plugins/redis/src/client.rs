@@ -481,6 +481,11 @@ pub(crate) struct AsyncConn {
 /// saves waking the runtime for a new task.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// How long the batch task waits for a batch's replies before it sends
+/// the commands queued meanwhile anyway. Longer than a round trip to a
+/// server that answers (so batches stay whole), short beside any timeout.
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// A command waiting for the next batch, and what to do with its reply.
 struct Queued {
     cmd: redis::Cmd,
@@ -549,13 +554,14 @@ impl AsyncConn {
 
     /// Run `cmd` on `rt`, answering `done` with its reply as a `T`.
     ///
-    /// Commands go in batches, one batch on the connection at a time: a
-    /// command started while a batch is on its way waits for it, then
+    /// Commands go in batches: a command started while a batch is on its
+    /// way waits for that batch's replies (at most `BATCH_WAIT`), then
     /// goes with every other command started meanwhile, as one pipeline in
     /// one write. One task alone sends its commands one by one, as
     /// before; many tasks at once share writes and round trips (one write
     /// per command was most of the plugin's cost with 64 tasks:
-    /// BENCHMARKS.md). Each command keeps its own reply and its own error.
+    /// BENCHMARKS.md). Each command keeps its own reply, its own error and
+    /// its own timeout.
     pub(crate) fn query<T: redis::FromRedisValue + Send + 'static>(
         self: &Arc<Self>,
         rt: &tokio::runtime::Runtime,
@@ -578,8 +584,12 @@ impl AsyncConn {
         }
     }
 
-    /// Send batches until the queue has stayed empty for `LINGER`.
-    async fn send_batches(&self) {
+    /// Send batches until the queue has stayed empty for `LINGER`. Each
+    /// batch is a task of its own; the next one waits for its replies, but
+    /// at most `BATCH_WAIT`, so no command waits long behind a batch that
+    /// a stalled server does not answer: each still ends within its own
+    /// timeout.
+    async fn send_batches(self: &Arc<Self>) {
         let mut idle = std::time::Instant::now();
         loop {
             let batch = {
@@ -596,7 +606,9 @@ impl AsyncConn {
             };
             match batch {
                 Some(batch) => {
-                    self.send(batch).await;
+                    let sent = tokio::spawn(self.clone().send(batch));
+                    // Past the wait the batch goes on answering by itself.
+                    let _ = tokio::time::timeout(BATCH_WAIT, sent).await;
                     idle = std::time::Instant::now();
                 }
                 None => tokio::task::yield_now().await,
@@ -606,7 +618,7 @@ impl AsyncConn {
 
     /// Send `batch` as one pipeline (a command alone as itself), and hand
     /// each command its reply.
-    async fn send(&self, batch: Vec<Queued>) {
+    async fn send(self: Arc<Self>, batch: Vec<Queued>) {
         let mut c = match self.connection().await {
             Ok(c) => c,
             Err(e) => {
