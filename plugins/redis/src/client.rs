@@ -22,8 +22,9 @@
 //! runtime (one worker, started on first use) over one multiplexed
 //! connection ([`AsyncConn`]), answering through the host's callback.
 //! Commands started while a batch is on its way are sent together as one
-//! pipeline when it has answered ([`AsyncConn::query`]). A cluster store
-//! has none (redis-rs's async cluster client is not compiled in).
+//! pipeline once it has answered, or after 2 ms at most
+//! ([`AsyncConn::query`]). A cluster store has none (redis-rs's async
+//! cluster client is not compiled in).
 
 use crate::cluster;
 use crate::config::{RedisConfig, TlsFiles};
