@@ -514,6 +514,7 @@ impl Drop for BatchTask {
                 q.1 = false;
                 std::mem::take(&mut q.0)
             };
+            // Answered outside the lock.
             drop(queued);
         }
     }
@@ -617,43 +618,36 @@ impl AsyncConn {
         }
     }
 
-    /// Send `batch` as one pipeline (a command alone as itself), and hand
-    /// each command its reply.
+    /// Send `batch` as one pipeline and hand each command its reply; an
+    /// error of the whole pipeline (no connection, a lost one) is every
+    /// command's.
     async fn send(self: Arc<Self>, batch: Vec<Queued>) {
-        let mut c = match self.connection().await {
-            Ok(c) => c,
-            Err(e) => {
-                for q in batch {
-                    (q.reply)(Err(e.clone()))
-                }
-                return;
-            }
-        };
-        if batch.len() == 1 {
-            let q = batch.into_iter().next().expect("one command");
-            let r = c.send_packed_command(&q.cmd).await;
-            return (q.reply)(r);
-        }
         let mut pipe = redis::pipe();
         let mut replies = Vec::with_capacity(batch.len());
         for q in batch {
             pipe.add_command(q.cmd);
             replies.push(q.reply);
         }
-        match c.send_packed_commands(&pipe, 0, replies.len()).await {
-            Ok(values) if values.len() == replies.len() => {
-                for (reply, v) in replies.into_iter().zip(values) {
-                    reply(Ok(v))
-                }
-            }
-            Ok(values) => {
-                let e = redis::RedisError::from((
+        let n = replies.len();
+        let sent = async {
+            let values = self
+                .connection()
+                .await?
+                .send_packed_commands(&pipe, 0, n)
+                .await?;
+            if values.len() != n {
+                return Err(redis::RedisError::from((
                     redis::ErrorKind::Parse,
                     "the server answered a pipeline with the wrong number of replies",
-                    format!("{} for {} commands", values.len(), replies.len()),
-                ));
-                for reply in replies {
-                    reply(Err(e.clone()))
+                    format!("{} for {n} commands", values.len()),
+                )));
+            }
+            Ok(values)
+        };
+        match sent.await {
+            Ok(values) => {
+                for (reply, v) in replies.into_iter().zip(values) {
+                    reply(Ok(v))
                 }
             }
             Err(e) => {

@@ -209,8 +209,8 @@ pub fn interleaved(
     let mut shuffle = Rng(0x0bad_cafe);
     // `BENCH_ONLY`: for a profile, run only the variants whose "work /
     // variant" contains one of its `;`-separated parts, or ends with one
-    // that ends in `$` (rows of the others
-    // are left out, and ratios need the baseline among those run).
+    // that ends in `$` (rows of the others are left out, and ratios need
+    // the baseline among those run).
     let only = std::env::var("BENCH_ONLY").ok();
     let runs = |v: &Variant<'_>| {
         only.as_deref().is_none_or(|o| {
