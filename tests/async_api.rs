@@ -5,8 +5,9 @@
 //!
 //! - a call started in the plugin and completed through a callback: the
 //!   `panicking` fixture with `started = true` (its `get` answers from a
-//!   thread of its own, and counts started and answered calls), and the
-//!   redis plugin's multiplexed connection;
+//!   thread of its own, and counts started and answered calls), the
+//!   redis plugin's multiplexed connection, and the postgres plugin's
+//!   `execute` and `query` on tokio-postgres;
 //! - a blocking call run on tokio's blocking pool: a slow SQLite query.
 //!
 //! "No leak" is checked on what a call holds: every started call's
@@ -15,7 +16,10 @@
 //! closed once its handles are dropped and the calls in flight have ended
 //! (no descriptor of the process still names the file).
 
-use backplane_behavior::{in_ci, library, plugins_toml, redis_server, Scratch};
+use backplane_behavior::{
+    drop_postgres_schema, in_ci, library, namespace, plugins_toml, postgres_server, redis_server,
+    Scratch,
+};
 use backplane_host::{params, CacheStore, ErrorKind, Storage};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -428,4 +432,131 @@ fn a_store_with_its_own_workers_answers_and_stops_them_when_dropped() {
         threads_named("backplane-wk")
     );
     all_closed(&db, "the store with workers was dropped");
+}
+
+/// The postgres plugin starts `execute` and `query` on its own runtime:
+/// through the async API they answer, right, while tokio's only blocking
+/// thread is held, from many tasks at once; their errors are the blocking
+/// calls' errors; and a table created through them is seen by the blocking
+/// API and the other way round.
+#[test]
+fn postgres_started_calls_take_no_blocking_thread() {
+    let (url, shown, unreachable) = postgres_server();
+    if let Some(why) = unreachable {
+        assert!(!in_ci(), "no PostgreSQL at {shown} in CI: {why}");
+        println!("skip: no PostgreSQL at {shown} ({why})");
+        return;
+    }
+    let scratch = Scratch::new();
+    let schema = format!("bp_started_{}", namespace());
+    let (u, sc) = (url.clone(), schema.clone());
+    scratch.on_drop(move || drop_postgres_schema(&u, &sc));
+    let cfg = plugins_toml(
+        &scratch,
+        &["backplane_plugin_postgres"],
+        &format!(
+            "[relational.pg]\nbackend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\npool_size = 4\n"
+        ),
+    );
+    let storage = Storage::open(&cfg).unwrap();
+    let r = storage.relational("pg").unwrap();
+    assert!(
+        r.blocking().as_async().is_some(),
+        "the postgres plugin starts execute and query"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Hold tokio's one blocking thread until the calls are done.
+    let (holding, held) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = rt.spawn_blocking(move || {
+        holding.send(()).unwrap();
+        released.recv_timeout(Duration::from_secs(60)).ok();
+    });
+    held.recv().unwrap();
+    let outcome = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            r.execute(
+                "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v TEXT NOT NULL)",
+                params![],
+            )
+            .await
+            .unwrap();
+            let tasks: Vec<_> = (0..16i64)
+                .map(|t| {
+                    let r = r.clone();
+                    tokio::spawn(async move {
+                        let mut ids = Vec::new();
+                        for i in 0..20 {
+                            let done = r
+                                .execute("INSERT INTO t (v) VALUES (:v)", backplane_host::Params::Named(vec![("v".into(), format!("{t}-{i}").into())]))
+                                .await
+                                .unwrap();
+                            assert_eq!(done.rows_affected, 1);
+                            let id = done.last_insert_id.expect("the generated key");
+                            let rows = r
+                                .query("SELECT v FROM t WHERE id = ?", params![id])
+                                .await
+                                .unwrap();
+                            assert_eq!(rows.scalar().unwrap().as_str(), Some(&*format!("{t}-{i}")));
+                            ids.push(id);
+                        }
+                        ids
+                    })
+                })
+                .collect();
+            let mut ids = Vec::new();
+            for t in tasks {
+                ids.extend(t.await.unwrap());
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), 320, "every insert its own key");
+            // The blocking calls' errors, the same kinds and words.
+            let e = r.query("SELEC 1", params![]).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.message().contains("SELEC"), "{e}");
+            let e = r.execute("BEGIN", params![]).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            let e = r
+                .query("SELECT v FROM t WHERE id = ?", params![1, 2])
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            // A schema change through the started calls is seen by them.
+            r.execute("ALTER TABLE t ADD COLUMN w BIGINT DEFAULT 7", params![])
+                .await
+                .unwrap();
+            r.query("SELECT w FROM t WHERE id = ?", params![ids[0]])
+                .await
+                .unwrap()
+        })
+        .await
+    });
+    release.send(()).unwrap();
+    rt.block_on(holder).unwrap();
+    let rows = outcome.expect("the started calls answered without a blocking thread");
+    assert_eq!(rows.scalar().unwrap(), &backplane_host::Value::Integer(7));
+    // The blocking API sees what the started calls wrote, and its schema
+    // change is seen by them in turn.
+    let count = r
+        .blocking()
+        .query("SELECT count(*) FROM t", &params![])
+        .unwrap();
+    assert_eq!(
+        count.scalar().unwrap(),
+        &backplane_host::Value::Integer(320)
+    );
+    r.blocking()
+        .execute("ALTER TABLE t DROP COLUMN w", &params![])
+        .unwrap();
+    let e = rt
+        .block_on(r.query("SELECT w FROM t LIMIT 1", params![]))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("w"), "{e}");
 }

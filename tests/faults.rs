@@ -13,9 +13,8 @@
 use backplane_behavior::servers::{
     free_port, raw_command, redis_binaries_available, RedisServer as Server,
 };
-use backplane_behavior::{async_runtime, library, namespace, Scratch};
+use backplane_behavior::{async_runtime, library, namespace, signal, Scratch};
 use backplane_host::{ErrorKind, Storage};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn redis_server_available() -> bool {
@@ -60,14 +59,6 @@ fn open_with_timeout(
 }
 
 /// Send `sig` (`-STOP`, `-CONT`) to process `pid`.
-fn signal(pid: &str, sig: &str) {
-    assert!(Command::new("kill")
-        .args([sig, pid])
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// One operation of the stream: a set then a get of the same key.
 fn op(storage: &Storage, i: usize) -> backplane_host::Result<()> {
     let c = storage.cache("c").unwrap();
@@ -185,11 +176,11 @@ fn a_frozen_server_fails_within_the_timeout() {
     let signal = |sig: &str| signal(&pid, sig);
     // A stopped process keeps its socket open but never answers: only the
     // read timeout (300 ms) can end the call.
-    signal("-STOP");
+    signal("STOP");
     let t = Instant::now();
     let e = op(&storage, 1).unwrap_err();
     let took = t.elapsed();
-    signal("-CONT");
+    signal("CONT");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(
         took < Duration::from_secs(2),
@@ -227,7 +218,7 @@ fn a_frozen_server_fails_queued_async_calls_within_their_own_timeout() {
         .expect("server up");
     let pid = server.pid().unwrap().to_string();
     let signal = |sig: &str| signal(&pid, sig);
-    signal("-STOP");
+    signal("STOP");
     // Calls started 0, 100, …, 700 ms after the server froze: behind the
     // first call's batch, the later ones would wait up to twice the
     // timeout.
@@ -249,7 +240,7 @@ fn a_frozen_server_fails_queued_async_calls_within_their_own_timeout() {
         }
         took
     });
-    signal("-CONT");
+    signal("CONT");
     for (i, took, e) in took {
         assert_eq!(e.kind(), ErrorKind::Unavailable, "call {i}: {e}");
         assert!(

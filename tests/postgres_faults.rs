@@ -3,6 +3,9 @@
 //! - the server restarted in the middle of a stream of queries: while it is
 //!   down, calls fail fast with `Unavailable` and nothing else; after, the
 //!   pool reconnects by itself;
+//! - a server process frozen under a started call (the async API's
+//!   `query`, run on tokio-postgres in the plugin): the call fails within
+//!   its timeout plus a second, and the next one connects afresh;
 //! - an SQL error in the middle of a transaction rolls back all of it;
 //! - an unknown role, an unknown database or an unreachable host is one
 //!   clear error at open; so is a wrong or missing password, against a
@@ -20,7 +23,7 @@
 
 use backplane_behavior::servers::PgServer;
 use backplane_behavior::{
-    drop_postgres_schema, in_ci, library, namespace, postgres_server, Scratch,
+    drop_postgres_schema, in_ci, library, namespace, postgres_server, signal, Scratch,
 };
 use backplane_host::{
     params, Distance, ErrorKind, NewEdge, NewNode, Params, SearchRequest, Statement, Storage,
@@ -550,4 +553,75 @@ fn wrong_password_fails_once_at_open() {
         .query("SELECT 1 AS one", &Params::None)
         .unwrap();
     assert_eq!(one.scalar().unwrap(), &Value::Integer(1));
+}
+
+/// Sends SIGCONT to a stopped process when dropped, so a failed assertion
+/// leaves no server process stopped.
+struct Stopped(String);
+
+impl Stopped {
+    fn new(pid: String) -> Stopped {
+        signal(&pid, "STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(&self.0, "CONT");
+    }
+}
+
+/// The started calls' own connection (`pool_size = 1`) is served by one
+/// server process; with that process stopped (a frozen server, which the
+/// kernel still acknowledges, so no TCP timeout fires), a started `query`
+/// fails `Unavailable` within `timeout` plus a second instead of waiting
+/// for the process to resume, and the next call connects afresh.
+#[test]
+fn a_frozen_server_process_fails_started_calls_within_their_timeout() {
+    let _serial = serial();
+    let Some(url) = server() else { return };
+    let scratch = Scratch::new();
+    let cfg = config(&scratch, &url, "pool_size = 1\ntimeout = \"1s\"\n");
+    let storage = Storage::open(&cfg).unwrap();
+    let db = storage.relational("db").unwrap();
+    assert!(
+        db.blocking().as_async().is_some(),
+        "the postgres plugin starts execute and query"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = |rt: &tokio::runtime::Runtime| -> String {
+        let rows = rt
+            .block_on(db.query("SELECT pg_backend_pid()", params![]))
+            .unwrap();
+        match rows.scalar().unwrap() {
+            Value::Integer(p) => p.to_string(),
+            other => panic!("a pid, not {other:?}"),
+        }
+    };
+    let first = pid(&rt);
+    let started = Instant::now();
+    let err = {
+        let _stopped = Stopped::new(first.clone());
+        rt.block_on(db.query("SELECT 1", params![])).unwrap_err()
+    };
+    let took = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.message().contains("did not answer within 2000 ms"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(4000),
+        "the started call gave up after {took:?}, not about 2 s"
+    );
+    // The connection was dropped: the next call is another server process.
+    let second = pid(&rt);
+    assert_ne!(first, second, "a fresh connection after the frozen one");
+    let rows = rt.block_on(db.query("SELECT 41 + 1", params![])).unwrap();
+    assert_eq!(rows.scalar().unwrap(), &Value::Integer(42));
 }

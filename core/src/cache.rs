@@ -219,7 +219,8 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(d)
 }
 
-/// Called once with the result of a call started through [`AsyncCache`].
+/// Called once with the result of a started call ([`AsyncCache`],
+/// [`AsyncRelational`](crate::AsyncRelational)).
 pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send + 'static>;
 
 /// The non-blocking form of a cache's two hottest calls, for a backend that

@@ -66,8 +66,8 @@ pub use plugin::{
     Registration, StoreConfig,
 };
 pub use relational::{
-    ColumnInfo, ColumnType, ExecResult, ForeignKey, IndexInfo, Migration, MigrationReport, Params,
-    Relational, Rows, Statement, TableSchema,
+    AsyncRelational, ColumnInfo, ColumnType, ExecResult, ForeignKey, IndexInfo, Migration,
+    MigrationReport, Params, Relational, Rows, Statement, TableSchema,
 };
 pub use rows::{JsonRef, ParamsRef, RowSink, RowsBuilder, RowsWriter, ValueRef};
 pub use value::Value;

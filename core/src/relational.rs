@@ -539,8 +539,30 @@ pub fn set_failed(i: usize, n: usize) -> String {
     format!("parameter set {i} of {n} failed; the batch was rolled back, nothing was written")
 }
 
+/// The non-blocking form of a relational store's two hottest calls, for a
+/// backend that talks to its server from an async runtime of its own (the
+/// postgres backend does). Each method starts the call and returns at
+/// once; `done` is called exactly once, from any thread, when the call has
+/// finished. The host's async API awaits these directly instead of handing
+/// the blocking call to a thread.
+///
+/// A backend offers it through [`Relational::as_async`]; the blocking
+/// methods stay the reference semantics and must agree with it.
+pub trait AsyncRelational: Send + Sync {
+    /// Start [`Relational::execute`].
+    fn execute(&self, sql: &str, params: &Params, done: crate::Done<ExecResult>);
+    /// Start [`Relational::query`].
+    fn query(&self, sql: &str, params: &Params, done: crate::Done<Rows>);
+}
+
 /// A relational store. Implemented by plugins; used through the host.
 pub trait Relational: Send + Sync {
+    /// The store's non-blocking form of `execute` and `query`, if it has
+    /// one. Default: none; the host's async API then runs the blocking
+    /// call on a thread.
+    fn as_async(&self) -> Option<&dyn AsyncRelational> {
+        None
+    }
     /// Run one statement that returns no rows. A statement that controls a
     /// transaction (`BEGIN`, `COMMIT`, `SAVEPOINT`, …) is refused here and
     /// in `execute_many` and `query` (see [`refuse_transaction_control`]):

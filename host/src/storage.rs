@@ -1081,6 +1081,9 @@ macro_rules! async_api {
             return rx.await.unwrap_or_else(|_| Err(unanswered()));
         }
     };
+    (@start fast_start $($rest:tt)*) => {
+        async_api!(@start start $($rest)*);
+    };
     (@start $mode:ident $($rest:tt)*) => {};
 }
 

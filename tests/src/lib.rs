@@ -99,6 +99,16 @@ pub fn plugin_libraries() -> Vec<PathBuf> {
     v
 }
 
+/// Send `sig` (`STOP`, `CONT`, …) to process `pid`, failing the test if
+/// `kill` does.
+pub fn signal(pid: &str, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
 /// Whether we run in CI, where a missing server is a failure, not a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

@@ -28,9 +28,10 @@
 //! - `tag`: the call's number on the wire, unique within the capability;
 //!   `0` is `health`, which every capability has and the list leaves out.
 //! - `mode`: `call` (an ordinary call), `start` (also started without
-//!   blocking, through the capability's async trait), or `fast` (the host's
+//!   blocking, through the capability's async trait), `fast` (the host's
 //!   client writes this method by hand, on a faster path; the tag still
-//!   serves the plain encoding).
+//!   serves the plain encoding), or `fast_start` (both: the blocking call
+//!   on the fast path, the started one in the plain encoding).
 //! - `=> T`: the host's async API takes `impl Into<T>`; `as T`: it takes
 //!   `T`; neither: it takes the parameter's own (copyable) type. `T` must be
 //!   the parameter type's [`Arg::Owned`], which the compiler checks.
@@ -376,6 +377,7 @@ pub(crate) use generate;
 /// One client method: encode the call with its tag, run it, decode.
 macro_rules! client_method {
     (fast $($rest:tt)*) => {};
+    (fast_start $($rest:tt)*) => {};
     ($mode:ident $tag:literal fn $m:ident($($a:ident: $t:ty),*) -> $r:ty) => {
         fn $m(&self, $($a: $t),*) -> $crate::Result<$r> {
             self.remote().call(
@@ -448,6 +450,9 @@ pub(crate) use start;
 
 /// One branch of the plugin side's `start`.
 macro_rules! start_arm {
+    (fast_start $($rest:tt)*) => {
+        $crate::boundary::start_arm!(start $($rest)*);
+    };
     (start $tag:literal fn $m:ident($($a:ident: $t:ty),*) -> $r:ty; $async:ident, $got:ident, $body:ident, $answer:ident) => {
         if $got == $tag {
             #[allow(unused_parens)]
@@ -468,6 +473,9 @@ pub(crate) use start_arm;
 
 /// One method of the host client's async trait.
 macro_rules! start_method {
+    (fast_start $($rest:tt)*) => {
+        $crate::boundary::start_method!(start $($rest)*);
+    };
     (start $tag:literal fn $m:ident($($a:ident: $t:ty),*) -> $r:ty) => {
         fn $m(&self, $($a: $t,)* done: $crate::cache::Done<$r>) {
             self.remote().start(

@@ -7,13 +7,16 @@
 //! (`RawParams`), the plugin reads them through
 //! [`ParamsRef`](crate::ParamsRef) for the length of the call
 //! (`run_sql`), and rows come back written straight into the wire format
-//! by a [`RowsWriter`]. Their list entries (`fast`) still give them tags,
-//! so the plain encoding serves them too.
+//! by a [`RowsWriter`]. Their list entries (`fast`, `fast_start`) still
+//! give them tags, so the plain encoding serves them too: the started form
+//! of `execute` and `query` ([`AsyncRelational`]) travels in it.
 
 use super::generate;
 use crate::ffi::Remote;
 use crate::rows::{decode_rows, decode_rows_with, ColumnsMemo, RawValue, RowsWriter};
-use crate::{Error, ExecResult, Page, Params, ParamsRef, Relational, Result, Rows, Value};
+use crate::{
+    AsyncRelational, Error, ExecResult, Page, Params, ParamsRef, Relational, Result, Rows, Value,
+};
 
 /// The relational capability's methods, for everything generated from them.
 /// Expands `$then!` with `($args)` followed by the list.
@@ -23,9 +26,10 @@ macro_rules! relational_methods {
     ($($then:ident)::+ ! ($($args:tt)*)) => {
         $($then)::+! { ($($args)*)
             trait Relational;
-            1 fast fn execute(sql: &str => String, params: &$crate::Params => $crate::Params) -> $crate::ExecResult;
+            async AsyncRelational.as_async;
+            1 fast_start fn execute(sql: &str => String, params: &$crate::Params => $crate::Params) -> $crate::ExecResult;
             2 fast fn execute_many(sql: &str => String, params: &[$crate::Params] => Vec<$crate::Params>) -> $crate::ExecResult;
-            3 fast fn query(sql: &str => String, params: &$crate::Params => $crate::Params) -> $crate::Rows;
+            3 fast_start fn query(sql: &str => String, params: &$crate::Params => $crate::Params) -> $crate::Rows;
             4 call fn transaction(statements: &[$crate::Statement] => Vec<$crate::Statement>) -> Vec<$crate::ExecResult>;
             5 call fn migrate(migrations: &[$crate::Migration] => Vec<$crate::Migration>) -> $crate::MigrationReport;
             6 call fn tables() -> Vec<String>;
@@ -74,6 +78,9 @@ impl RelationalClient {
 }
 
 relational_methods!(generate!(RelationalClient {
+    fn as_async(&self) -> Option<&dyn AsyncRelational> {
+        self.0.has_async().then_some(self as &dyn AsyncRelational)
+    }
     fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult> {
         let raw = RawParams::new(std::slice::from_ref(params));
         self.0.call_sql(SQL_EXECUTE, sql, &raw, super::decode_owned)

@@ -52,7 +52,19 @@ relational_methods!(recorder!(
     ) -> Result<Option<String>> {
         Err(record("export_rows", &(snapshot, table, cursor, limit)))
     }
+    fn as_async(&self) -> Option<&dyn AsyncRelational> {
+        Some(self)
+    }
 ));
+
+impl AsyncRelational for Recorder {
+    fn execute(&self, sql: &str, params: &Params, done: crate::Done<ExecResult>) {
+        done(Err(record("async execute", &(sql, params))))
+    }
+    fn query(&self, sql: &str, params: &Params, done: crate::Done<Rows>) {
+        done(Err(record("async query", &(sql, params))))
+    }
+}
 vector_methods!(recorder!());
 graph_methods!(recorder!());
 cache_methods!(recorder!(
@@ -234,6 +246,33 @@ fn every_relational_call_arrives_as_sent() {
     };
     let checked = relational_methods!(check_all!(&*s, super::relational::dispatch));
     assert!(checked.contains(&"execute") && checked.contains(&"restore"));
+    let a = s
+        .as_async()
+        .expect("the recorder serves execute and query without blocking");
+    let params = Params::Positional(vec![Value::Integer(7), Value::Text("x".into())]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    a.execute(
+        "UPDATE t SET a = ? WHERE b = ?",
+        &params,
+        Box::new(move |r| tx.send(r.err().unwrap()).unwrap()),
+    );
+    a.query(
+        "SELECT ?, ?",
+        &params,
+        Box::new(move |r| tx2.send(r.err().unwrap()).unwrap()),
+    );
+    let got: Vec<String> = rx.iter().take(2).map(|e| e.message().to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            format!(
+                "async execute {:?}",
+                ("UPDATE t SET a = ? WHERE b = ?", &params)
+            ),
+            format!("async query {:?}", ("SELECT ?, ?", &params)),
+        ]
+    );
 }
 
 #[test]

@@ -29,9 +29,13 @@
 //! - [`text`]: [`snippet`](text::snippet), a statement shortened to one
 //!   line for error messages; [`panic_text`](text::panic_text), what a
 //!   caught panic said.
+//! - `runtime` (feature `runtime`): [`runtime`](runtime::runtime), a
+//!   plugin's own tokio runtime, one worker thread named after it.
 //!
-//! The kit adds no dependency to `backplane-core`: everything here is
-//! built on the standard library, `serde` and `serde_json`.
+//! The kit adds no dependency to `backplane-core` by default: everything
+//! here is built on the standard library, `serde` and `serde_json`, except
+//! `runtime`, which a plugin with an async driver turns on and which adds
+//! tokio.
 
 pub mod fs;
 pub mod graph;
@@ -40,6 +44,8 @@ pub mod net;
 pub mod page;
 pub mod pool;
 pub mod redact;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod sql;
 pub mod text;
 pub mod time;

@@ -82,6 +82,18 @@ impl PoolOptions {
         }
     }
 
+    /// The error of a call that found every connection busy for
+    /// `timeout`: how many, to which server, for how long, and the hint.
+    pub fn busy(&self) -> Error {
+        Error::unavailable(format!(
+            "all {} connections to {} stayed busy for {} ms: {}",
+            self.max_size,
+            self.server,
+            self.timeout.as_millis(),
+            self.busy_hint
+        ))
+    }
+
     /// Replace [`busy_hint`](Self::busy_hint).
     pub fn busy_hint(mut self, hint: impl Into<String>) -> PoolOptions {
         self.busy_hint = hint.into();
@@ -206,13 +218,7 @@ impl<M: Connect> Pool<M> {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::unavailable(format!(
-                    "all {} connections to {} stayed busy for {} ms: {}",
-                    self.options.max_size,
-                    self.options.server,
-                    self.options.timeout.as_millis(),
-                    self.options.busy_hint
-                )));
+                return Err(self.options.busy());
             }
             st = self
                 .freed

@@ -67,12 +67,7 @@ impl Storage {
     /// Open the root `settings` names and take its lock.
     pub(crate) fn open(settings: &Settings) -> Result<Storage> {
         let shown = settings.location.shown();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("backplane-files")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::backend(format!("cannot start the files plugin's runtime: {e}")))?;
+        let rt = backplane_core::kit::runtime::runtime("files")?;
         let config =
             |e: opendal::Error| Error::config(format!("the root {shown} cannot be used: {e}"));
         let (op, folder): (Operator, Option<PathBuf>) = match &settings.location {

@@ -65,7 +65,7 @@ impl Conn {
 /// nothing (or speaks another protocol and waits) would hold the
 /// connection, and `Storage::open`, for ever. A PostgreSQL server answers
 /// an SSL request with one byte, `S` or `N`.
-fn probe(s: &Settings) -> Result<()> {
+pub(crate) fn probe(s: &Settings) -> Result<()> {
     use postgres::config::Host;
     let ports = s.pg.get_ports();
     let mut why = None;
@@ -174,9 +174,7 @@ impl Connect for Connector {
 
     fn connect(&self) -> Result<Conn> {
         probe(&self.settings)?;
-        let client = self
-            .settings
-            .pg
+        let client = postgres::Config::from(self.settings.pg.clone())
             .connect(NoTls)
             .map_err(|e| connect_error(&e, &self.settings))?;
         log::debug!(
@@ -355,6 +353,11 @@ impl Pool {
     /// The store's settings.
     pub(crate) fn settings(&self) -> &Settings {
         &self.conns.connector().settings
+    }
+
+    /// The error of a call that found every connection busy for `timeout`.
+    pub(crate) fn busy(&self) -> Error {
+        self.conns.options().busy()
     }
 
     /// `host:port/db` of the server, for messages.

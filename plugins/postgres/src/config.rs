@@ -115,8 +115,10 @@ impl fmt::Debug for PgConfig {
 #[derive(Clone)]
 pub(crate) struct Settings {
     /// The driver's connection settings (password, timeouts, schema and
-    /// statement timeout applied).
-    pub(crate) pg: postgres::Config,
+    /// statement timeout applied), in tokio-postgres's form: the blocking
+    /// pool's `postgres::Config` is made from it, and the started calls
+    /// connect with it directly.
+    pub(crate) pg: tokio_postgres::Config,
     /// The hosts, for messages (`127.0.0.1:5432/test`): never the password.
     pub(crate) shown: String,
     /// The schema.
@@ -184,7 +186,7 @@ impl PgConfig {
         // is read whole.
         let url = &*backplane_core::kit::redact::encode_userinfo(url);
         let cleaned = strip_url_param(url, "sslmode", "allow", "prefer");
-        let mut pg: postgres::Config = cleaned.parse().map_err(|e| {
+        let mut pg: tokio_postgres::Config = cleaned.parse().map_err(|e| {
             store.error(format!(
                 "`url` '{shown_url}' is not a usable PostgreSQL connection string ({e}): write \
                  postgres://user@host:5432/dbname, with more hosts as host1:5432,host2:5432"
@@ -317,7 +319,7 @@ fn check_schema(schema: &str) -> Result<()> {
 }
 
 /// `host:port[,host:port]/dbname`, for messages and health.
-fn shown_hosts(pg: &postgres::Config) -> String {
+fn shown_hosts(pg: &tokio_postgres::Config) -> String {
     use postgres::config::Host;
     let ports = pg.get_ports();
     let hosts: Vec<String> = pg

@@ -15,6 +15,7 @@ mod pgvector;
 mod port;
 mod relational;
 mod restore;
+mod started;
 mod statement;
 mod types;
 mod vector;

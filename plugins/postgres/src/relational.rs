@@ -25,9 +25,9 @@ use backplane_core::relational::{
     apply_migrations, migration_still_pending, validate_migrations, MIGRATIONS_TABLE,
 };
 use backplane_core::{
-    ColumnInfo, ColumnType, Error, ExecResult, ForeignKey, Health, IndexInfo, Migration,
-    MigrationReport, Params, ParamsRef, Relational, Result, RowSink, Rows, RowsBuilder, Statement,
-    TableSchema,
+    AsyncRelational, ColumnInfo, ColumnType, Error, ExecResult, ForeignKey, Health, IndexInfo,
+    Migration, MigrationReport, Params, ParamsRef, Relational, Result, RowSink, Rows, RowsBuilder,
+    Statement, TableSchema,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +35,8 @@ use std::sync::Arc;
 /// A relational store: tables in one schema of one PostgreSQL database.
 pub(crate) struct PgRelational {
     pool: Arc<Pool>,
+    /// `execute` and `query` without blocking ([`crate::started`]).
+    started: crate::started::Started,
     snapshots: crate::port::Snapshots,
     copy_types: crate::port::CopyTypes,
 }
@@ -43,6 +45,7 @@ impl PgRelational {
     /// A store on `pool` (already checked by [`Pool::open`]).
     pub(crate) fn new(pool: Arc<Pool>) -> Self {
         PgRelational {
+            started: crate::started::Started::new(pool.clone()),
             pool,
             snapshots: Default::default(),
             copy_types: Default::default(),
@@ -73,6 +76,10 @@ impl PgRelational {
 }
 
 impl Relational for PgRelational {
+    fn as_async(&self) -> Option<&dyn AsyncRelational> {
+        Some(&self.started)
+    }
+
     fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult> {
         self.execute_ref(sql, params.into())
     }

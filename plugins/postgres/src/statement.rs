@@ -67,7 +67,7 @@ impl Fail {
 
 /// The name of a table's primary key when it is one generated integer
 /// column (identity or `serial`).
-const GENERATED_KEY: &str = "SELECT a.attname::text FROM pg_index i \
+pub(crate) const GENERATED_KEY: &str = "SELECT a.attname::text FROM pg_index i \
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
      WHERE i.indrelid = to_regclass($1) AND i.indisprimary AND i.indnatts = 1 \
        AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) \
@@ -75,49 +75,123 @@ const GENERATED_KEY: &str = "SELECT a.attname::text FROM pg_index i \
             WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum \
               AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'))";
 
+/// What preparing the caller's `sql` takes, before the server is asked:
+/// its placeholders rewritten, and the table an `INSERT` goes into (whose
+/// generated key, if it has one, the statement then returns).
+pub(crate) struct Plan {
+    rw: backplane_core::kit::sql::Rewritten,
+    target: Option<(String, usize)>,
+}
+
+impl Plan {
+    /// Plan `sql`; a statement controlling a transaction is refused.
+    pub(crate) fn new(sql: &str) -> Result<Plan> {
+        backplane_core::relational::refuse_transaction_control(sql)?;
+        let rw = rewrite(sql)?;
+        let target = insert_target(&rw.sql);
+        Ok(Plan { rw, target })
+    }
+
+    /// The table whose generated key to look up ([`GENERATED_KEY`]).
+    pub(crate) fn insert_table(&self) -> Option<&str> {
+        self.target.as_ref().map(|(t, _)| t.as_str())
+    }
+
+    /// The text to prepare, given the insert table's generated key.
+    pub(crate) fn text(&self, key: Option<&str>) -> String {
+        match (&self.target, key) {
+            (Some((_, end)), Some(key)) => {
+                format!("{}\nRETURNING {}", &self.rw.sql[..*end], quote_ident(key))
+            }
+            _ => self.rw.sql.clone(),
+        }
+    }
+
+    /// What the plugin keeps for `sql`, prepared as `stmt`.
+    pub(crate) fn prepared(self, sql: &str, stmt: Statement, returning_id: bool) -> Arc<Prepared> {
+        let names: Arc<[String]> = stmt
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        Arc::new(Prepared {
+            stmt,
+            names,
+            param_names: self.rw.names,
+            returning_id,
+            ddl: is_ddl(sql),
+            select: first_keyword(sql) == "SELECT",
+        })
+    }
+}
+
+/// The generated key's name from [`GENERATED_KEY`]'s rows.
+pub(crate) fn generated_key(rows: &[postgres::Row]) -> Option<String> {
+    rows.first().map(|r| r.get(0))
+}
+
 /// The statement prepared on `conn` for `sql`, preparing it if needed.
 fn prepared(conn: &mut PooledConn<'_>, sql: &str) -> Result<Arc<Prepared>, Fail> {
     if let Some(p) = conn.stmts.get(sql) {
         return Ok(p.clone());
     }
-    backplane_core::relational::refuse_transaction_control(sql).map_err(Fail::Done)?;
-    let rw = rewrite(sql)?;
-    let mut text = rw.sql.clone();
-    let mut returning_id = false;
-    if let Some((table, end)) = insert_target(&rw.sql) {
-        let rows = conn.client.query(GENERATED_KEY, &[&table])?;
-        if let Some(row) = rows.first() {
-            let key: String = row.get(0);
-            text = format!("{}\nRETURNING {}", &rw.sql[..end], quote_ident(&key));
-            returning_id = true;
-        }
-    }
-    let stmt = conn.client.prepare(&text)?;
-    let names: Arc<[String]> = stmt
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let p = Arc::new(Prepared {
-        stmt,
-        names,
-        param_names: rw.names,
-        returning_id,
-        ddl: is_ddl(sql),
-        select: first_keyword(sql) == "SELECT",
-    });
+    let plan = Plan::new(sql)?;
+    let key = match plan.insert_table() {
+        Some(table) => generated_key(&conn.client.query(GENERATED_KEY, &[&table])?),
+        None => None,
+    };
+    let stmt = conn.client.prepare(&plan.text(key.as_deref()))?;
+    let p = plan.prepared(sql, stmt, key.is_some());
     conn.keep(sql, p.clone());
     Ok(p)
 }
 
 /// The values for `p`'s placeholders, in `$n` order, checked against them.
-fn binds<'a>(p: &Prepared, params: ParamsRef<'a>, sql: &str) -> Result<Vec<Bind<'a>>> {
+pub(crate) fn binds<'a>(p: &Prepared, params: ParamsRef<'a>, sql: &str) -> Result<Vec<Bind<'a>>> {
     Ok(
         in_placeholder_order(&p.param_names, p.stmt.params().len(), params, sql)?
             .into_iter()
             .map(Bind)
             .collect(),
     )
+}
+
+/// What running a statement gave: its rows (a statement with `RETURNING`)
+/// or the number of rows it changed.
+pub(crate) enum Ran {
+    Rows(Vec<postgres::Row>),
+    Count(u64),
+}
+
+/// The statement's [`ExecResult`] from what running it gave.
+pub(crate) fn exec_result(p: &Prepared, ran: Ran) -> Result<ExecResult, Fail> {
+    let (affected, last) = match ran {
+        Ran::Rows(rows) => {
+            let mut last = None;
+            if let Some(row) = rows.last() {
+                let raw: Raw<'_> = row.try_get(0)?;
+                if let Some(b) = raw.bytes {
+                    last = with_value(&raw.ty, b, |v| match v {
+                        ValueRef::Integer(i) => Some(i),
+                        _ => None,
+                    })
+                    .ok()
+                    .flatten();
+                }
+            }
+            (rows.len() as u64, last)
+        }
+        Ran::Count(n) => (n, None),
+    };
+    Ok(ExecResult {
+        rows_affected: if p.select { 0 } else { affected },
+        last_insert_id: last,
+    })
+}
+
+/// The parameters of a call as the driver takes them.
+pub(crate) fn refs<'b>(binds: &'b [Bind<'_>]) -> Vec<&'b (dyn ToSql + Sync)> {
+    binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect()
 }
 
 /// Run one statement on `conn` (inside or outside a transaction).
@@ -128,42 +202,20 @@ pub(crate) fn exec_on(
 ) -> Result<ExecResult, Fail> {
     let p = prepared(conn, sql)?;
     let binds = binds(&p, params, sql)?;
-    let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-    let (affected, last) = if p.returning_id {
-        let rows = conn.client.query(&p.stmt, &refs)?;
-        let mut last = None;
-        if let Some(row) = rows.last() {
-            let raw: Raw<'_> = row.try_get(0)?;
-            if let Some(b) = raw.bytes {
-                last = with_value(&raw.ty, b, |v| match v {
-                    ValueRef::Integer(i) => Some(i),
-                    _ => None,
-                })
-                .ok()
-                .flatten();
-            }
-        }
-        (rows.len() as u64, last)
+    let refs = refs(&binds);
+    let ran = if p.returning_id {
+        Ran::Rows(conn.client.query(&p.stmt, &refs)?)
     } else {
-        (conn.client.execute(&p.stmt, &refs)?, None)
+        Ran::Count(conn.client.execute(&p.stmt, &refs)?)
     };
     if p.ddl {
         conn.forget_statements();
     }
-    Ok(ExecResult {
-        rows_affected: if p.select { 0 } else { affected },
-        last_insert_id: last,
-    })
+    exec_result(&p, ran)
 }
 
-/// Run a query on `conn`, writing its rows into `sink`.
-pub(crate) fn query_on(
-    conn: &mut PooledConn<'_>,
-    sql: &str,
-    params: ParamsRef<'_>,
-    sink: &mut dyn RowSink,
-) -> Result<(), Fail> {
-    let p = prepared(conn, sql)?;
+/// Refuse a query with a column that has no Backplane value.
+pub(crate) fn check_readable(p: &Prepared, sql: &str) -> Result<(), Fail> {
     for c in p.stmt.columns() {
         if !readable(c.type_()) {
             return Err(Fail::Done(Error::invalid(format!(
@@ -174,13 +226,18 @@ pub(crate) fn query_on(
             ))));
         }
     }
-    let binds = binds(&p, params, sql)?;
-    let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-    // One round trip collects every row: fewer hand-offs to the client's
-    // runtime than pulling rows one by one.
-    let rows = conn.client.query(&p.stmt, &refs)?;
+    Ok(())
+}
+
+/// Write a query's rows into `sink`.
+pub(crate) fn write_rows(
+    p: &Prepared,
+    rows: &[postgres::Row],
+    sql: &str,
+    sink: &mut dyn RowSink,
+) -> Result<(), Fail> {
     sink.columns(&p.names);
-    for row in &rows {
+    for row in rows {
         sink.begin_row();
         for i in 0..p.names.len() {
             let raw: Raw<'_> = row.try_get(i)?;
@@ -197,6 +254,22 @@ pub(crate) fn query_on(
         }
     }
     Ok(())
+}
+
+/// Run a query on `conn`, writing its rows into `sink`.
+pub(crate) fn query_on(
+    conn: &mut PooledConn<'_>,
+    sql: &str,
+    params: ParamsRef<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<(), Fail> {
+    let p = prepared(conn, sql)?;
+    check_readable(&p, sql)?;
+    let binds = binds(&p, params, sql)?;
+    // One round trip collects every row: fewer hand-offs to the client's
+    // runtime than pulling rows one by one.
+    let rows = conn.client.query(&p.stmt, &refs(&binds))?;
+    write_rows(&p, &rows, sql, sink)
 }
 
 /// Whether the failure is "cached plan must not change result type": the

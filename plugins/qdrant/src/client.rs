@@ -54,14 +54,7 @@ impl Client {
     /// key is an error here, not at the first call. Returns the client and
     /// the server's version.
     pub(crate) fn connect(settings: &Settings) -> Result<(Client, String)> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("backplane-qdrant")
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Error::backend(format!("cannot start the qdrant plugin's runtime: {e}"))
-            })?;
+        let rt = backplane_core::kit::runtime::runtime("qdrant")?;
         let qdrant = Qdrant::from_url(&settings.url)
             .api_key(settings.api_key.as_ref().map(|k| k.expose().clone()))
             .timeout(settings.timeout)

@@ -114,7 +114,7 @@ pub(crate) struct Client {
     /// The non-blocking side (single server only): a multiplexed
     /// connection on the store's own runtime, both made on first use.
     aio: Option<Arc<AsyncConn>>,
-    runtime: OnceLock<std::result::Result<tokio::runtime::Runtime, String>>,
+    runtime: OnceLock<Result<tokio::runtime::Runtime>>,
 }
 
 impl Client {
@@ -224,25 +224,14 @@ impl Client {
     }
 
     /// The store's runtime for async calls, started on first use: one
-    /// worker thread drives every task and the multiplexed connection.
+    /// worker thread drives every task and the multiplexed connection (two
+    /// workers measured no faster at 64 concurrent tasks on two cores,
+    /// BENCHMARKS.md).
     fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
         self.runtime
-            .get_or_init(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    // Two workers measured no faster than one at 64
-                    // concurrent tasks on two cores (BENCHMARKS.md).
-                    .worker_threads(1)
-                    .thread_name("backplane-redis")
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
+            .get_or_init(|| backplane_core::kit::runtime::runtime("redis"))
             .as_ref()
-            .map_err(|e| {
-                Error::backend(format!(
-                    "the redis plugin cannot start its async runtime: {e}"
-                ))
-            })
+            .map_err(Clone::clone)
     }
 
     /// Run `cmd` without blocking, answering `done` with its reply as a
