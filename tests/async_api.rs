@@ -436,9 +436,10 @@ fn a_store_with_its_own_workers_answers_and_stops_them_when_dropped() {
 
 /// The postgres plugin starts `execute` and `query` on its own runtime:
 /// through the async API they answer, right, while tokio's only blocking
-/// thread is held, from many tasks at once; their errors are the blocking
-/// calls' errors; and a table created through them is seen by the blocking
-/// API and the other way round.
+/// thread is held, from many tasks at once on the connections they share
+/// (a statement that fails among them fails alone); their errors are the
+/// blocking calls' errors; and a table created through them is seen by the
+/// blocking API and the other way round.
 #[test]
 fn postgres_started_calls_take_no_blocking_thread() {
     let (url, shown, unreachable) = postgres_server();
@@ -504,6 +505,16 @@ fn postgres_started_calls_take_no_blocking_thread() {
                                 .unwrap();
                             assert_eq!(rows.scalar().unwrap().as_str(), Some(&*format!("{t}-{i}")));
                             ids.push(id);
+                            // Calls share pipelined connections: one that
+                            // fails fails alone.
+                            if (t + i) % 5 == 0 {
+                                let e = r
+                                    .query("SELECT 1 / (id - id) FROM t WHERE id = ?", params![id])
+                                    .await
+                                    .unwrap_err();
+                                assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+                                assert!(e.message().contains("division by zero"), "{e}");
+                            }
                         }
                         ids
                     })

@@ -355,11 +355,6 @@ impl Pool {
         &self.conns.connector().settings
     }
 
-    /// The error of a call that found every connection busy for `timeout`.
-    pub(crate) fn busy(&self) -> Error {
-        self.conns.options().busy()
-    }
-
     /// `host:port/db` of the server, for messages.
     pub(crate) fn shown(&self) -> &str {
         &self.settings().shown
