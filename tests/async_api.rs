@@ -8,7 +8,9 @@
 //!   thread of its own, and counts started and answered calls), the
 //!   redis plugin's multiplexed connection, and the postgres plugin's
 //!   `execute` and `query` on tokio-postgres;
-//! - a blocking call run on tokio's blocking pool: a slow SQLite query.
+//! - a slow SQLite query, started on the sqlite plugin's own worker
+//!   thread (its `execute` and `query` are started calls), and the same
+//!   query as a blocking call run on tokio's blocking pool (`run`).
 //!
 //! "No leak" is checked on what a call holds: every started call's
 //! callback is called (the fixture's counts agree, and the host frees its
@@ -150,10 +152,15 @@ fn futures_dropped_mid_call_are_answered_and_freed() {
             let cut = tokio::time::timeout(Duration::from_millis(1), c.get("slow-20")).await;
             assert!(cut.is_err(), "a 20 ms call finished within 1 ms");
         }
-        // Blocking calls: each future is dropped while SQLite works.
+        // Started on the plugin's worker, then blocking calls on tokio's
+        // pool: each future is dropped while SQLite works.
+        assert!(r.blocking().as_async().is_some(), "sqlite starts query");
         for _ in 0..4 {
             let cut =
                 tokio::time::timeout(Duration::from_millis(5), r.query(SLOW, params![])).await;
+            assert!(cut.is_err(), "the slow query finished within 5 ms");
+            let blocking = r.run(|s| s.query(SLOW, &params![]));
+            let cut = tokio::time::timeout(Duration::from_millis(5), blocking).await;
             assert!(cut.is_err(), "the slow query finished within 5 ms");
         }
         // Both stores still answer, with their own results.
@@ -181,10 +188,10 @@ fn shutting_down_with_calls_in_flight_neither_hangs_nor_leaks() {
         );
         rt.spawn(async move {
             loop {
-                if t % 2 == 0 {
-                    let _ = c.get("slow-200").await;
-                } else {
-                    let _ = r.query(SLOW, params![]).await;
+                match t % 3 {
+                    0 => drop(c.get("slow-200").await),
+                    1 => drop(r.query(SLOW, params![]).await),
+                    _ => drop(r.run(|s| s.query(SLOW, &params![])).await),
                 }
             }
         });
@@ -193,7 +200,8 @@ fn shutting_down_with_calls_in_flight_neither_hangs_nor_leaks() {
     let c = storage.cache("f").unwrap();
     drop(storage);
     // Tasks are dropped mid-call; the blocking pool is given 5 s to finish
-    // the SQLite calls it runs, then left behind.
+    // the SQLite calls it runs, then left behind; the sqlite plugin's
+    // worker runs the queries queued on it to their end.
     let began = Instant::now();
     rt.shutdown_timeout(Duration::from_secs(5));
     assert!(

@@ -1,5 +1,8 @@
 //! A store's own call runners for the async API (the `workers` layer key).
 //!
+//! The threads and their queue are core's [`Workers`]; this module runs a
+//! call on them and awaits its answer.
+//!
 //! By default the async API runs each blocking store call on tokio's
 //! blocking pool: every call is handed to a pool thread, which is woken for
 //! it and parks again after it. When many tasks call one store at once, the
@@ -9,7 +12,7 @@
 //! threads fed by one queue: a thread that finishes a call takes the next
 //! queued one without parking, so a burst from many tasks costs a
 //! wake-up only for the answer. A thread that finds the queue empty looks
-//! again for a short while (`LINGER`) before it parks, so a task that
+//! again for a short while (50 µs, `LINGER`) before it parks, so a task that
 //! awaits one call at a time, and sends the next as soon as it has the
 //! answer, does not pay a park and a wake-up per call either. That suits
 //! a backend that serialises its calls anyway (SQLite's one connection per
@@ -18,7 +21,10 @@
 //!
 //! The threads are the host's, not the plugin's: every backend gets them,
 //! a third party's included, without a change to the plugin boundary, and
-//! a call crosses the boundary on them exactly as on tokio's pool.
+//! a call crosses the boundary on them exactly as on tokio's pool. (An
+//! embedded backend can also serve its `execute` and `query` from threads
+//! of its own, as started calls: core's `kit::served`, which the sqlite and
+//! memory plugins use.)
 //!
 //! The threads are the store's: named `backplane-<store>`, started when
 //! the store opens, ended when the last handle to it is dropped (after the
@@ -26,62 +32,26 @@
 //! tokio's pool, and its answer is dropped. A panic in a call is that
 //! call's `Panicked` error; the thread goes on with the next call.
 
+use backplane_core::kit::workers::{Job, Workers};
 use backplane_core::{Error, ErrorKind, Result};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// How long a worker that has just finished a call keeps looking for the
-/// next one before it parks. A task that awaits one call at a time sends
-/// its next call within microseconds of the answer, so a short look
-/// catches it without a park and a wake-up (measured: see BENCHMARKS.md,
-/// "The worker looks again before it parks").
-const LINGER: Duration = Duration::from_micros(50);
-
-/// The next job, looking for `LINGER` before parking; `None` when every
-/// sender is gone and the queue is empty.
-fn next_job(jobs: &crossbeam_channel::Receiver<Job>) -> Option<Job> {
-    let since = Instant::now();
-    loop {
-        match jobs.try_recv() {
-            Ok(job) => return Some(job),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-            Err(crossbeam_channel::TryRecvError::Empty) if since.elapsed() < LINGER => {
-                std::thread::yield_now()
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => return jobs.recv().ok(),
-        }
-    }
-}
 
 /// The queue of a store's runner threads.
 pub(crate) struct Runners {
-    queue: crossbeam_channel::Sender<Job>,
+    workers: Workers,
 }
 
 impl Runners {
     /// Start `n` threads for store `name`.
     pub(crate) fn start(name: &str, n: usize) -> Result<Runners> {
-        let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..n {
-            let jobs = jobs.clone();
-            std::thread::Builder::new()
-                .name(format!("backplane-{name}"))
-                .spawn(move || {
-                    // Ends when every sender is gone and the queue is empty.
-                    while let Some(job) = next_job(&jobs) {
-                        job();
-                    }
-                })
-                .map_err(|e| {
-                    Error::unavailable(format!(
-                        "store '{name}': cannot start its worker thread {} of {n} ({e}): lower `workers` or raise the process's thread limit",
-                        i + 1
-                    ))
-                })?;
-        }
-        Ok(Runners { queue })
+        Ok(Runners {
+            workers: Workers::start(
+                &format!("backplane-{name}"),
+                n,
+                &format!("store '{name}'"),
+                "lower `workers` or raise the process's thread limit",
+            )?,
+        })
     }
 
     /// Run `f` on one of the threads; the answer when it has run.
@@ -100,7 +70,7 @@ impl Runners {
             });
             let _ = tx.send(r);
         });
-        self.queue
+        self.workers
             .send(job)
             .map_err(|_| Error::unavailable("the store's worker threads have stopped"))?;
         rx.await.unwrap_or_else(|_| {

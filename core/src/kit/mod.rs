@@ -29,6 +29,11 @@
 //! - [`text`]: [`snippet`](text::snippet), a statement shortened to one
 //!   line for error messages; [`panic_text`](text::panic_text), what a
 //!   caught panic said.
+//! - [`workers`]: worker threads fed by one queue, which take queued jobs
+//!   without parking and look again for 50 µs before they park.
+//! - [`served`]: [`Served`](served::Served), an embedded backend's
+//!   relational store whose `execute` and `query` the host's async API can
+//!   start, served from the plugin's own worker threads.
 //! - `runtime` (feature `runtime`): [`runtime`](runtime::runtime), a
 //!   plugin's own tokio runtime, one worker thread named after it.
 //!
@@ -46,6 +51,8 @@ pub mod pool;
 pub mod redact;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod served;
 pub mod sql;
 pub mod text;
 pub mod time;
+pub mod workers;

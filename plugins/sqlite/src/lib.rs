@@ -16,6 +16,7 @@ use cache::SqliteCache;
 use graph::SqliteGraph;
 use vector::SqliteVector;
 
+use backplane_core::kit::served::Served;
 use backplane_core::{
     BackendDescriptor, Cache, Capability, Graph, Plugin, Relational, Result, StoreConfig, Vector,
 };
@@ -63,7 +64,14 @@ impl Plugin for SqlitePlugin {
 
     fn open_relational(&self, config: &StoreConfig) -> Result<Box<dyn Relational>> {
         let (_, db) = self.open_db(config)?;
-        Ok(Box::new(SqliteRelational::new(db)))
+        // `execute` and `query` through the host's async API run on one
+        // thread of the store's own (one: the store has one connection),
+        // which takes queued calls without parking between them.
+        Ok(Box::new(Served::new(
+            SqliteRelational::new(db),
+            &format!("sqlite-{}", config.store),
+            1,
+        )?))
     }
 
     fn open_vector(&self, config: &StoreConfig) -> Result<Box<dyn Vector>> {

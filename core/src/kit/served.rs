@@ -1,0 +1,293 @@
+//! An embedded backend's relational store served from threads the plugin
+//! owns: [`Served`] wraps any [`Relational`] and starts its `execute` and
+//! `query` ([`AsyncRelational`]) on its own worker thread, so the host's
+//! async API awaits them without a thread of tokio's blocking pool, and
+//! answers through the started call's callback.
+//!
+//! Every other call, and every blocking call, goes straight to the wrapped
+//! store on the caller's thread, as without the wrapper. The worker
+//! ([`crate::kit::workers`]) takes queued calls one after another without
+//! parking and looks again for 50 µs before it parks. One thread suits a
+//! store that serialises its calls on one connection (SQLite's); `n`
+//! threads serve `n` calls at once. The threads hold the store: it closes
+//! when the wrapper is dropped and the calls already queued have run. A
+//! call that panics is that call's `Panicked` error.
+
+use crate::kit::workers::Workers;
+use crate::rows::{ParamsRef, RowSink};
+use crate::{
+    AsyncRelational, Done, Error, ErrorKind, ExecResult, Health, Migration, MigrationReport, Page,
+    Params, Relational, Result, Rows, Statement, TableSchema, Value,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// A relational store whose `execute` and `query` can be started.
+pub struct Served<R> {
+    store: Arc<R>,
+    workers: Workers,
+}
+
+impl<R: Relational + 'static> Served<R> {
+    /// Serve `store` from `n` threads named `name` (at least one).
+    pub fn new(store: R, name: &str, n: usize) -> Result<Served<R>> {
+        Ok(Served {
+            store: Arc::new(store),
+            workers: Workers::start(
+                name,
+                n,
+                "the store's started calls",
+                "raise the process's thread limit",
+            )?,
+        })
+    }
+
+    /// Run `call` on a worker and answer `done` with its result.
+    fn start<T: 'static>(
+        &self,
+        call: impl FnOnce(&R) -> Result<T> + Send + 'static,
+        done: Done<T>,
+    ) {
+        let store = self.store.clone();
+        let job = Box::new(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| call(&store))).unwrap_or_else(|p| {
+                Err(Error::new(
+                    ErrorKind::Panicked,
+                    format!(
+                        "a started call panicked in the plugin: {}",
+                        crate::kit::text::panic_text(&*p)
+                    ),
+                ))
+            });
+            done(r);
+        });
+        if self.workers.send(job).is_err() {
+            // Unreachable while `self` lives: its threads end only when
+            // `workers` is dropped. The callback is dropped with the job,
+            // which the host reports as a call that ended unanswered.
+            log::error!("a started call found the store's worker threads stopped");
+        }
+    }
+}
+
+impl<R: Relational + 'static> AsyncRelational for Served<R> {
+    fn execute(&self, sql: &str, params: &Params, done: Done<ExecResult>) {
+        let (sql, params) = (sql.to_string(), params.clone());
+        self.start(move |s| s.execute(&sql, &params), done)
+    }
+
+    fn query(&self, sql: &str, params: &Params, done: Done<Rows>) {
+        let (sql, params) = (sql.to_string(), params.clone());
+        self.start(move |s| s.query(&sql, &params), done)
+    }
+}
+
+/// Every other method: the wrapped store's, on the caller's thread.
+impl<R: Relational + 'static> Relational for Served<R> {
+    fn as_async(&self) -> Option<&dyn AsyncRelational> {
+        Some(self)
+    }
+    fn execute(&self, sql: &str, params: &Params) -> Result<ExecResult> {
+        self.store.execute(sql, params)
+    }
+    fn execute_many(&self, sql: &str, params: &[Params]) -> Result<ExecResult> {
+        self.store.execute_many(sql, params)
+    }
+    fn query(&self, sql: &str, params: &Params) -> Result<Rows> {
+        self.store.query(sql, params)
+    }
+    fn transaction(&self, statements: &[Statement]) -> Result<Vec<ExecResult>> {
+        self.store.transaction(statements)
+    }
+    fn migrate(&self, migrations: &[Migration]) -> Result<MigrationReport> {
+        self.store.migrate(migrations)
+    }
+    fn tables(&self) -> Result<Vec<String>> {
+        self.store.tables()
+    }
+    fn describe(&self, table: &str) -> Result<TableSchema> {
+        self.store.describe(table)
+    }
+    fn backup(&self, path: &str) -> Result<()> {
+        self.store.backup(path)
+    }
+    fn restore(&self, path: &str) -> Result<()> {
+        self.store.restore(path)
+    }
+    fn health(&self) -> Result<Health> {
+        self.store.health()
+    }
+    fn export_snapshot(&self) -> Result<Option<String>> {
+        self.store.export_snapshot()
+    }
+    fn release_snapshot(&self, snapshot: &str) -> Result<()> {
+        self.store.release_snapshot(snapshot)
+    }
+    fn export_rows(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Vec<Value>>> {
+        self.store.export_rows(snapshot, table, cursor, limit)
+    }
+    fn import_begin(&self, tables: &[TableSchema]) -> Result<()> {
+        self.store.import_begin(tables)
+    }
+    fn import_rows(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+        overwrite: bool,
+    ) -> Result<u64> {
+        self.store.import_rows(table, columns, rows, overwrite)
+    }
+    fn import_end(&self, tables: &[TableSchema]) -> Result<()> {
+        self.store.import_end(tables)
+    }
+    fn export_rows_into(
+        &self,
+        snapshot: Option<&str>,
+        table: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        sink: &mut dyn RowSink,
+    ) -> Result<Option<String>> {
+        self.store
+            .export_rows_into(snapshot, table, cursor, limit, sink)
+    }
+    fn import_rows_ref(
+        &self,
+        table: &str,
+        columns: &[String],
+        rows: &[ParamsRef<'_>],
+        overwrite: bool,
+    ) -> Result<u64> {
+        self.store.import_rows_ref(table, columns, rows, overwrite)
+    }
+    fn execute_ref(&self, sql: &str, params: ParamsRef<'_>) -> Result<ExecResult> {
+        self.store.execute_ref(sql, params)
+    }
+    fn execute_many_ref(&self, sql: &str, sets: &[ParamsRef<'_>]) -> Result<ExecResult> {
+        self.store.execute_many_ref(sql, sets)
+    }
+    fn query_into(&self, sql: &str, params: ParamsRef<'_>, sink: &mut dyn RowSink) -> Result<()> {
+        self.store.query_into(sql, params, sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A store whose `query` panics and whose `execute` answers; it says
+    /// when it is dropped.
+    struct Panics(mpsc::Sender<&'static str>);
+
+    impl Drop for Panics {
+        fn drop(&mut self) {
+            let _ = self.0.send("dropped");
+        }
+    }
+
+    impl Relational for Panics {
+        fn execute(&self, sql: &str, _: &Params) -> Result<ExecResult> {
+            Ok(ExecResult {
+                rows_affected: sql.len() as u64,
+                last_insert_id: None,
+            })
+        }
+        fn execute_many(&self, _: &str, _: &[Params]) -> Result<ExecResult> {
+            unreachable!()
+        }
+        fn query(&self, sql: &str, _: &Params) -> Result<Rows> {
+            panic!("boom in {sql}")
+        }
+        fn transaction(&self, _: &[Statement]) -> Result<Vec<ExecResult>> {
+            unreachable!()
+        }
+        fn migrate(&self, _: &[Migration]) -> Result<MigrationReport> {
+            unreachable!()
+        }
+        fn tables(&self) -> Result<Vec<String>> {
+            unreachable!()
+        }
+        fn describe(&self, _: &str) -> Result<TableSchema> {
+            unreachable!()
+        }
+        fn backup(&self, _: &str) -> Result<()> {
+            unreachable!()
+        }
+        fn restore(&self, _: &str) -> Result<()> {
+            unreachable!()
+        }
+        fn health(&self) -> Result<Health> {
+            Ok(Health::ok("panics"))
+        }
+    }
+
+    /// A started call that panics is that call's `Panicked` error, the
+    /// worker goes on with the next, and the store closes with the
+    /// wrapper.
+    #[test]
+    fn a_panic_is_the_calls_error_and_the_store_closes_with_the_wrapper() {
+        let (closed, closing) = mpsc::channel();
+        let served = Served::new(Panics(closed), "served-panics", 1).unwrap();
+        let a = served.as_async().expect("started calls");
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
+        a.query(
+            "SELECT 1",
+            &Params::None,
+            Box::new(move |r| tx.send(r.map(|_| 0)).unwrap()),
+        );
+        a.execute(
+            "four",
+            &Params::None,
+            Box::new(move |r| tx2.send(r.map(|e| e.rows_affected)).unwrap()),
+        );
+        let e = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked, "{e}");
+        assert!(e.message().contains("boom in SELECT 1"), "{e}");
+        let n = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert_eq!(n, 4, "the worker answered the next call");
+        drop(served);
+        assert_eq!(
+            closing.recv_timeout(Duration::from_secs(10)),
+            Ok("dropped"),
+            "the store closed with its wrapper"
+        );
+    }
+
+    /// Every method of the trait, defaulted ones included, passes to the
+    /// wrapped store: a method added to `Relational` and not here would
+    /// silently take the default instead of the store's own.
+    #[test]
+    fn every_relational_method_is_passed_on() {
+        let trait_text = include_str!("../relational.rs");
+        let start = trait_text.find("pub trait Relational").expect("the trait");
+        let body = &trait_text[start..];
+        let body = &body[..body.find("\n}\n").expect("the trait's end")];
+        let here = include_str!("served.rs");
+        let mut checked = 0;
+        for line in body.lines() {
+            let Some(rest) = line.trim().strip_prefix("fn ") else {
+                continue;
+            };
+            let name = &rest[..rest.find(['(', '<']).expect("a method")];
+            assert!(
+                here.contains(&format!("fn {name}(")),
+                "Served does not pass `{name}` on: add it to core/src/kit/served.rs"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 20, "read {checked} methods of the trait");
+    }
+}
