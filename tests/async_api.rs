@@ -8,6 +8,9 @@
 //!   thread of its own, and counts started and answered calls), the
 //!   redis plugin's multiplexed connection, and the postgres plugin's
 //!   `execute` and `query` on tokio-postgres;
+//! - the embedded backends' hot calls (relational, vector and graph on
+//!   sqlite, memory and qdrant-edge), served from their stores' own
+//!   threads with tokio's only blocking thread held;
 //! - a slow SQLite query, started on the sqlite plugin's own worker
 //!   thread (its `execute` and `query` are started calls), and the same
 //!   query as a blocking call run on tokio's blocking pool (`run`).
@@ -578,4 +581,134 @@ fn postgres_started_calls_take_no_blocking_thread() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.message().contains("w"), "{e}");
+}
+
+/// The embedded backends (sqlite, memory, qdrant-edge) serve their stores'
+/// hot calls from threads of their own: through the async API a
+/// relational store's `execute` and `query`, a vector store's `upsert` and
+/// `search`, and a graph store's `get_node` and `neighbors` answer, right,
+/// while tokio's only blocking thread is held.
+#[test]
+fn embedded_stores_serve_their_hot_calls_without_a_blocking_thread() {
+    use backplane_host::{Direction, Distance, NewEdge, NewNode, SearchRequest, VectorRecord};
+    let scratch = Scratch::new();
+    let file = |name: &str| scratch.path(name).display().to_string();
+    let cfg = plugins_toml(
+        &scratch,
+        &[
+            "backplane_plugin_sqlite",
+            "backplane_plugin_memory",
+            "backplane_plugin_qdrant_edge",
+        ],
+        &format!(
+            "[relational.sr]\nbackend = \"sqlite\"\npath = \"{}\"\n\
+             [vector.sv]\nbackend = \"sqlite\"\npath = \"{}\"\n\
+             [graph.sg]\nbackend = \"sqlite\"\npath = \"{}\"\n\
+             [relational.mr]\nbackend = \"memory\"\n\
+             [vector.mv]\nbackend = \"memory\"\n\
+             [graph.mg]\nbackend = \"memory\"\n\
+             [vector.qv]\nbackend = \"qdrant-edge\"\npath = \"{}\"\n",
+            file("r.db"),
+            file("v.db"),
+            file("g.db"),
+            file("q")
+        ),
+    );
+    let storage = Storage::open(&cfg).unwrap();
+    let relational: Vec<_> = ["sr", "mr"]
+        .iter()
+        .map(|n| storage.relational(n).unwrap())
+        .collect();
+    let vector: Vec<_> = ["sv", "mv", "qv"]
+        .iter()
+        .map(|n| storage.vector(n).unwrap())
+        .collect();
+    let graph: Vec<_> = ["sg", "mg"]
+        .iter()
+        .map(|n| storage.graph(n).unwrap())
+        .collect();
+    // What the started calls need, made through the blocking API.
+    for r in &relational {
+        assert!(r.blocking().as_async().is_some(), "{}", r.name());
+        r.blocking()
+            .execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)", &params![])
+            .unwrap();
+    }
+    for v in &vector {
+        assert!(v.blocking().as_async().is_some(), "{}", v.name());
+        v.blocking()
+            .create_collection("c", 3, Distance::Cosine)
+            .unwrap();
+    }
+    for g in &graph {
+        assert!(g.blocking().as_async().is_some(), "{}", g.name());
+        let b = g.blocking();
+        b.create_nodes(&[
+            NewNode::new("L", serde_json::json!({"n": 1})).with_id("a"),
+            NewNode::new("L", serde_json::json!({"n": 2})).with_id("b"),
+        ])
+        .unwrap();
+        b.create_edges(&[NewEdge::new("a", "b", "knows")]).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (holding, held) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = rt.spawn_blocking(move || {
+        holding.send(()).unwrap();
+        released.recv_timeout(Duration::from_secs(60)).ok();
+    });
+    held.recv().unwrap();
+    let calls = async {
+        for r in &relational {
+            r.execute("INSERT INTO t (k, v) VALUES (?, ?)", params![7, "seven"])
+                .await
+                .unwrap();
+            let rows = r
+                .query("SELECT v FROM t WHERE k = ?", params![7])
+                .await
+                .unwrap();
+            assert_eq!(
+                rows.scalar().unwrap().as_str(),
+                Some("seven"),
+                "{}",
+                r.name()
+            );
+        }
+        for v in &vector {
+            v.upsert(
+                "c",
+                vec![
+                    VectorRecord::new("x", vec![1.0, 0.0, 0.0]),
+                    VectorRecord::new("y", vec![0.0, 1.0, 0.0]),
+                ],
+            )
+            .await
+            .unwrap();
+            let hits = v
+                .search("c", SearchRequest::new(vec![0.1, 0.9, 0.0], 1))
+                .await
+                .unwrap();
+            assert_eq!(hits.len(), 1, "{}", v.name());
+            assert_eq!(hits[0].id, "y", "{}", v.name());
+        }
+        for g in &graph {
+            let a = g.get_node("a").await.unwrap().expect("node a");
+            assert_eq!(a.properties["n"], 1, "{}", g.name());
+            let near = g
+                .neighbors("a", Direction::Outgoing, Vec::new(), 1)
+                .await
+                .unwrap();
+            let ids: Vec<_> = near.iter().map(|n| n.node.id.as_str()).collect();
+            assert_eq!(ids, ["b"], "{}", g.name());
+        }
+    };
+    let outcome = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), calls).await });
+    release.send(()).unwrap();
+    rt.block_on(holder).unwrap();
+    outcome.expect("the started calls answered without a blocking thread");
 }

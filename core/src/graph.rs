@@ -223,8 +223,36 @@ pub fn merge_properties(target: &mut serde_json::Value, patch: &serde_json::Valu
     }
 }
 
+/// The non-blocking form of a graph store's two hottest calls, for a
+/// backend that serves them from threads or a runtime of its own (the
+/// embedded backends do, through [`crate::kit::served`]). Each method
+/// starts the call and returns at once; `done` is called exactly once,
+/// from any thread, when the call has finished.
+///
+/// A backend offers it through [`Graph::as_async`]; the blocking methods
+/// stay the reference semantics and must agree with it.
+pub trait AsyncGraph: Send + Sync {
+    /// Start [`Graph::get_node`].
+    fn get_node(&self, id: &str, done: crate::Done<Option<Node>>);
+    /// Start [`Graph::neighbors`].
+    fn neighbors(
+        &self,
+        id: &str,
+        direction: Direction,
+        edge_types: &[String],
+        depth: u32,
+        done: crate::Done<Vec<Neighbor>>,
+    );
+}
+
 /// A graph store. Implemented by plugins; used through the host.
 pub trait Graph: Send + Sync {
+    /// The store's non-blocking form of `get_node` and `neighbors`, if it
+    /// has one. Default: none; the host's async API then runs the
+    /// blocking call on a thread.
+    fn as_async(&self) -> Option<&dyn AsyncGraph> {
+        None
+    }
     /// Create nodes, all or none; `AlreadyExists` for a taken id.
     fn create_nodes(&self, nodes: &[NewNode]) -> Result<Vec<Node>>;
     /// A node by id, if present.

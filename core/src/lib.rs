@@ -59,7 +59,8 @@ pub use cache::{
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{Condition, Filter, FilterOp, Range, Scalar};
 pub use graph::{
-    Direction, Edge, Graph, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path, MAX_DEPTH,
+    AsyncGraph, Direction, Edge, Graph, Neighbor, NewEdge, NewNode, Node, NodeQuery, Page, Path,
+    MAX_DEPTH,
 };
 pub use plugin::{
     registered_plugins, resolve_path, BackendDescriptor, Capability, Health, Plugin, PluginInfo,
@@ -72,8 +73,8 @@ pub use relational::{
 pub use rows::{JsonRef, ParamsRef, RowSink, RowsBuilder, RowsWriter, ValueRef};
 pub use value::Value;
 pub use vector::{
-    CollectionInfo, DefaultCollection, Distance, ScrollPage, SearchHit, SearchRequest, Vector,
-    VectorRecord,
+    AsyncVector, CollectionInfo, DefaultCollection, Distance, ScrollPage, SearchHit, SearchRequest,
+    Vector, VectorRecord,
 };
 
 #[doc(hidden)]

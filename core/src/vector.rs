@@ -394,8 +394,29 @@ pub struct ScrollPage {
     pub next_cursor: Option<String>,
 }
 
+/// The non-blocking form of a vector store's two hottest calls, for a
+/// backend that serves them from threads or a runtime of its own (the
+/// embedded backends do, through [`crate::kit::served`]). Each method
+/// starts the call and returns at once; `done` is called exactly once,
+/// from any thread, when the call has finished.
+///
+/// A backend offers it through [`Vector::as_async`]; the blocking methods
+/// stay the reference semantics and must agree with it.
+pub trait AsyncVector: Send + Sync {
+    /// Start [`Vector::upsert`].
+    fn upsert(&self, collection: &str, records: &[VectorRecord], done: crate::Done<()>);
+    /// Start [`Vector::search`].
+    fn search(&self, collection: &str, request: &SearchRequest, done: crate::Done<Vec<SearchHit>>);
+}
+
 /// A vector store. Implemented by plugins; used through the host.
 pub trait Vector: Send + Sync {
+    /// The store's non-blocking form of `upsert` and `search`, if it has
+    /// one. Default: none; the host's async API then runs the blocking
+    /// call on a thread.
+    fn as_async(&self) -> Option<&dyn AsyncVector> {
+        None
+    }
     /// Create a collection; `AlreadyExists` if it does.
     fn create_collection(&self, name: &str, dimension: u32, distance: Distance) -> Result<()>;
     /// Drop a collection and its records; `NotFound` if absent.

@@ -1,11 +1,18 @@
-//! An embedded backend's relational store served from threads the plugin
-//! owns: [`Served`] wraps any [`Relational`] and starts its `execute` and
-//! `query` ([`AsyncRelational`]) on its own worker thread, so the host's
-//! async API awaits them without a thread of tokio's blocking pool, and
-//! answers through the started call's callback.
+//! An embedded backend's store served from threads the plugin owns:
+//! [`Served`] wraps any [`Relational`], [`Vector`](crate::Vector) or
+//! [`Graph`](crate::Graph) store and starts its hot calls (a relational
+//! store's `execute` and `query`, a vector store's `upsert` and `search`,
+//! a graph store's `get_node` and `neighbors`: the list lines marked
+//! `start` or `fast_start`) on its own worker threads, so the host's async
+//! API awaits them without a thread of tokio's blocking pool, and answers
+//! through the started call's callback.
 //!
 //! Every other call, and every blocking call, goes straight to the wrapped
-//! store on the caller's thread, as without the wrapper. The worker
+//! store on the caller's thread, as without the wrapper. For vector and
+//! graph stores the passing-on is generated from the capability's method
+//! list, so it covers every method; the relational trait has methods
+//! beyond its list (the hot path's borrowed forms), written out below and
+//! checked by a test. The worker
 //! ([`crate::kit::workers`]) takes queued calls one after another without
 //! parking and looks again for 50 µs before it parks. One thread suits a
 //! store that serialises its calls on one connection (SQLite's); `n`
@@ -22,13 +29,22 @@ use crate::{
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-/// A relational store whose `execute` and `query` can be started.
+/// Worker threads for a store that serves calls in parallel: one per core
+/// the process may use, at most four.
+pub fn parallel_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4)
+}
+
+/// A store whose hot calls can be started.
 pub struct Served<R> {
     store: Arc<R>,
     workers: Workers,
 }
 
-impl<R: Relational + 'static> Served<R> {
+impl<R: Send + Sync + 'static> Served<R> {
     /// Serve `store` from `n` threads named `name` (at least one).
     pub fn new(store: R, name: &str, n: usize) -> Result<Served<R>> {
         Ok(Served {
@@ -81,6 +97,49 @@ impl<R: Relational + 'static> AsyncRelational for Served<R> {
         self.start(move |s| s.query(&sql, &params), done)
     }
 }
+
+/// A vector or graph store's trait on [`Served`], from the capability's
+/// method list: every method passes to the wrapped store, and the `start`
+/// lines also run on the workers.
+macro_rules! serve {
+    (
+        ()
+        trait $Trait:ident;
+        async $Async:ident . $as_async:ident;
+        $($tag:literal $mode:ident fn $m:ident($($a:ident: $t:ty $(=> $into:ty)? $(as $owned:ty)?),*) -> $r:ty;)*
+    ) => {
+        impl<S: crate::$Trait + 'static> crate::$Trait for Served<S> {
+            fn $as_async(&self) -> Option<&dyn crate::$Async> {
+                Some(self)
+            }
+            $(
+                fn $m(&self, $($a: $t),*) -> Result<$r> {
+                    self.store.$m($($a),*)
+                }
+            )*
+            fn health(&self) -> Result<Health> {
+                self.store.health()
+            }
+        }
+
+        impl<S: crate::$Trait + 'static> crate::$Async for Served<S> {
+            $(serve!(@start $mode fn $m($($a: $t),*) -> $r);)*
+        }
+    };
+    (@start start fn $m:ident($($a:ident: $t:ty),*) -> $r:ty) => {
+        fn $m(&self, $($a: $t,)* done: Done<$r>) {
+            $(let $a = <$t as crate::boundary::Arg<'_>>::owned($a);)*
+            self.start(
+                move |s: &S| s.$m($(<$t as crate::boundary::Arg<'_>>::lend(&$a)),*),
+                done,
+            )
+        }
+    };
+    (@start $mode:ident $($rest:tt)*) => {};
+}
+
+crate::vector_methods!(serve!());
+crate::graph_methods!(serve!());
 
 /// Every other method: the wrapped store's, on the caller's thread.
 impl<R: Relational + 'static> Relational for Served<R> {

@@ -12,6 +12,7 @@ pub use backplane_memory_engine::{MemoryCache, MemoryGraph};
 pub use config::MemoryConfig;
 pub use vector::MemoryVector;
 
+use backplane_core::kit::served::{parallel_workers, Served};
 use backplane_core::{
     BackendDescriptor, Cache, Capability, Graph, Plugin, Result, StoreConfig, Vector,
 };
@@ -71,7 +72,13 @@ impl Plugin for MemoryPlugin {
                 })?;
         }
         log::debug!("memory: opened vector store '{}'", config.store);
-        Ok(Box::new(store))
+        // `upsert` and `search` through the host's async API run on
+        // threads of the store's own (searches run in parallel).
+        Ok(Box::new(Served::new(
+            store,
+            &format!("memory-{}", config.store),
+            parallel_workers(),
+        )?))
     }
 
     fn open_cache(&self, config: &StoreConfig) -> Result<Box<dyn Cache>> {
@@ -84,7 +91,11 @@ impl Plugin for MemoryPlugin {
     fn open_graph(&self, config: &StoreConfig) -> Result<Box<dyn Graph>> {
         MemoryConfig::from_store(config)?;
         log::debug!("memory: opened graph store '{}'", config.store);
-        Ok(Box::new(MemoryGraph::new()))
+        Ok(Box::new(Served::new(
+            MemoryGraph::new(),
+            &format!("memory-{}", config.store),
+            parallel_workers(),
+        )?))
     }
 }
 

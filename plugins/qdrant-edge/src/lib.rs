@@ -18,6 +18,7 @@ pub use backend::QdrantEdgeVector;
 pub use config::{QdrantEdgeConfig, Tuning};
 pub use index::IndexState;
 
+use backplane_core::kit::served::{parallel_workers, Served};
 use backplane_core::{BackendDescriptor, Capability, Plugin, Result, StoreConfig, Vector};
 
 /// The backend's name in plugins.toml.
@@ -72,7 +73,13 @@ impl Plugin for QdrantEdgePlugin {
             config.store,
             store.root().display()
         );
-        Ok(Box::new(store))
+        // `upsert` and `search` through the host's async API run on
+        // threads of the store's own (searches run in parallel).
+        Ok(Box::new(Served::new(
+            store,
+            &format!("qdrant-edge-{}", config.store),
+            parallel_workers(),
+        )?))
     }
 
     fn shutdown(&self) {

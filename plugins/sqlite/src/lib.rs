@@ -64,9 +64,10 @@ impl Plugin for SqlitePlugin {
 
     fn open_relational(&self, config: &StoreConfig) -> Result<Box<dyn Relational>> {
         let (_, db) = self.open_db(config)?;
-        // `execute` and `query` through the host's async API run on one
-        // thread of the store's own (one: the store has one connection),
-        // which takes queued calls without parking between them.
+        // Its hot calls through the host's async API (`execute` and
+        // `query` here, `upsert` and `search`, `get_node` and `neighbors`
+        // below) run on one thread of the store's own (one: the store has
+        // one connection), which takes queued calls without parking.
         Ok(Box::new(Served::new(
             SqliteRelational::new(db),
             &format!("sqlite-{}", config.store),
@@ -77,10 +78,11 @@ impl Plugin for SqlitePlugin {
     fn open_vector(&self, config: &StoreConfig) -> Result<Box<dyn Vector>> {
         let (cfg, db) = self.open_db(config)?;
         let default = cfg.default_collection(config)?;
-        Ok(Box::new(SqliteVector::open(
-            db,
-            default,
-            cfg.search_cache_bytes(),
+        let store = SqliteVector::open(db, default, cfg.search_cache_bytes())?;
+        Ok(Box::new(Served::new(
+            store,
+            &format!("sqlite-{}", config.store),
+            1,
         )?))
     }
 
@@ -97,7 +99,11 @@ impl Plugin for SqlitePlugin {
 
     fn open_graph(&self, config: &StoreConfig) -> Result<Box<dyn Graph>> {
         let (_, db) = self.open_db(config)?;
-        Ok(Box::new(SqliteGraph::open(db)?))
+        Ok(Box::new(Served::new(
+            SqliteGraph::open(db)?,
+            &format!("sqlite-{}", config.store),
+            1,
+        )?))
     }
 }
 
