@@ -1045,8 +1045,9 @@ handle!(
 
 /// Generates a handle's async methods from a capability's method list
 /// (`backplane_core::*_methods!`): each moves its arguments to tokio's
-/// blocking pool and runs the trait method there; a `start` method is
-/// awaited without a thread when the store serves it without blocking.
+/// blocking pool (or the store's `workers`) and runs the trait method
+/// there; a `start` method is awaited without a thread when the store
+/// serves it without blocking and has no `workers`.
 macro_rules! async_api {
     (
         ($Store:ident)
@@ -1070,7 +1071,9 @@ macro_rules! async_api {
         }
     };
     (@start start $self:ident $m:ident($($a:ident: $t:ty),*) -> $r:ty) => {
-        if let Some(a) = $self.inner.as_async() {
+        // A store with `workers` runs every async call on them, as its
+        // section asks; otherwise a call the store can start is started.
+        if let Some(a) = $self.inner.as_async().filter(|_| $self.meta.runners.is_none()) {
             let (tx, rx) = tokio::sync::oneshot::channel();
             a.$m(
                 $(<$t as Arg<'_>>::lend(&$a),)*
