@@ -8,8 +8,8 @@
 //!   thread of its own, and counts started and answered calls), the
 //!   redis plugin's multiplexed connection, and the postgres plugin's
 //!   `execute` and `query` on tokio-postgres;
-//! - the embedded backends' hot calls (relational, vector and graph on
-//!   sqlite, memory and qdrant-edge), served from their stores' own
+//! - the embedded backends' hot calls (relational, vector, cache and
+//!   graph on sqlite, memory and qdrant-edge), served from their stores' own
 //!   threads with tokio's only blocking thread held;
 //! - a slow SQLite query, started on the sqlite plugin's own worker
 //!   thread (its `execute` and `query` are started calls), and the same
@@ -607,11 +607,14 @@ fn embedded_stores_serve_their_hot_calls_without_a_blocking_thread() {
              [relational.mr]\nbackend = \"memory\"\n\
              [vector.mv]\nbackend = \"memory\"\n\
              [graph.mg]\nbackend = \"memory\"\n\
-             [vector.qv]\nbackend = \"qdrant-edge\"\npath = \"{}\"\n",
+             [vector.qv]\nbackend = \"qdrant-edge\"\npath = \"{}\"\n\
+             [cache.sc]\nbackend = \"sqlite\"\npath = \"{}\"\n\
+             [cache.mc]\nbackend = \"memory\"\n",
             file("r.db"),
             file("v.db"),
             file("g.db"),
-            file("q")
+            file("q"),
+            file("c.db")
         ),
     );
     let storage = Storage::open(&cfg).unwrap();
@@ -623,6 +626,13 @@ fn embedded_stores_serve_their_hot_calls_without_a_blocking_thread() {
         .iter()
         .map(|n| storage.vector(n).unwrap())
         .collect();
+    let caches: Vec<_> = ["sc", "mc"]
+        .iter()
+        .map(|n| storage.cache(n).unwrap())
+        .collect();
+    for c in &caches {
+        assert!(c.blocking().as_async().is_some(), "{}", c.name());
+    }
     let graph: Vec<_> = ["sg", "mg"]
         .iter()
         .map(|n| storage.graph(n).unwrap())
@@ -695,6 +705,11 @@ fn embedded_stores_serve_their_hot_calls_without_a_blocking_thread() {
                 .unwrap();
             assert_eq!(hits.len(), 1, "{}", v.name());
             assert_eq!(hits[0].id, "y", "{}", v.name());
+        }
+        for c in &caches {
+            c.set("k", b"v".to_vec(), None).await.unwrap();
+            let v = c.get("k").await.unwrap();
+            assert_eq!(v.as_deref(), Some(&b"v"[..]), "{}", c.name());
         }
         for g in &graph {
             let a = g.get_node("a").await.unwrap().expect("node a");

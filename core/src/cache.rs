@@ -224,7 +224,8 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 pub type Done<T> = Box<dyn FnOnce(Result<T>) + Send + 'static>;
 
 /// The non-blocking form of a cache's two hottest calls, for a backend that
-/// owns an async runtime (the redis backend does). Each method starts the
+/// owns an async runtime (the redis backend does) or threads of its own
+/// (the embedded backends, through [`crate::kit::served`]). Each method starts the
 /// call and returns at once; `done` is called exactly once, from any thread,
 /// when the call has finished. The host's async API awaits these directly
 /// instead of handing the blocking call to a thread, so many concurrent

@@ -1,15 +1,16 @@
 //! An embedded backend's store served from threads the plugin owns:
-//! [`Served`] wraps any [`Relational`], [`Vector`](crate::Vector) or
-//! [`Graph`](crate::Graph) store and starts its hot calls (a relational
-//! store's `execute` and `query`, a vector store's `upsert` and `search`,
-//! a graph store's `get_node` and `neighbors`: the list lines marked
-//! `start` or `fast_start`) on its own worker threads, so the host's async
+//! [`Served`] wraps any [`Relational`], [`Vector`](crate::Vector),
+//! [`Cache`](crate::Cache) or [`Graph`](crate::Graph) store and starts its
+//! hot calls (a relational store's `execute` and `query`, a vector store's
+//! `upsert` and `search`, a cache's `get` and `set`, a graph store's
+//! `get_node` and `neighbors`: the list lines marked `start` or
+//! `fast_start`) on its own worker threads, so the host's async
 //! API awaits them without a thread of tokio's blocking pool, and answers
 //! through the started call's callback.
 //!
 //! Every other call, and every blocking call, goes straight to the wrapped
-//! store on the caller's thread, as without the wrapper. For vector and
-//! graph stores the passing-on is generated from the capability's method
+//! store on the caller's thread, as without the wrapper. For vector, cache
+//! and graph stores the passing-on is generated from the capability's method
 //! list, so it covers every method; the relational trait has methods
 //! beyond its list (the hot path's borrowed forms), written out below and
 //! checked by a test. The worker
@@ -98,7 +99,7 @@ impl<R: Relational + 'static> AsyncRelational for Served<R> {
     }
 }
 
-/// A vector or graph store's trait on [`Served`], from the capability's
+/// A vector, cache or graph store's trait on [`Served`], from the capability's
 /// method list: every method passes to the wrapped store, and the `start`
 /// lines also run on the workers.
 macro_rules! serve {
@@ -139,6 +140,7 @@ macro_rules! serve {
 }
 
 crate::vector_methods!(serve!());
+crate::cache_methods!(serve!());
 crate::graph_methods!(serve!());
 
 /// Every other method: the wrapped store's, on the caller's thread.

@@ -85,7 +85,13 @@ impl Plugin for MemoryPlugin {
         let cfg = MemoryConfig::from_store(config)?;
         let store = MemoryCache::new(cfg.channel_limits()?, cfg.max_value_bytes);
         log::debug!("memory: opened cache store '{}'", config.store);
-        Ok(Box::new(store))
+        // `get` and `set` through the host's async API run on threads of
+        // the store's own.
+        Ok(Box::new(Served::new(
+            store,
+            &format!("memory-{}", config.store),
+            parallel_workers(),
+        )?))
     }
 
     fn open_graph(&self, config: &StoreConfig) -> Result<Box<dyn Graph>> {

@@ -65,9 +65,10 @@ impl Plugin for SqlitePlugin {
     fn open_relational(&self, config: &StoreConfig) -> Result<Box<dyn Relational>> {
         let (_, db) = self.open_db(config)?;
         // Its hot calls through the host's async API (`execute` and
-        // `query` here, `upsert` and `search`, `get_node` and `neighbors`
-        // below) run on one thread of the store's own (one: the store has
-        // one connection), which takes queued calls without parking.
+        // `query` here; `upsert` and `search`, `get` and `set`, `get_node`
+        // and `neighbors` below) run on one thread of the store's own
+        // (one: the store has one connection), which takes queued calls
+        // without parking.
         Ok(Box::new(Served::new(
             SqliteRelational::new(db),
             &format!("sqlite-{}", config.store),
@@ -89,11 +90,11 @@ impl Plugin for SqlitePlugin {
     fn open_cache(&self, config: &StoreConfig) -> Result<Box<dyn Cache>> {
         let (cfg, db) = self.open_db(config)?;
         let ttl = cfg.channel_ttl(config)?;
-        Ok(Box::new(SqliteCache::open(
-            db,
-            cfg.max_messages(),
-            cfg.max_value_bytes(),
-            ttl,
+        let store = SqliteCache::open(db, cfg.max_messages(), cfg.max_value_bytes(), ttl)?;
+        Ok(Box::new(Served::new(
+            store,
+            &format!("sqlite-{}", config.store),
+            1,
         )?))
     }
 
