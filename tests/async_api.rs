@@ -445,6 +445,36 @@ fn a_store_with_its_own_workers_answers_and_stops_them_when_dropped() {
     all_closed(&db, "the store with workers was dropped");
 }
 
+/// A two-worker runtime with one blocking thread.
+fn one_blocking_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Run `calls` on `rt` (from [`one_blocking_thread`]) while its one
+/// blocking thread is held: their output, or `None` if they did not end
+/// within 30 s (a call that needed the blocking thread waits for ever).
+fn with_the_blocking_thread_held<T>(
+    rt: &tokio::runtime::Runtime,
+    calls: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let (holding, held) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = rt.spawn_blocking(move || {
+        holding.send(()).unwrap();
+        released.recv_timeout(Duration::from_secs(60)).ok();
+    });
+    held.recv().unwrap();
+    let outcome = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), calls).await });
+    release.send(()).unwrap();
+    rt.block_on(holder).unwrap();
+    outcome.ok()
+}
+
 /// The postgres plugin starts `execute` and `query` on its own runtime:
 /// through the async API they answer, right, while tokio's only blocking
 /// thread is held, from many tasks at once on the connections they share
@@ -476,91 +506,79 @@ fn postgres_started_calls_take_no_blocking_thread() {
         r.blocking().as_async().is_some(),
         "the postgres plugin starts execute and query"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(1)
-        .enable_all()
-        .build()
+    let rt = one_blocking_thread();
+    let outcome = with_the_blocking_thread_held(&rt, async {
+        r.execute(
+            "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v TEXT NOT NULL)",
+            params![],
+        )
+        .await
         .unwrap();
-    // Hold tokio's one blocking thread until the calls are done.
-    let (holding, held) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let holder = rt.spawn_blocking(move || {
-        holding.send(()).unwrap();
-        released.recv_timeout(Duration::from_secs(60)).ok();
-    });
-    held.recv().unwrap();
-    let outcome = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            r.execute(
-                "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v TEXT NOT NULL)",
-                params![],
-            )
+        let tasks: Vec<_> = (0..16i64)
+            .map(|t| {
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for i in 0..20 {
+                        let done = r
+                            .execute(
+                                "INSERT INTO t (v) VALUES (:v)",
+                                backplane_host::Params::Named(vec![(
+                                    "v".into(),
+                                    format!("{t}-{i}").into(),
+                                )]),
+                            )
+                            .await
+                            .unwrap();
+                        assert_eq!(done.rows_affected, 1);
+                        let id = done.last_insert_id.expect("the generated key");
+                        let rows = r
+                            .query("SELECT v FROM t WHERE id = ?", params![id])
+                            .await
+                            .unwrap();
+                        assert_eq!(rows.scalar().unwrap().as_str(), Some(&*format!("{t}-{i}")));
+                        ids.push(id);
+                        // Calls share pipelined connections: one that
+                        // fails fails alone.
+                        if (t + i) % 5 == 0 {
+                            let e = r
+                                .query("SELECT 1 / (id - id) FROM t WHERE id = ?", params![id])
+                                .await
+                                .unwrap_err();
+                            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+                            assert!(e.message().contains("division by zero"), "{e}");
+                        }
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.extend(t.await.unwrap());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 320, "every insert its own key");
+        // The blocking calls' errors, the same kinds and words.
+        let e = r.query("SELEC 1", params![]).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.message().contains("SELEC"), "{e}");
+        let e = r.execute("BEGIN", params![]).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        let e = r
+            .query("SELECT v FROM t WHERE id = ?", params![1, 2])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        // A schema change through the started calls is seen by them.
+        r.execute("ALTER TABLE t ADD COLUMN w BIGINT DEFAULT 7", params![])
             .await
             .unwrap();
-            let tasks: Vec<_> = (0..16i64)
-                .map(|t| {
-                    let r = r.clone();
-                    tokio::spawn(async move {
-                        let mut ids = Vec::new();
-                        for i in 0..20 {
-                            let done = r
-                                .execute("INSERT INTO t (v) VALUES (:v)", backplane_host::Params::Named(vec![("v".into(), format!("{t}-{i}").into())]))
-                                .await
-                                .unwrap();
-                            assert_eq!(done.rows_affected, 1);
-                            let id = done.last_insert_id.expect("the generated key");
-                            let rows = r
-                                .query("SELECT v FROM t WHERE id = ?", params![id])
-                                .await
-                                .unwrap();
-                            assert_eq!(rows.scalar().unwrap().as_str(), Some(&*format!("{t}-{i}")));
-                            ids.push(id);
-                            // Calls share pipelined connections: one that
-                            // fails fails alone.
-                            if (t + i) % 5 == 0 {
-                                let e = r
-                                    .query("SELECT 1 / (id - id) FROM t WHERE id = ?", params![id])
-                                    .await
-                                    .unwrap_err();
-                                assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-                                assert!(e.message().contains("division by zero"), "{e}");
-                            }
-                        }
-                        ids
-                    })
-                })
-                .collect();
-            let mut ids = Vec::new();
-            for t in tasks {
-                ids.extend(t.await.unwrap());
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            assert_eq!(ids.len(), 320, "every insert its own key");
-            // The blocking calls' errors, the same kinds and words.
-            let e = r.query("SELEC 1", params![]).await.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-            assert!(e.message().contains("SELEC"), "{e}");
-            let e = r.execute("BEGIN", params![]).await.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-            let e = r
-                .query("SELECT v FROM t WHERE id = ?", params![1, 2])
-                .await
-                .unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-            // A schema change through the started calls is seen by them.
-            r.execute("ALTER TABLE t ADD COLUMN w BIGINT DEFAULT 7", params![])
-                .await
-                .unwrap();
-            r.query("SELECT w FROM t WHERE id = ?", params![ids[0]])
-                .await
-                .unwrap()
-        })
-        .await
+        r.query("SELECT w FROM t WHERE id = ?", params![ids[0]])
+            .await
+            .unwrap()
     });
-    release.send(()).unwrap();
-    rt.block_on(holder).unwrap();
     let rows = outcome.expect("the started calls answered without a blocking thread");
     assert_eq!(rows.scalar().unwrap(), &backplane_host::Value::Integer(7));
     // The blocking API sees what the started calls wrote, and its schema
@@ -660,19 +678,7 @@ fn embedded_stores_serve_their_hot_calls_without_a_blocking_thread() {
         .unwrap();
         b.create_edges(&[NewEdge::new("a", "b", "knows")]).unwrap();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (holding, held) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let holder = rt.spawn_blocking(move || {
-        holding.send(()).unwrap();
-        released.recv_timeout(Duration::from_secs(60)).ok();
-    });
-    held.recv().unwrap();
+    let rt = one_blocking_thread();
     let calls = async {
         for r in &relational {
             r.execute("INSERT INTO t (k, v) VALUES (?, ?)", params![7, "seven"])
@@ -722,8 +728,6 @@ fn embedded_stores_serve_their_hot_calls_without_a_blocking_thread() {
             assert_eq!(ids, ["b"], "{}", g.name());
         }
     };
-    let outcome = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), calls).await });
-    release.send(()).unwrap();
-    rt.block_on(holder).unwrap();
+    let outcome = with_the_blocking_thread_held(&rt, calls);
     outcome.expect("the started calls answered without a blocking thread");
 }
