@@ -52,7 +52,11 @@ impl Collection {
     fn unindexed(&self, shard: &EdgeShard) -> usize {
         let info = shard.info();
         // Every vector of an indexed segment counts as indexed, including
-        // a cosine collection's `raw` vector (whose index has no graph).
+        // a cosine point's `raw` copy (whose index has no graph). Counted
+        // as if every cosine point had one, where only those Qdrant
+        // normalised do (`backend::kept_as_given`): an upper bound, so a
+        // search may ask for a build that Qdrant's optimizer then finds
+        // nothing to do for (it indexes by its own threshold).
         let per_point = if keeps_raw(self.distance) { 2 } else { 1 };
         info.points_count
             .saturating_sub(info.indexed_vectors_count / per_point)

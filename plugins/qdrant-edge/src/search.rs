@@ -84,18 +84,23 @@ pub(crate) fn matching(c: &Collection, shard: &EdgeShard, filter: &Filter) -> Re
 /// A stored point as a record, with the vector as upserted.
 pub(crate) fn record(c: &Collection, r: Record) -> Result<VectorRecord> {
     let d = decoded(r.payload.map(|p| p.0), &r.id)?;
-    let name = stored_vector(c);
     let vector = match r.vector {
         Some(VectorStructInternal::Single(v)) => Some(v),
-        Some(VectorStructInternal::Named(mut m)) => match m.remove(name) {
-            Some(VectorInternal::Dense(v)) => Some(v),
-            _ => None,
+        // A cosine point keeps `raw` only where Qdrant changed the vector
+        // it searches (see `backend::kept_as_given`); elsewhere that one
+        // is the vector as given.
+        Some(VectorStructInternal::Named(mut m)) => match m.remove(RAW_VECTOR) {
+            Some(VectorInternal::Dense(v)) if keeps_raw(c.distance) => Some(v),
+            _ => match m.remove(SEARCH_VECTOR) {
+                Some(VectorInternal::Dense(v)) => Some(v),
+                _ => None,
+            },
         },
         _ => None,
     }
     .ok_or_else(|| {
         Error::backend(format!(
-            "record '{}' in collection '{}' has no stored vector '{name}'",
+            "record '{}' in collection '{}' has no stored vector",
             d.id, c.name
         ))
     })?;
@@ -107,19 +112,11 @@ pub(crate) fn record(c: &Collection, r: Record) -> Result<VectorRecord> {
     })
 }
 
-/// The vector `get` and `scroll` return.
-fn stored_vector(c: &Collection) -> &'static str {
-    if keeps_raw(c.distance) {
-        RAW_VECTOR
-    } else {
-        SEARCH_VECTOR
-    }
-}
-
-/// What a read asks for to get [`record`]'s vector.
+/// What a read asks for to get [`record`]'s vector: a cosine point's
+/// `raw` copy where it has one, and the searched vector.
 pub(crate) fn with_vector(c: &Collection) -> WithVector {
     if keeps_raw(c.distance) {
-        WithVector::Selector(vec![RAW_VECTOR.to_string()])
+        WithVector::Selector(vec![SEARCH_VECTOR.to_string(), RAW_VECTOR.to_string()])
     } else {
         WithVector::Bool(true)
     }

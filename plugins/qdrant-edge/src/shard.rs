@@ -2,11 +2,13 @@
 //! collection's shard gets, and the engine's errors and panics as
 //! Backplane errors.
 //!
-//! A cosine collection's shard holds two vectors per point: the searched
-//! one (Qdrant's default, unnamed vector, which Qdrant normalises) and
-//! `raw` (dot distance, which stores vectors unchanged; on disk; never
-//! indexed), which `get` and `scroll` return so that vectors come back bit
-//! for bit. Dot and euclidean shards hold the searched vector alone.
+//! A cosine collection's shard holds the searched vector (Qdrant's
+//! default, unnamed vector, which Qdrant normalises unless its length is
+//! already 1) and, for the points Qdrant changed, `raw` (dot distance,
+//! which stores vectors unchanged; on disk; never indexed), which `get`
+//! and `scroll` return so that vectors come back bit for bit (see
+//! `backend::kept_as_given`). Dot and euclidean shards hold the searched
+//! vector alone.
 
 use crate::config::Tuning;
 use backplane_core::kit::text::panic_text;

@@ -206,6 +206,100 @@ fn raw_vectors_round_trip_exactly() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
 }
 
+fn normalised(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / n).collect()
+}
+
+/// A cosine vector Qdrant stores unchanged (length 1) is stored once; one
+/// it normalises keeps its `raw` copy; both come back bit for bit, also
+/// after one replaces the other under the same id and after a reopen.
+#[test]
+fn a_unit_cosine_vector_is_stored_once_and_comes_back_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tuning = Tuning {
+        indexing_threshold_kb: 1,
+        index_after_idle: Duration::from_secs(3600),
+        ..Tuning::default()
+    };
+    let mut rng = Rng(21);
+    for dim in [7usize, 384] {
+        let name = format!("c{dim}");
+        let unit: Vec<VectorRecord> = (0..40)
+            .map(|i| VectorRecord::new(format!("u{i}"), normalised(rng.vector(dim))))
+            .collect();
+        let scaled: Vec<VectorRecord> = (0..10)
+            .map(|i| VectorRecord::new(format!("s{i}"), rng.vector(dim)))
+            .collect();
+        assert!(unit
+            .iter()
+            .all(|r| crate::backend::kept_as_given(&r.vector)));
+        assert!(!scaled
+            .iter()
+            .any(|r| crate::backend::kept_as_given(&r.vector)));
+        // "a" is first scaled, then unit; "b" the other way round.
+        let (a1, a2) = (rng.vector(dim), normalised(rng.vector(dim)));
+        let (b1, b2) = (normalised(rng.vector(dim)), rng.vector(dim));
+        let expect: Vec<VectorRecord> = unit
+            .iter()
+            .chain(&scaled)
+            .cloned()
+            .chain([
+                VectorRecord::new("a", a2.clone()),
+                VectorRecord::new("b", b2.clone()),
+            ])
+            .collect();
+        {
+            let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+            s.create_collection(&name, dim as u32, Distance::Cosine)
+                .unwrap();
+            s.upsert(&name, &unit).unwrap();
+            s.upsert(&name, &scaled).unwrap();
+            s.upsert(
+                &name,
+                &[VectorRecord::new("a", a1), VectorRecord::new("b", b1)],
+            )
+            .unwrap();
+            s.upsert(
+                &name,
+                &[VectorRecord::new("a", a2), VectorRecord::new("b", b2)],
+            )
+            .unwrap();
+            assert!(s.build_index(&name).unwrap());
+            // The unit vectors and "a" once, the scaled ones and "b" twice.
+            assert_eq!(
+                s.index_state(&name).unwrap().indexed_vectors,
+                41 + 2 * 11,
+                "dimension {dim}"
+            );
+        }
+        let s = QdrantEdgeVector::open(tmp.path(), tuning, None).unwrap();
+        let ids: Vec<String> = expect.iter().map(|r| r.id.clone()).collect();
+        let got = s.get(&name, &ids).unwrap();
+        assert_eq!(got.len(), expect.len());
+        for r in &expect {
+            let g = got.iter().find(|g| g.id == r.id).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&g.vector),
+                bits(&r.vector),
+                "{name}/{}: bit for bit",
+                r.id
+            );
+        }
+        let page = s.scroll(&name, None, 100).unwrap();
+        assert_eq!(page.records.len(), expect.len());
+        for g in &page.records {
+            let r = expect.iter().find(|r| r.id == g.id).unwrap();
+            assert_eq!(g.vector, r.vector, "{name}/{}: scroll", r.id);
+        }
+        let hits = s
+            .search(&name, &SearchRequest::new(expect[3].vector.clone(), 1))
+            .unwrap();
+        assert_eq!(hits[0].id, expect[3].id);
+    }
+}
+
 #[test]
 fn reserved_keys_and_bad_input_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
