@@ -25,7 +25,7 @@ use backplane_behavior::{
     drop_postgres_schema, in_ci, library, namespace, plugins_toml, postgres_server, redis_server,
     Scratch,
 };
-use backplane_host::{params, CacheStore, ErrorKind, Storage};
+use backplane_host::{params, CacheStore, ErrorKind, Storage, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -694,6 +694,37 @@ fn embedded_stores_serve_their_hot_calls_without_a_blocking_thread() {
                 "{}",
                 r.name()
             );
+            // Rows of several columns and kinds, then other columns: the
+            // started reply's column names are those of its own query.
+            r.execute("INSERT INTO t (k, v) VALUES (?, NULL)", params![8])
+                .await
+                .unwrap();
+            let rows = r
+                .query("SELECT k, v, k * 0.5 AS half FROM t ORDER BY k", params![])
+                .await
+                .unwrap();
+            assert_eq!(&*rows.columns, ["k", "v", "half"], "{}", r.name());
+            assert_eq!(
+                rows.rows,
+                vec![
+                    vec![
+                        Value::Integer(7),
+                        Value::Text("seven".into()),
+                        Value::Real(3.5)
+                    ],
+                    vec![Value::Integer(8), Value::Null, Value::Real(4.0)],
+                ],
+                "{}",
+                r.name()
+            );
+            let rows = r
+                .query("SELECT v AS name FROM t WHERE k = ?", params![7])
+                .await
+                .unwrap();
+            assert_eq!(&*rows.columns, ["name"], "{}", r.name());
+            let e = r.query("SELEC k FROM t", params![]).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}: {e}", r.name());
+            assert!(e.message().contains("SELEC"), "{}: {e}", r.name());
         }
         for v in &vector {
             v.upsert(

@@ -553,6 +553,31 @@ pub trait AsyncRelational: Send + Sync {
     fn execute(&self, sql: &str, params: &Params, done: crate::Done<ExecResult>);
     /// Start [`Relational::query`].
     fn query(&self, sql: &str, params: &Params, done: crate::Done<Rows>);
+
+    /// [`execute`](Self::execute) as the plugin boundary starts it: on
+    /// arguments the boundary has decoded and gives up, answering with
+    /// the result in its wire form. The default passes on to `execute`
+    /// and encodes the result; a store that runs the call on a thread of
+    /// its own overrides it to move the arguments there instead of copying
+    /// them (`kit::served` does).
+    fn execute_wire(&self, sql: String, params: Params, done: crate::boundary::Answer) {
+        self.execute(
+            &sql,
+            &params,
+            Box::new(move |r| done(r.map(|v| crate::boundary::encode(&v)))),
+        )
+    }
+
+    /// [`query`](Self::query) as the plugin boundary starts it (see
+    /// [`execute_wire`](Self::execute_wire)); `kit::served` also writes
+    /// the rows straight into the reply's wire form.
+    fn query_wire(&self, sql: String, params: Params, done: crate::boundary::Answer) {
+        self.query(
+            &sql,
+            &params,
+            Box::new(move |r| done(r.map(|v| crate::boundary::encode(&v)))),
+        )
+    }
 }
 
 /// A relational store. Implemented by plugins; used through the host.

@@ -31,7 +31,10 @@
 //!   blocking, through the capability's async trait), `fast` (the host's
 //!   client writes this method by hand, on a faster path; the tag still
 //!   serves the plain encoding), or `fast_start` (both: the blocking call
-//!   on the fast path, the started one in the plain encoding).
+//!   on the fast path, the started one in the plain encoding; for the
+//!   relational `execute` and `query`, whose started form hands the
+//!   decoded arguments to the store's `*_wire` method, which answers in
+//!   the wire form).
 //! - `=> T`: the host's async API takes `impl Into<T>`; `as T`: it takes
 //!   `T`; neither: it takes the parameter's own (copyable) type. `T` must be
 //!   the parameter type's [`Arg::Owned`], which the compiler checks.
@@ -450,8 +453,17 @@ pub(crate) use start;
 
 /// One branch of the plugin side's `start`.
 macro_rules! start_arm {
-    (fast_start $($rest:tt)*) => {
-        $crate::boundary::start_arm!(start $($rest)*);
+    // The relational hot calls: started on their decoded arguments, given
+    // up to the store, which answers in the wire form (`*_wire`).
+    (fast_start $tag:literal fn $m:ident(sql: $st:ty, params: $pt:ty) -> $r:ty; $async:ident, $got:ident, $body:ident, $answer:ident) => {
+        if $got == $tag {
+            let Ok((sql, params)) = $crate::boundary::decode::<(String, $crate::Params)>($body) else {
+                return false;
+            };
+            let reply = $answer();
+            $crate::boundary::relational::start_wire!($m, $async, sql, params, reply);
+            return true;
+        }
     };
     (start $tag:literal fn $m:ident($($a:ident: $t:ty),*) -> $r:ty; $async:ident, $got:ident, $body:ident, $answer:ident) => {
         if $got == $tag {
@@ -473,8 +485,17 @@ pub(crate) use start_arm;
 
 /// One method of the host client's async trait.
 macro_rules! start_method {
-    (fast_start $($rest:tt)*) => {
-        $crate::boundary::start_method!(start $($rest)*);
+    // The relational hot calls: the reply decoded as the fast path's is
+    // (`relational::Reply`).
+    (fast_start $tag:literal fn $m:ident($($a:ident: $t:ty),*) -> $r:ty) => {
+        fn $m(&self, $($a: $t,)* done: $crate::cache::Done<$r>) {
+            self.remote().start_with(
+                $tag,
+                &($(<$t as $crate::boundary::Arg<'_>>::to_wire($a),)*),
+                <$r as $crate::boundary::relational::Reply>::decoder(self),
+                done,
+            )
+        }
     };
     (start $tag:literal fn $m:ident($($a:ident: $t:ty),*) -> $r:ty) => {
         fn $m(&self, $($a: $t,)* done: $crate::cache::Done<$r>) {

@@ -17,6 +17,19 @@ use crate::rows::{decode_rows, decode_rows_with, ColumnsMemo, RawValue, RowsWrit
 use crate::{
     AsyncRelational, Error, ExecResult, Page, Params, ParamsRef, Relational, Result, Rows, Value,
 };
+use std::sync::Arc;
+
+/// The started form of a `fast_start` method on its wire form
+/// ([`AsyncRelational::execute_wire`], [`AsyncRelational::query_wire`]).
+macro_rules! start_wire {
+    (execute, $a:ident, $sql:ident, $params:ident, $reply:ident) => {
+        $a.execute_wire($sql, $params, $reply)
+    };
+    (query, $a:ident, $sql:ident, $params:ident, $reply:ident) => {
+        $a.query_wire($sql, $params, $reply)
+    };
+}
+pub(crate) use start_wire;
 
 /// The relational capability's methods, for everything generated from them.
 /// Expands `$then!` with `($args)` followed by the list.
@@ -69,7 +82,26 @@ pub(crate) struct SqlCall<'a> {
 }
 
 /// A relational store in a plugin, seen from the host.
-pub(crate) struct RelationalClient(pub(crate) Remote, pub(crate) ColumnsMemo);
+pub(crate) struct RelationalClient(pub(crate) Remote, pub(crate) Arc<ColumnsMemo>);
+
+/// How the host decodes the reply of a started `execute` or `query`: as
+/// the blocking fast path does (rows without serde, column names reused).
+pub(crate) trait Reply: Sized + 'static {
+    fn decoder(c: &RelationalClient) -> impl FnOnce(&[u8]) -> Result<Self> + Send + 'static;
+}
+
+impl Reply for ExecResult {
+    fn decoder(_: &RelationalClient) -> impl FnOnce(&[u8]) -> Result<Self> + Send + 'static {
+        super::decode_owned
+    }
+}
+
+impl Reply for Rows {
+    fn decoder(c: &RelationalClient) -> impl FnOnce(&[u8]) -> Result<Self> + Send + 'static {
+        let memo = c.1.clone();
+        move |b| decode_rows_with(b, &memo)
+    }
+}
 
 impl RelationalClient {
     fn remote(&self) -> &Remote {

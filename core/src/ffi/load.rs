@@ -357,10 +357,21 @@ impl Remote {
         args: &impl Serialize,
         done: Done<T>,
     ) {
+        self.start_with(tag, args, boundary::decode_owned, done)
+    }
+
+    /// [`start`](Self::start), the reply decoded by `decode_ok`.
+    pub(crate) fn start_with<T: 'static>(
+        &self,
+        tag: u16,
+        args: &impl Serialize,
+        decode_ok: impl FnOnce(&[u8]) -> Result<T> + Send + 'static,
+        done: Done<T>,
+    ) {
         let req = boundary::request(tag, args);
         let (store, backend) = (self.store.clone(), self.backend.clone());
         let cb: Callback = Box::new(move |r| {
-            done(decode_with(r, boundary::decode_owned).map_err(|e| e.in_store(&store, &backend)))
+            done(decode_with(r, decode_ok).map_err(|e| e.in_store(&store, &backend)))
         });
         let ctx = Box::into_raw(Box::new(cb)) as *mut c_void;
         // SAFETY: `object` stays valid until `drop`; `ctx` lives until

@@ -89,13 +89,45 @@ impl<R: Send + Sync + 'static> Served<R> {
 
 impl<R: Relational + 'static> AsyncRelational for Served<R> {
     fn execute(&self, sql: &str, params: &Params, done: Done<ExecResult>) {
-        let (sql, params) = (sql.to_string(), params.clone());
-        self.start(move |s| s.execute(&sql, &params), done)
+        self.execute_wire(
+            sql.to_string(),
+            params.clone(),
+            Box::new(move |r| done(r.and_then(|b| crate::boundary::decode(&b)))),
+        )
     }
 
     fn query(&self, sql: &str, params: &Params, done: Done<Rows>) {
-        let (sql, params) = (sql.to_string(), params.clone());
-        self.start(move |s| s.query(&sql, &params), done)
+        self.query_wire(
+            sql.to_string(),
+            params.clone(),
+            Box::new(move |r| done(r.and_then(|b| crate::boundary::decode_owned(&b)))),
+        )
+    }
+
+    /// The arguments move to the worker; the call takes the store's fast
+    /// path (borrowed parameters).
+    fn execute_wire(&self, sql: String, params: Params, done: crate::boundary::Answer) {
+        self.start(
+            move |s| {
+                s.execute_ref(&sql, (&params).into())
+                    .map(|r| crate::boundary::encode(&r))
+            },
+            done,
+        )
+    }
+
+    /// As `execute_wire`, and the rows are written straight into the
+    /// reply's wire form ([`RowsWriter`](crate::rows::RowsWriter)), never
+    /// built as [`Rows`].
+    fn query_wire(&self, sql: String, params: Params, done: crate::boundary::Answer) {
+        self.start(
+            move |s| {
+                let mut w = crate::rows::RowsWriter::new();
+                s.query_into(&sql, (&params).into(), &mut w)?;
+                Ok(w.finish())
+            },
+            done,
+        )
     }
 }
 
