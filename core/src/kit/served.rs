@@ -89,19 +89,13 @@ impl<R: Send + Sync + 'static> Served<R> {
 
 impl<R: Relational + 'static> AsyncRelational for Served<R> {
     fn execute(&self, sql: &str, params: &Params, done: Done<ExecResult>) {
-        self.execute_wire(
-            sql.to_string(),
-            params.clone(),
-            Box::new(move |r| done(r.and_then(|b| crate::boundary::decode(&b)))),
-        )
+        let (sql, params) = (sql.to_string(), params.clone());
+        self.start(move |s| s.execute(&sql, &params), done)
     }
 
     fn query(&self, sql: &str, params: &Params, done: Done<Rows>) {
-        self.query_wire(
-            sql.to_string(),
-            params.clone(),
-            Box::new(move |r| done(r.and_then(|b| crate::boundary::decode_owned(&b)))),
-        )
+        let (sql, params) = (sql.to_string(), params.clone());
+        self.start(move |s| s.query(&sql, &params), done)
     }
 
     /// The arguments move to the worker; the call takes the store's fast

@@ -159,8 +159,8 @@ impl Vector for QdrantEdgeVector {
             .zip(payloads)
             .map(|(r, payload)| {
                 let vectors: Vectors = if keeps_raw(c.distance) {
-                    if kept_as_given(&r.vector) {
-                        Vectors::new_named([(SEARCH_VECTOR, r.vector.clone())])
+                    if let Some(v) = kept_as_given(&r.vector) {
+                        Vectors::new_named([(SEARCH_VECTOR, v)])
                     } else {
                         Vectors::new_named([
                             (SEARCH_VECTOR, r.vector.clone()),
@@ -367,21 +367,22 @@ impl Vector for QdrantEdgeVector {
     }
 }
 
-/// Whether a cosine collection stores `v` exactly as given, so that it
-/// needs no `raw` copy.
+/// `v` as a cosine collection stores it, when that is exactly as given
+/// (so that it needs no `raw` copy); `None` when Qdrant would change it.
 ///
 /// Qdrant normalises a cosine collection's vectors when it writes them,
 /// but leaves one whose length is already 1 (within its own tolerance,
 /// which most embedding models' output meets) unchanged. Asking Qdrant's
 /// own function, which the write then calls on the same bits in the same
 /// process, makes the answer exact rather than an estimate of Qdrant's
-/// rounding: when this is true, the vector the collection keeps is bit for
-/// bit the one given.
-pub(crate) fn kept_as_given(v: &[f32]) -> bool {
+/// rounding: when this is `Some`, the vector the collection keeps is bit
+/// for bit the one given.
+pub(crate) fn kept_as_given(v: &[f32]) -> Option<Vec<f32>> {
     let stored = qdrant_edge::Distance::Cosine.preprocess_vector::<f32>(v.to_vec());
-    stored.len() == v.len()
+    let same = stored.len() == v.len()
         && stored
             .iter()
             .zip(v)
-            .all(|(x, y)| x.to_bits() == y.to_bits())
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+    same.then_some(stored)
 }

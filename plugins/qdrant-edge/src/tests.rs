@@ -26,6 +26,16 @@ impl Rng {
     }
 }
 
+/// Settings whose index is built only when a test asks (`build_index`),
+/// once more than `threshold_kb` is unindexed.
+fn built_when_asked(threshold_kb: usize) -> Tuning {
+    Tuning {
+        indexing_threshold_kb: threshold_kb,
+        index_after_idle: Duration::from_secs(3600),
+        ..Tuning::default()
+    }
+}
+
 fn open(dir: &std::path::Path) -> QdrantEdgeVector {
     QdrantEdgeVector::open(dir, Tuning::default(), None).unwrap()
 }
@@ -90,11 +100,7 @@ fn data_survives_reopen() {
 #[test]
 fn indexed_data_survives_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    let tuning = Tuning {
-        indexing_threshold_kb: 10,
-        index_after_idle: Duration::from_secs(3600),
-        ..Tuning::default()
-    };
+    let tuning = built_when_asked(10);
     let mut rng = Rng(7);
     let recs: Vec<VectorRecord> = (0..600)
         .map(|i| VectorRecord::new(format!("r{i}"), rng.vector(16)).with_payload(json!({"i": i})))
@@ -217,11 +223,7 @@ fn normalised(v: Vec<f32>) -> Vec<f32> {
 #[test]
 fn a_unit_cosine_vector_is_stored_once_and_comes_back_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    let tuning = Tuning {
-        indexing_threshold_kb: 1,
-        index_after_idle: Duration::from_secs(3600),
-        ..Tuning::default()
-    };
+    let tuning = built_when_asked(1);
     let mut rng = Rng(21);
     for dim in [7usize, 384] {
         let name = format!("c{dim}");
@@ -233,10 +235,10 @@ fn a_unit_cosine_vector_is_stored_once_and_comes_back_exactly() {
             .collect();
         assert!(unit
             .iter()
-            .all(|r| crate::backend::kept_as_given(&r.vector)));
+            .all(|r| crate::backend::kept_as_given(&r.vector).is_some()));
         assert!(!scaled
             .iter()
-            .any(|r| crate::backend::kept_as_given(&r.vector)));
+            .any(|r| crate::backend::kept_as_given(&r.vector).is_some()));
         // "a" is first scaled, then unit; "b" the other way round.
         let (a1, a2) = (rng.vector(dim), normalised(rng.vector(dim)));
         let (b1, b2) = (normalised(rng.vector(dim)), rng.vector(dim));
@@ -696,9 +698,7 @@ fn the_wal_is_trimmed_after_an_index_build() {
     let tmp = tempfile::tempdir().unwrap();
     let tuning = Tuning {
         wal_segment_mb: 1,
-        indexing_threshold_kb: 10,
-        index_after_idle: Duration::from_secs(3600),
-        ..Tuning::default()
+        ..built_when_asked(10)
     };
     let mut rng = Rng(33);
     let mut recs: Vec<VectorRecord> = Vec::new();
@@ -776,11 +776,7 @@ fn exact_cosine_top(data: &[Vec<f32>], q: &[f32], k: usize) -> Vec<String> {
 fn a_search_does_not_wait_for_an_index_build() {
     use std::sync::{mpsc, Arc};
     let tmp = tempfile::tempdir().unwrap();
-    let tuning = Tuning {
-        indexing_threshold_kb: 10,
-        index_after_idle: Duration::from_secs(3600),
-        ..Tuning::default()
-    };
+    let tuning = built_when_asked(10);
     let dim = 16;
     let mut rng = Rng(9);
     let data: Vec<Vec<f32>> = (0..2000).map(|_| rng.vector(dim)).collect();
